@@ -1,0 +1,3 @@
+from libresh_cli.cli.main import run
+
+run()

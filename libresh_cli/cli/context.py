@@ -1,0 +1,99 @@
+"""The application object every command receives: terminal, output format, global flags."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from rich.console import Console
+
+from libresh_cli.settings import Paths
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+@dataclass
+class AppContext:
+    output: OutputFormat = OutputFormat.table
+    verbose: int = 0
+    yes: bool = False
+    dry_run: bool = False
+    color: bool = True
+    debug: bool = False
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    paths: Paths = field(default_factory=Paths.from_env)
+
+    @cached_property
+    def out(self) -> Console:
+        """Data goes to stdout."""
+        return Console(no_color=not self.color, soft_wrap=True, highlight=False)
+
+    @cached_property
+    def err(self) -> Console:
+        """Messages, progress and prompts go to stderr."""
+        return Console(stderr=True, no_color=not self.color, highlight=False)
+
+    @property
+    def interactive(self) -> bool:
+        """A person is there to answer: both stdin and stderr are terminals."""
+        return sys.stdin.isatty() and sys.stderr.isatty()
+
+    def configure_logging(self) -> None:
+        import logging
+
+        level = {0: logging.WARNING, 1: logging.INFO}.get(self.verbose, logging.DEBUG)
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+    def reporter(self) -> TerminalReporter:
+        return TerminalReporter(self.err, quiet=self.output is not OutputFormat.table)
+
+
+def color_wanted(no_color_flag: bool) -> bool:
+    return not no_color_flag and "NO_COLOR" not in os.environ
+
+
+class TerminalReporter:
+    """Shows service progress on stderr: a spinner for the current step on a terminal,
+    plain lines otherwise; `quiet` keeps stderr to warnings when data goes out as json/yaml."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self._status: object | None = None
+
+    def step(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(message)  # type: ignore[attr-defined]
+        elif not self.quiet and not self.console.is_terminal:
+            self.console.print(f"… {message}")
+
+    def done(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[green]✓[/green] {message}")
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]![/yellow] {message}")
+
+    @contextmanager
+    def spinning(self, message: str) -> Iterator[TerminalReporter]:
+        """While inside, `step` updates a spinner line (only on a terminal)."""
+        if not self.console.is_terminal or self.quiet:
+            yield self
+            return
+        with self.console.status(message) as status:
+            self._status = status
+            try:
+                yield self
+            finally:
+                self._status = None

@@ -1,0 +1,139 @@
+"""The `libresh` command: global options, sub-command groups, and the entry point."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from libresh_cli import __version__
+from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
+from libresh_cli.cli.failure import (
+    debug_requested,
+    report_libresh_error,
+    report_unexpected_error,
+)
+from libresh_cli.cli.lab import lab_app
+from libresh_cli.errors import ExitCode, LibreshError
+
+HELP = """\
+Turn a VPS, an ARM board or a Hetzner Cloud project into a self-hosting platform.
+
+\b
+Examples:
+  # a local Kubernetes control plane with simulated nodes, to try things out
+  libresh lab up --nodes 3
+  export KUBECONFIG=$(libresh lab kubeconfig)
+  # machine-readable output for scripts
+  libresh -o json lab status
+
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 unreachable, 4 not found,
+5 conflict, 6 prerequisite missing, 70 internal error, 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="libresh",
+    help=HELP,
+    rich_markup_mode=None,  # typer's rich help costs ~50 ms at every start
+    no_args_is_help=True,
+    # Typer's pretty tracebacks print local variables, which may hold secrets.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(lab_app, name="lab")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"libresh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUBECONFIG",
+            help="Kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).",
+            show_envvar=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="Kubeconfig context to use.")
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output format for data.")
+    ] = OutputFormat.table,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail (-vv for debug).")
+    ] = 0,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Answer yes to confirmations (for scripts, cron).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be done, change nothing.")
+    ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours (also: the NO_COLOR variable).")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks of unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    app_context = AppContext(
+        output=output,
+        verbose=verbose,
+        yes=yes,
+        dry_run=dry_run,
+        color=color_wanted(no_color),
+        debug=debug,
+        kubeconfig=kubeconfig,
+        kube_context=context,
+    )
+    app_context.configure_logging()
+    ctx.obj = app_context
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: runs the app and maps every outcome to an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    sys.exit(_run(args))
+
+
+def _run(args: list[str]) -> int:
+    try:
+        result = app(args=args, prog_name="libresh", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.TyperException as usage:  # bad options and arguments: usage, exit code 2
+        _show_usage_error(usage)
+        return usage.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("\nInterrupted.\n")
+        return int(ExitCode.INTERRUPTED)
+    except LibreshError as error:
+        return report_libresh_error(error)
+    except Exception as error:
+        if debug_requested(args):
+            raise
+        return report_unexpected_error(error)
+    # Without standalone mode, click returns the exit code given to ctx.exit() / typer.Exit.
+    return result if isinstance(result, int) else 0
+
+
+def _show_usage_error(error: typer.TyperException) -> None:
+    show = getattr(error, "show", None)  # typer's click errors know how to print usage
+    if callable(show):
+        show()
+    else:
+        sys.stderr.write(f"Error: {error.format_message()}\n")

@@ -1,0 +1,46 @@
+"""Rendering results: the same data as a table for people, or json/yaml for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from libresh_cli.cli.context import AppContext, OutputFormat
+
+if TYPE_CHECKING:  # rich.table is imported when a table is drawn, not for `libresh --help`
+    from rich.table import Table
+
+
+def emit(app: AppContext, data: Any, as_table: Callable[[Any], Table | str]) -> None:
+    """Print `data` on stdout in the chosen format; `as_table` builds the human view."""
+    if app.output is OutputFormat.json:
+        app.out.print_json(json.dumps(data, default=str))
+    elif app.output is OutputFormat.yaml:
+        import yaml  # only scripts asking for yaml pay for the import
+
+        app.out.print(yaml.safe_dump(data, sort_keys=False).rstrip(), markup=False)
+    else:
+        app.out.print(as_table(data))
+
+
+def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, title=title, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    return table

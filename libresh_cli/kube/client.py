@@ -1,0 +1,382 @@
+"""A small Kubernetes API client: server-side apply, get/list/delete, discovery and waits.
+
+Few round trips by design: discovery is the aggregated kind (two requests for every group and
+version), apply is one PATCH per object, and independent objects are applied concurrently.
+Every failure leaves here as a LibreshError that says which server and kubeconfig were used.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, TypeVar
+
+import httpx
+
+from libresh_cli.errors import ExitCode, LibreshError, NotFoundError, UnreachableError
+from libresh_cli.kube.connection import Connection, KubeTarget, load_connection
+
+FIELD_MANAGER = "libresh"
+DISCOVERY_ACCEPT = (
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+)
+# Objects others depend on go first (CRDs before their objects, namespaces before what they
+# hold, config before the workloads that mount it); deletion walks the same list backwards.
+KIND_ORDER = (
+    "CustomResourceDefinition",
+    "Namespace",
+    "PriorityClass",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "NetworkPolicy",
+    "LimitRange",
+    "ResourceQuota",
+    "Service",
+)
+MAX_ERROR_TEXT = 400
+
+T = TypeVar("T")
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+
+class KubeApiError(LibreshError):
+    """The API server answered with an error Status."""
+
+    def __init__(self, status: int, reason: str, message: str, *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+        self.exit_code = _exit_code_for(status)
+
+
+def _exit_code_for(status: int) -> ExitCode:
+    return {
+        400: ExitCode.BAD_INPUT,
+        404: ExitCode.NOT_FOUND,
+        409: ExitCode.CONFLICT,
+        422: ExitCode.BAD_INPUT,
+    }.get(status, ExitCode.FAILURE)
+
+
+def apply_rank(manifest: Mapping[str, Any]) -> int:
+    kind = str(manifest.get("kind", ""))
+    if kind in KIND_ORDER:
+        return KIND_ORDER.index(kind)
+    # Workloads next; custom resources (any group we do not know) last, after their CRDs.
+    api_version = str(manifest.get("apiVersion", ""))
+    builtin = (
+        "/" not in api_version
+        or api_version.split("/")[0].endswith(".k8s.io")
+        or (api_version.split("/")[0] in ("apps", "batch", "autoscaling", "policy"))
+    )
+    return len(KIND_ORDER) + (0 if builtin else 1)
+
+
+def api_prefix(api_version: str) -> str:
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+
+
+class KubeClient:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.connection = connection
+        self._http = httpx.Client(
+            base_url=connection.server,
+            verify=connection.ssl_context,
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": "libresh", "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
+        self._types: dict[tuple[str, str], ResourceType] | None = None
+        self._lock = threading.Lock()
+        self.request_count = 0
+
+    @classmethod
+    def connect(cls, target: KubeTarget, **kwargs: Any) -> KubeClient:
+        return cls(load_connection(target), **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str | None = None,
+    ) -> Any:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if accept:
+            headers["Accept"] = accept
+        authorization = self.connection.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        content = json.dumps(body) if body is not None else None
+        with self._lock:
+            self.request_count += 1
+        try:
+            response = self._http.request(
+                method, path, params=params, content=content, headers=headers
+            )
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+        if response.status_code >= 400:
+            raise _api_error(response, method, path)
+        return response.json() if response.content else None
+
+    def healthy(self, path: str = "/readyz") -> bool:
+        """True when the API server answers its health endpoint with 200; never raises."""
+        headers = {}
+        authorization = self.connection.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        try:
+            response = self._http.get(path, headers=headers, timeout=5.0)
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    def _unreachable(self, error: httpx.TransportError) -> UnreachableError:
+        reason = str(error) or type(error).__name__
+        return UnreachableError(
+            f"Cannot reach the Kubernetes API at {self.connection.server} "
+            f"({self.connection.target.describe()}): {reason}",
+            hint="Is the cluster running and the address right? For the lab cluster: "
+            "`libresh lab status`. Another cluster: --kubeconfig / --context.",
+        )
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def discover(self, *, refresh: bool = False) -> dict[tuple[str, str], ResourceType]:
+        if self._types is None or refresh:
+            types: dict[tuple[str, str], ResourceType] = {}
+            for path in ("/api", "/apis"):
+                document = self.request("GET", path, accept=DISCOVERY_ACCEPT)
+                types.update(parse_aggregated_discovery(document))
+            self._types = types
+        return self._types
+
+    def resource_type(self, api_version: str, kind: str) -> ResourceType:
+        found = self.discover().get((api_version, kind))
+        if found is None:  # maybe a CRD registered since we looked
+            found = self.discover(refresh=True).get((api_version, kind))
+        if found is None:
+            raise NotFoundError(
+                f"The cluster at {self.connection.server} has no {kind} in {api_version}.",
+                hint="Is the CustomResourceDefinition (or the API group) installed?",
+            )
+        return found
+
+    def path_for(
+        self, api_version: str, kind: str, name: str | None = None, namespace: str | None = None
+    ) -> str:
+        kind_type = self.resource_type(api_version, kind)
+        path = api_prefix(api_version)
+        if kind_type.namespaced and namespace:
+            path += f"/namespaces/{namespace}"
+        path += f"/{kind_type.plural}"
+        return f"{path}/{name}" if name else path
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def apply(self, manifest: Manifest, *, namespace: str | None = None) -> Manifest:
+        """Server-side apply, forcing ownership of the fields we set (we are their manager)."""
+        metadata = manifest.get("metadata", {})
+        kind_type = self.resource_type(manifest["apiVersion"], manifest["kind"])
+        target_namespace = metadata.get("namespace") or namespace
+        if kind_type.namespaced and not target_namespace:
+            target_namespace = "default"
+        path = self.path_for(
+            manifest["apiVersion"], manifest["kind"], metadata["name"], target_namespace
+        )
+        result: Manifest = self.request(
+            "PATCH",
+            path,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def apply_all(
+        self, manifests: Iterable[Manifest], *, namespace: str | None = None, workers: int = 8
+    ) -> list[Manifest]:
+        """Apply in dependency order; objects of the same rank go concurrently."""
+        ordered = sorted(manifests, key=apply_rank)
+        applied: list[Manifest] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _, group in groupby(ordered, key=apply_rank):
+                batch = list(group)
+                applied += pool.map(lambda m: self.apply(m, namespace=namespace), batch)
+        return applied
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Manifest | None:
+        try:
+            found: Manifest = self.request("GET", self.path_for(api_version, kind, name, namespace))
+        except KubeApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        document = self.request(
+            "GET", self.path_for(api_version, kind, namespace=namespace), params=params
+        )
+        items: list[Manifest] = document.get("items", [])
+        return items
+
+    def create(self, manifest: Manifest) -> Manifest:
+        metadata = manifest.get("metadata", {})
+        path = self.path_for(
+            manifest["apiVersion"], manifest["kind"], None, metadata.get("namespace")
+        )
+        created: Manifest = self.request("POST", path, body=manifest)
+        return created
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete (children in the background); False when it was already gone."""
+        try:
+            self.request(
+                "DELETE",
+                self.path_for(api_version, kind, name, namespace),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeApiError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def server_version(self) -> str:
+        return str(self.request("GET", "/version")["gitVersion"])
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    max_interval: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call `probe` until it returns something other than None, backing off between calls."""
+    deadline = clock() + timeout
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if clock() >= deadline:
+            raise WaitTimeoutError(what, timeout)
+        sleep(interval)
+        interval = min(interval * 1.5, max_interval)
+
+
+class WaitTimeoutError(LibreshError):
+    exit_code = ExitCode.FAILURE
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"Timed out after {timeout:.0f}s waiting for {what}.")
+        self.what = what
+
+
+def parse_aggregated_discovery(document: Mapping[str, Any]) -> dict[tuple[str, str], ResourceType]:
+    """Map (apiVersion, kind) to its resource, from an APIGroupDiscoveryList document."""
+    if document.get("kind") != "APIGroupDiscoveryList":
+        raise LibreshError(
+            "The API server does not offer aggregated discovery (Kubernetes 1.30 or newer).",
+            hint="libresh supports k3s and Kubernetes 1.30+; upgrade the cluster.",
+        )
+    types: dict[tuple[str, str], ResourceType] = {}
+    for group in document.get("items", []):
+        group_name = group.get("metadata", {}).get("name", "")
+        for version in group.get("versions", []):
+            api_version = f"{group_name}/{version['version']}" if group_name else version["version"]
+            for resource in version.get("resources", []):
+                kind = resource.get("responseKind", {}).get("kind")
+                if not kind:
+                    continue
+                types.setdefault(
+                    (api_version, kind),
+                    ResourceType(
+                        api_version=api_version,
+                        kind=kind,
+                        plural=resource["resource"],
+                        namespaced=resource.get("scope") == "Namespaced",
+                    ),
+                )
+    return types
+
+
+def _api_error(response: httpx.Response, method: str, path: str) -> KubeApiError:
+    """Turn an error response into a short message; bodies are cut so nothing large (or secret,
+    such as an echoed Secret) is carried into logs or the terminal."""
+    try:
+        status = response.json()
+    except ValueError:
+        status = {}
+    message = str(status.get("message") or response.reason_phrase)[:MAX_ERROR_TEXT]
+    reason = str(status.get("reason") or "")
+    hint = None
+    if response.status_code in (401, 403):
+        hint = "The credentials in the kubeconfig were refused or lack permission."
+    return KubeApiError(
+        response.status_code,
+        reason,
+        f"The Kubernetes API refused {method} {path}: {message} ({response.status_code})",
+        hint=hint,
+    )
+
+
+def iter_conditions(manifest: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield from manifest.get("status", {}).get("conditions", []) or []

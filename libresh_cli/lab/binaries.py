@@ -1,0 +1,231 @@
+"""The lab's binaries: found in the cache, or built from Go modules and cached by version.
+
+Nothing ships kube-apiserver as a package, so the lab builds it: `gomod/` holds a Go module
+that requires k8s.io/kubernetes (with its staging modules replaced by their published
+versions, and a go.sum pinning every checksum) and compiles etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler into one multi-call binary. kwok is installed
+from its own module, and its shipped Stage files (the simulated lifecycles of nodes, pods and
+volumes) are taken from that same module version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from libresh_cli.errors import OperationFailedError, PrerequisiteError
+from libresh_cli.progress import Reporter
+from libresh_cli.settings import Paths
+
+KUBERNETES_VERSION = "1.34.4"
+KWOK_VERSION = "0.8.0"
+MINIMUM_GO = (1, 24)
+CONTROLPLANE = "lab-controlplane"
+KWOK = "kwok"
+BIN_DIR_VARIABLE = "LIBRESH_LAB_BIN_DIR"
+
+# kwok's own Stage files, by their path in the kwok module: nodes become Ready and keep
+# heartbeating, pods become Ready, Job pods complete, deleted pods go away, and PVCs of the
+# `kwok-volume` StorageClass get a bound PV.
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+    "kustomize/stage/volume/fast/pvc-provision.yaml",
+    "kustomize/stage/volume/fast/pvc-delete.yaml",
+    "kustomize/stage/volume/fast/pv-bind.yaml",
+    "kustomize/stage/volume/fast/pv-delete.yaml",
+)
+COMPLETE_MARKER = "COMPLETE"
+
+
+@dataclass(frozen=True)
+class LabBinaries:
+    """A directory holding the lab's binaries and the kwok stages they run with."""
+
+    root: Path
+
+    @property
+    def controlplane(self) -> Path:
+        return self.root / "bin" / CONTROLPLANE
+
+    @property
+    def kwok(self) -> Path:
+        return self.root / "bin" / KWOK
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "stages"
+
+    def is_complete(self) -> bool:
+        return (
+            os.access(self.controlplane, os.X_OK)
+            and os.access(self.kwok, os.X_OK)
+            and any(self.stages.glob("*.yaml"))
+        )
+
+
+def recipe_digest() -> str:
+    """Changes whenever the Go module or the pinned versions change, so the cache follows."""
+    digest = hashlib.sha256(f"{KUBERNETES_VERSION}/{KWOK_VERSION}".encode())
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update(resources.files(__package__).joinpath("gomod", name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_dir(paths: Paths) -> Path:
+    arch = platform.machine().lower()
+    key = f"k8s-v{KUBERNETES_VERSION}-kwok-v{KWOK_VERSION}-{arch}-{recipe_digest()}"
+    return paths.cache / "lab" / key
+
+
+def find_binaries(paths: Paths, env: dict[str, str] | None = None) -> LabBinaries | None:
+    """Binaries from $LIBRESH_LAB_BIN_DIR, or from the cache when a build completed there."""
+    env = dict(os.environ) if env is None else env
+    if env.get(BIN_DIR_VARIABLE):
+        given = LabBinaries(Path(env[BIN_DIR_VARIABLE]))
+        if not given.is_complete():
+            raise PrerequisiteError(
+                f"{BIN_DIR_VARIABLE}={given.root} does not hold the lab binaries.",
+                hint=f"Expected bin/{CONTROLPLANE}, bin/{KWOK} and stages/*.yaml there "
+                "(the layout `libresh lab build` writes); unset the variable to use the cache.",
+            )
+        return given
+    cached = LabBinaries(cache_dir(paths))
+    if (cached.root / COMPLETE_MARKER).exists() and cached.is_complete():
+        return cached
+    return None
+
+
+def ensure_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
+    found = find_binaries(paths)
+    if found is not None:
+        return found
+    return build_binaries(paths, reporter)
+
+
+def go_version(go: str) -> tuple[int, int]:
+    text = _run([go, "env", "GOVERSION"], what="ask Go for its version").strip()
+    return parse_go_version(text)
+
+
+def parse_go_version(text: str) -> tuple[int, int]:
+    match = re.match(r"go(\d+)\.(\d+)", text.strip())
+    if not match:
+        raise PrerequisiteError(f"Could not read the Go version from {text!r}.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def require_go() -> str:
+    go = shutil.which("go")
+    wanted = ".".join(map(str, MINIMUM_GO))
+    how = (
+        f"The lab builds kube-apiserver and kwok from Go modules once, then caches them. "
+        f"Install Go {wanted} or newer (Debian 13's golang-go, or the official Go tarball) "
+        f"and run `libresh lab build`, or point {BIN_DIR_VARIABLE} at a directory of "
+        "binaries built elsewhere."
+    )
+    if go is None:
+        raise PrerequisiteError("No lab binaries are cached and Go is not installed.", hint=how)
+    if go_version(go) < MINIMUM_GO:
+        raise PrerequisiteError(f"{go} is older than Go {wanted}.", hint=how)
+    return go
+
+
+def build_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
+    go = require_go()
+    target = LabBinaries(cache_dir(paths))
+    (target.root / COMPLETE_MARKER).unlink(missing_ok=True)
+    work = paths.cache / "lab" / "build"
+    _write_go_module(work)
+    reporter.step(
+        f"Building Kubernetes v{KUBERNETES_VERSION} control plane from Go modules "
+        "(first time only; 15-30 minutes on 2 cores)"
+    )
+    _build_controlplane(go, work, target.controlplane)
+    reporter.done(f"Built {CONTROLPLANE} (Kubernetes v{KUBERNETES_VERSION})")
+    reporter.step(f"Building kwok v{KWOK_VERSION}")
+    _install_kwok(go, target.kwok)
+    _copy_kwok_stages(go, work, target.stages)
+    reporter.done(f"Built kwok v{KWOK_VERSION}")
+    (target.root / COMPLETE_MARKER).write_text(json.dumps(build_info()) + "\n")
+    return target
+
+
+def build_info() -> dict[str, str]:
+    return {"kubernetes": KUBERNETES_VERSION, "kwok": KWOK_VERSION, "recipe": recipe_digest()}
+
+
+def _write_go_module(work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("go.mod", "go.sum", "main.go"):
+        source = resources.files(__package__).joinpath("gomod", name)
+        (work / name).write_bytes(source.read_bytes())
+
+
+def version_ldflags() -> str:
+    major, minor, _ = KUBERNETES_VERSION.split(".")
+    prefix = "-X k8s.io/component-base/version"
+    return (
+        f"-s -w {prefix}.gitVersion=v{KUBERNETES_VERSION} "
+        f"{prefix}.gitMajor={major} {prefix}.gitMinor={minor}"
+    )
+
+
+def _build_controlplane(go: str, work: Path, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _run(
+        [go, "build", "-trimpath", "-ldflags", version_ldflags(), "-o", str(output), "."],
+        what=f"build {CONTROLPLANE}",
+        cwd=work,
+    )
+
+
+def _install_kwok(go: str, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(output.parent)}
+    _run(
+        [go, "install", "-trimpath", f"sigs.k8s.io/kwok/cmd/kwok@v{KWOK_VERSION}"],
+        what="build kwok",
+        env=env,
+    )
+
+
+def _copy_kwok_stages(go: str, work: Path, stages: Path) -> None:
+    listing = _run(
+        [go, "mod", "download", "-json", f"sigs.k8s.io/kwok@v{KWOK_VERSION}"],
+        what="locate the kwok module",
+        cwd=work.parent,  # outside our module, whose go.mod does not require kwok
+    )
+    module_dir = Path(json.loads(listing)["Dir"])
+    stages.mkdir(parents=True, exist_ok=True)
+    for relative in KWOK_STAGE_FILES:
+        shutil.copyfile(module_dir / relative, stages / Path(relative).name)
+
+
+def _run(
+    command: list[str], *, what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        raise PrerequisiteError(f"Could not run {command[0]} to {what}: {error}.") from error
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise OperationFailedError(
+            f"Could not {what} (`{' '.join(command[:3])} …` exited {done.returncode}).",
+            hint=tail or None,
+        )
+    return done.stdout

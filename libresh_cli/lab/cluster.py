@@ -1,0 +1,306 @@
+"""lab up / down / status: bring the daemons up in order, check them, take them down."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from libresh_cli.errors import BadInputError, ConflictError, LibreshError, OperationFailedError
+from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.connection import KubeTarget
+from libresh_cli.kube.readiness import node as node_readiness
+from libresh_cli.lab import components, state
+from libresh_cli.lab.binaries import KUBERNETES_VERSION, KWOK_VERSION, LabBinaries, ensure_binaries
+from libresh_cli.lab.components import LabLayout
+from libresh_cli.lab.pki import create_pki
+from libresh_cli.lab.processes import (
+    ProcessRecord,
+    free_ports,
+    is_alive,
+    reap,
+    require_free_port,
+    start_daemon,
+    stop_all,
+)
+from libresh_cli.progress import Reporter
+from libresh_cli.settings import Paths, write_private_file
+
+MAX_NODES = 100
+# Stopped in this order: the API's clients, then the API server (which still needs etcd to
+# shut down cleanly), then etcd.
+STOP_ORDER = (
+    ("kwok", "kube-scheduler", "kube-controller-manager"),
+    ("kube-apiserver",),
+    ("etcd",),
+)
+ETCD_TIMEOUT = 30.0
+APISERVER_TIMEOUT = 90.0
+NODES_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str = "default"
+    nodes: int = 1
+    api_port: int | None = None
+
+
+@dataclass
+class LabStatus:
+    name: str
+    health: str  # running | degraded | stopped
+    server: str | None = None
+    kubeconfig: str | None = None
+    processes: dict[str, bool] = field(default_factory=dict)
+    nodes_ready: int | None = None
+    nodes: int | None = None
+    kubernetes_version: str | None = None
+    kwok_version: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> state.LabState:
+    name = state.validate_name(spec.name)
+    _check_spec(spec)
+    _clear_previous_run(paths, name, reporter)
+    binaries = ensure_binaries(paths, reporter)
+    layout = _choose_layout(paths, name, spec.api_port)
+    lab = state.LabState(
+        name=name,
+        api_port=layout.api_port,
+        etcd_port=layout.etcd_port,
+        nodes=[f"lab-node-{i}" for i in range(1, spec.nodes + 1)],
+        kubernetes_version=KUBERNETES_VERSION,
+        kwok_version=KWOK_VERSION,
+        binaries=str(binaries.root),
+        created_at=time.time(),
+    )
+    try:
+        _start(paths, lab, layout, binaries, reporter)
+    except BaseException:
+        # Nothing half-up is left behind: a failed or interrupted start is undone entirely.
+        stop_in_order(lab.processes, grace=3.0)
+        state.remove_state(paths, name)
+        raise
+    return lab
+
+
+def _check_spec(spec: LabSpec) -> None:
+    if not 1 <= spec.nodes <= MAX_NODES:
+        raise BadInputError(
+            f"--nodes {spec.nodes} is out of range.", hint=f"Use 1 to {MAX_NODES} nodes."
+        )
+    if spec.api_port is not None and not 1024 <= spec.api_port <= 65535:
+        raise BadInputError(
+            f"--api-port {spec.api_port} is out of range.",
+            hint="Use a port from 1024 to 65535, or leave it out to get a free one.",
+        )
+
+
+def _clear_previous_run(paths: Paths, name: str, reporter: Reporter) -> None:
+    """A healthy lab of that name is a conflict; the debris of a crashed one is cleaned up."""
+    directory = state.lab_dir(paths, name)
+    if not directory.exists():
+        return
+    previous = state.load_state(paths, name)
+    if previous and previous.processes and all(is_alive(p) for p in previous.processes):
+        raise ConflictError(
+            f"A lab named '{name}' is already running (API at {previous.server}).",
+            hint=f"Use it (`libresh lab kubeconfig --name {name}`), stop it first "
+            f"(`libresh lab down --name {name}`), or start another with --name.",
+        )
+    killed = stop_in_order(previous.processes, grace=5.0) if previous else []
+    state.remove_state(paths, name)
+    detail = f" (killed leftover {', '.join(killed)})" if killed else ""
+    reporter.warn(f"Cleaned up the remains of an earlier lab '{name}' that had crashed{detail}.")
+
+
+def _choose_layout(paths: Paths, name: str, api_port: int | None) -> LabLayout:
+    if api_port is not None:
+        require_free_port(
+            api_port,
+            f"the API server of lab '{name}'",
+            "Choose another with --api-port, or leave --api-port out to get a free port.",
+        )
+        etcd, peer = free_ports(2, avoid=[api_port])
+    else:
+        api_port, etcd, peer = free_ports(3)
+    return LabLayout(state.lab_dir(paths, name), api_port, etcd, peer)
+
+
+def _start(
+    paths: Paths,
+    lab: state.LabState,
+    layout: LabLayout,
+    binaries: LabBinaries,
+    reporter: Reporter,
+) -> None:
+    layout.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    reporter.step("Writing certificates and kubeconfig")
+    pki = create_pki(layout.pki.directory, lab.name)
+    document = components.kubeconfig_document(
+        lab.name,
+        lab.server,
+        pki.ca_cert.read_bytes(),
+        pki.admin_cert.read_bytes(),
+        pki.admin_key.read_bytes(),
+    )
+    write_private_file(layout.kubeconfig, yaml.safe_dump(document))
+    env = _daemon_env(layout.directory)
+
+    def launch(component: str, argv: list[str]) -> ProcessRecord:
+        record = start_daemon(component, argv, layout.log(component), env)
+        lab.processes.append(record)
+        state.save_state(paths, lab)  # recorded at once, so a crash now leaves no orphan
+        return record
+
+    reporter.step("Starting etcd")
+    etcd = launch("etcd", components.etcd_command(binaries, layout))
+    _wait_healthy(etcd, lambda: _etcd_healthy(layout.etcd_port), "etcd", ETCD_TIMEOUT)
+    reporter.step("Starting kube-apiserver")
+    apiserver = launch("kube-apiserver", components.apiserver_command(binaries, layout))
+    with KubeClient.connect(KubeTarget(layout.kubeconfig)) as kube:
+        _wait_healthy(apiserver, kube.healthy, "kube-apiserver", APISERVER_TIMEOUT)
+        reporter.done(f"Kubernetes v{KUBERNETES_VERSION} API server ready at {lab.server}")
+        reporter.step("Starting controller-manager, scheduler and kwok")
+        launch("kube-controller-manager", components.controller_manager_command(binaries, layout))
+        launch("kube-scheduler", components.scheduler_command(binaries, layout))
+        launch("kwok", components.kwok_command(binaries, layout))
+        kube.apply(components.storage_class_manifest())
+        kube.apply_all(components.node_manifest(node) for node in lab.nodes)
+        reporter.step(f"Waiting for {len(lab.nodes)} node(s) and the controllers")
+        _wait_nodes_and_controllers(kube, lab)
+    reporter.done(f"{len(lab.nodes)} simulated node(s) ready")
+
+
+def _daemon_env(directory: Path) -> dict[str, str]:
+    # HOME points into the lab so kwok never reads a user's ~/.kwok configuration.
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)}
+
+
+def _etcd_healthy(port: int) -> bool:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and '"true"' in response.text
+
+
+def _wait_healthy(
+    record: ProcessRecord, healthy: Callable[[], bool], what: str, timeout: float
+) -> None:
+    def probe() -> bool | None:
+        if healthy():
+            return True
+        reap(record.pid)
+        if not is_alive(record):
+            raise OperationFailedError(
+                f"{what} exited while starting.", hint=_log_tail(Path(record.log))
+            )
+        return None
+
+    wait_for(f"{what} to become healthy", probe, timeout=timeout, interval=0.1, max_interval=0.5)
+
+
+def _wait_nodes_and_controllers(kube: KubeClient, lab: state.LabState) -> None:
+    def ready() -> bool | None:
+        nodes = kube.list("v1", "Node", label_selector="node.libresh.dev/lab=true")
+        all_ready = len(nodes) == len(lab.nodes) and all(node_readiness(n).ready for n in nodes)
+        # The controller-manager creates each namespace's "default" ServiceAccount; pods
+        # cannot be admitted before it exists.
+        account = kube.get("v1", "ServiceAccount", "default", "default")
+        return True if all_ready and account is not None else None
+
+    _live = [p for p in lab.processes if p.component != "etcd"]
+
+    def probe() -> bool | None:
+        for record in _live:
+            reap(record.pid)
+            if not is_alive(record):
+                raise OperationFailedError(
+                    f"{record.component} exited while starting.", hint=_log_tail(Path(record.log))
+                )
+        return ready()
+
+    wait_for("the nodes to be Ready", probe, timeout=NODES_TIMEOUT, interval=0.2)
+
+
+def _log_tail(log: Path, lines: int = 12) -> str:
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return f"(no log at {log})"
+    return f"Last lines of {log}:\n" + "\n".join(text)
+
+
+def lab_down(paths: Paths, name: str, reporter: Reporter) -> bool:
+    """Stop every daemon of the lab and remove its state. False when there was no lab."""
+    state.validate_name(name)
+    if not state.lab_dir(paths, name).exists():
+        return False
+    previous = state.load_state(paths, name)
+    if previous is not None:
+        reporter.step(f"Stopping lab '{name}'")
+        killed = stop_in_order(previous.processes)
+        if killed:
+            reporter.warn(f"Killed after waiting for them to stop: {', '.join(killed)}.")
+    state.remove_state(paths, name)
+    reporter.done(f"Lab '{name}' stopped and its state removed")
+    return True
+
+
+def stop_in_order(records: list[ProcessRecord], *, grace: float = 10.0) -> list[str]:
+    """Stop the daemons tier by tier (STOP_ORDER); returns those that had to be killed."""
+    killed: list[str] = []
+    known = {name for tier in STOP_ORDER for name in tier}
+    tiers = [*STOP_ORDER, tuple(r.component for r in records if r.component not in known)]
+    for tier in tiers:
+        killed += stop_all([r for r in records if r.component in tier], grace=grace)
+    return killed
+
+
+def lab_status(paths: Paths, name: str) -> LabStatus:
+    state.validate_name(name)
+    lab = state.load_state(paths, name)
+    if lab is None:
+        return LabStatus(name=name, health="stopped")
+    processes = {p.component: is_alive(p) for p in lab.processes}
+    status = LabStatus(
+        name=name,
+        health="degraded",
+        server=lab.server,
+        kubeconfig=str(state.kubeconfig_path(paths, name)),
+        processes=processes,
+        nodes=len(lab.nodes),
+        kubernetes_version=lab.kubernetes_version,
+        kwok_version=lab.kwok_version,
+    )
+    if processes and all(processes.values()):
+        status.nodes_ready = _count_ready_nodes(Path(status.kubeconfig or ""))
+        if status.nodes_ready == len(lab.nodes):
+            status.health = "running"
+    return status
+
+
+def _count_ready_nodes(kubeconfig: Path) -> int | None:
+    try:
+        with KubeClient.connect(KubeTarget(kubeconfig), timeout=5.0) as kube:
+            nodes = kube.list("v1", "Node", label_selector="node.libresh.dev/lab=true")
+    except LibreshError:
+        return None
+    return sum(1 for n in nodes if node_readiness(n).ready)
+
+
+def all_statuses(paths: Paths) -> list[LabStatus]:
+    return [lab_status(paths, name) for name in state.lab_names(paths)]
+
+
+__all__ = ["LabSpec", "LabStatus", "all_statuses", "lab_down", "lab_status", "lab_up"]

@@ -1,0 +1,180 @@
+"""The lab cluster's certificates: a CA, the API server's serving certificate, an admin client
+certificate, and the service-account signing key. Ed25519 is not accepted by every component
+for service accounts, so ECDSA P-256 is used throughout: small and fast to generate."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from libresh_cli.settings import write_private_file
+
+VALIDITY = datetime.timedelta(days=365)
+# The first address of the lab's service range: in-cluster clients reach the API there.
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+API_SERVICE_IP = "10.96.0.1"
+
+
+@dataclass(frozen=True)
+class LabPki:
+    directory: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def serving_cert(self) -> Path:
+        return self.directory / "apiserver.crt"
+
+    @property
+    def serving_key(self) -> Path:
+        return self.directory / "apiserver.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.directory / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.directory / "admin.key"
+
+    @property
+    def service_account_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def service_account_pub(self) -> Path:
+        return self.directory / "sa.pub"
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+    )
+
+
+def _issue_ca(lab_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _new_key()
+    name = _name(f"libresh-lab-{lab_name}-ca")
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _issue_leaf(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    subject: x509.Name,
+    usage: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _new_key()
+    builder = (
+        _builder(subject, ca_cert.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def serving_names() -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [
+        x509.DNSName(dns)
+        for dns in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+    ]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", API_SERVICE_IP)]
+    return names
+
+
+def create_pki(directory: Path, lab_name: str) -> LabPki:
+    """Write every key and certificate the lab needs; private keys are 0600."""
+    pki = LabPki(directory)
+    ca_key, ca_cert = _issue_ca(lab_name)
+    serving_key, serving_cert = _issue_leaf(
+        ca_key, ca_cert, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, serving_names()
+    )
+    # system:masters is the group Kubernetes grants every permission: the lab's owner is admin.
+    admin_key, admin_cert = _issue_leaf(
+        ca_key,
+        ca_cert,
+        _name("libresh-lab-admin", "system:masters"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    sa_key = _new_key()
+    write_private_file(pki.ca_key, _key_pem(ca_key))
+    write_private_file(pki.ca_cert, _cert_pem(ca_cert))
+    write_private_file(pki.serving_key, _key_pem(serving_key))
+    write_private_file(pki.serving_cert, _cert_pem(serving_cert))
+    write_private_file(pki.admin_key, _key_pem(admin_key))
+    write_private_file(pki.admin_cert, _cert_pem(admin_cert))
+    write_private_file(pki.service_account_key, _key_pem(sa_key))
+    write_private_file(
+        pki.service_account_pub,
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return pki

@@ -1,0 +1,154 @@
+"""Start the lab's daemons detached from libresh, find out whether they still run, stop them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from libresh_cli.errors import ConflictError
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A started daemon: its pid, and the executable and first argument it was started with,
+    so that a pid reused by an unrelated program after a reboot is never taken for ours."""
+
+    component: str
+    pid: int
+    executable: str
+    log: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {
+            "component": self.component,
+            "pid": self.pid,
+            "executable": self.executable,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ProcessRecord:
+        return cls(
+            str(data["component"]), int(str(data["pid"])), str(data["executable"]), str(data["log"])
+        )
+
+
+def start_daemon(
+    component: str, argv: list[str], log: Path, env: Mapping[str, str]
+) -> ProcessRecord:
+    """Start `argv` in its own session (it outlives libresh and ignores the terminal's Ctrl-C),
+    with output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            close_fds=True,
+        )
+    return ProcessRecord(component, process.pid, argv[0], str(log))
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    state = _proc_state(record.pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    try:
+        cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmdline) and cmdline[0].decode(errors="replace") == record.executable
+
+
+def reap(pid: int) -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_all(records: Iterable[ProcessRecord], *, grace: float = 10.0) -> list[str]:
+    """SIGTERM every live daemon, SIGKILL those still there after `grace` seconds.
+    Returns the components that had to be killed."""
+    alive = [r for r in records if is_alive(r)]
+    for record in alive:
+        _signal_group(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        for record in alive:
+            reap(record.pid)
+        alive = [r for r in alive if is_alive(r)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    for record in alive:
+        _signal_group(record.pid, signal.SIGKILL)
+        reap(record.pid)
+    return [r.component for r in alive]
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # Each daemon leads its own session and process group: signal the group so any child it
+    # started goes too.
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> list[int]:
+    """Ports the kernel hands out as free now. They are held open together while chosen so
+    they are distinct; a race with another program remains possible and shows as a clear
+    start-up failure of the component that lost it."""
+    sockets = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+            port = int(sock.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+    finally:
+        for sock in sockets:
+            sock.close()
+    return ports
+
+
+def require_free_port(port: int, what: str, how_to_change: str) -> None:
+    if not port_is_free(port):
+        raise ConflictError(
+            f"Port {port} on 127.0.0.1, wanted for {what}, is already in use.",
+            hint=how_to_change,
+        )
