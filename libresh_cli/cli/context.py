@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from libresh_cli.settings import Paths
+
+if TYPE_CHECKING:  # rich is imported on first output, so `libresh --help` does not pay for it
+    from rich.console import Console
 
 
 class OutputFormat(StrEnum):
@@ -37,11 +39,15 @@ class AppContext:
     @cached_property
     def out(self) -> Console:
         """Data goes to stdout."""
+        from rich.console import Console
+
         return Console(no_color=not self.color, soft_wrap=True, highlight=False)
 
     @cached_property
     def err(self) -> Console:
         """Messages, progress and prompts go to stderr."""
+        from rich.console import Console
+
         return Console(stderr=True, no_color=not self.color, highlight=False)
 
     @property

@@ -127,8 +127,12 @@ def _run(args: list[str]) -> int:
         if debug_requested(args):
             raise
         return report_unexpected_error(error)
-    # Without standalone mode, click returns the exit code given to ctx.exit() / typer.Exit.
-    return result if isinstance(result, int) else 0
+    # Without standalone mode, typer returns the code of an Exit raised in a command; it turns
+    # Ctrl-C into a silent Exit(130), which deserves a word.
+    code = result if isinstance(result, int) else 0
+    if code == ExitCode.INTERRUPTED:
+        sys.stderr.write("\nInterrupted.\n")
+    return code
 
 
 def _show_usage_error(error: typer.TyperException) -> None:

@@ -1,0 +1,102 @@
+"""A real Kubernetes control plane (the lab) shared by the integration tests of a session.
+
+The lab's binaries are built (or found in the cache) once, before any test runs, so the
+cold build of a fresh machine is not counted against a test's timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.connection import KubeTarget
+from libresh_cli.lab.binaries import ensure_binaries
+from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
+from libresh_cli.lab.state import LabState, kubeconfig_path
+from libresh_cli.progress import SilentReporter
+from libresh_cli.settings import Paths
+
+INTEGRATION_DIR = Path(__file__).parent
+XDG_PRIVATE = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+
+
+class PrintingReporter:
+    def __init__(self, config: pytest.Config) -> None:
+        self.terminal = config.get_terminal_writer()
+
+    def step(self, message: str) -> None:
+        self.terminal.line(f"[lab] {message}")
+
+    def done(self, message: str) -> None:
+        self.terminal.line(f"[lab] done: {message}")
+
+    def warn(self, message: str) -> None:
+        self.terminal.line(f"[lab] warning: {message}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker("integration") for item in session.items):
+        ensure_binaries(Paths.from_env(), PrintingReporter(session.config))
+
+
+@dataclass
+class Lab:
+    paths: Paths
+    state: LabState
+    kubeconfig: Path
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment under which the `libresh` command sees this lab."""
+        return {**os.environ, "XDG_STATE_HOME": str(self.paths.state.parent), "NO_COLOR": "1"}
+
+    def kube(self) -> KubeClient:
+        return KubeClient.connect(KubeTarget(self.kubeconfig))
+
+    def official_client(self) -> k8s.ApiClient:
+        """The kubernetes Python client, to check what libresh did with an independent client."""
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def lab_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    """Own state, config and data directories; the user's cache (built binaries) is shared."""
+    root = tmp_path_factory.mktemp("xdg")
+    env = {**os.environ, **{var: str(root / var.lower()) for var in XDG_PRIVATE}}
+    return Paths.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_paths: Paths) -> Iterator[Lab]:
+    state = lab_up(lab_paths, LabSpec(name="pytest", nodes=2), SilentReporter())
+    try:
+        yield Lab(lab_paths, state, kubeconfig_path(lab_paths, "pytest"))
+    finally:
+        lab_down(lab_paths, "pytest", SilentReporter())
+
+
+@pytest.fixture
+def kube(lab: Lab) -> Iterator[KubeClient]:
+    with lab.kube() as client:
+        yield client
+
+
+@pytest.fixture
+def namespace(kube: KubeClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete("v1", "Namespace", name)

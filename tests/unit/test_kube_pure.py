@@ -1,0 +1,158 @@
+"""Pure parts of the kube adapter: discovery parsing (captured from a real v1.34.4 API server),
+apply ordering, readiness of objects as the API returns them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from libresh_cli.errors import LibreshError
+from libresh_cli.kube import readiness
+from libresh_cli.kube.client import (
+    WaitTimeoutError,
+    api_prefix,
+    apply_rank,
+    parse_aggregated_discovery,
+    wait_for,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def _discovery(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((FIXTURES / f"discovery-{name}-v1.34.4.json").read_text())
+    return document
+
+
+def test_core_group_discovery() -> None:
+    types = parse_aggregated_discovery(_discovery("api"))
+    pod = types[("v1", "Pod")]
+    assert (pod.plural, pod.namespaced) == ("pods", True)
+    node = types[("v1", "Node")]
+    assert (node.plural, node.namespaced) == ("nodes", False)
+    assert types[("v1", "Namespace")].namespaced is False
+    # subresources (pods/status, pods/log…) are not kinds of their own
+    assert all("/" not in t.plural for t in types.values())
+
+
+def test_named_groups_discovery() -> None:
+    types = parse_aggregated_discovery(_discovery("apis"))
+    assert types[("apps/v1", "Deployment")].plural == "deployments"
+    assert types[("networking.k8s.io/v1", "Ingress")].namespaced is True
+    crd = types[("apiextensions.k8s.io/v1", "CustomResourceDefinition")]
+    assert (crd.plural, crd.namespaced) == ("customresourcedefinitions", False)
+    assert types[("storage.k8s.io/v1", "StorageClass")].namespaced is False
+    assert types[("batch/v1", "CronJob")].plural == "cronjobs"
+
+
+def test_discovery_refuses_a_server_without_aggregated_discovery() -> None:
+    with pytest.raises(LibreshError, match="aggregated discovery"):
+        parse_aggregated_discovery({"kind": "APIGroupList", "groups": []})
+
+
+def test_api_prefix() -> None:
+    assert api_prefix("v1") == "/api/v1"
+    assert api_prefix("apps/v1") == "/apis/apps/v1"
+
+
+def test_apply_order_puts_dependencies_first() -> None:
+    manifests = [
+        {"apiVersion": "example.org/v1", "kind": "Widget"},
+        {"apiVersion": "apps/v1", "kind": "Deployment"},
+        {"apiVersion": "v1", "kind": "Secret"},
+        {"apiVersion": "v1", "kind": "Namespace"},
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition"},
+        {"apiVersion": "v1", "kind": "Service"},
+    ]
+    ordered = [m["kind"] for m in sorted(manifests, key=apply_rank)]
+    assert ordered == [
+        "CustomResourceDefinition",
+        "Namespace",
+        "Secret",
+        "Service",
+        "Deployment",
+        "Widget",
+    ]
+
+
+def test_wait_for_returns_the_first_answer_and_times_out() -> None:
+    answers = iter([None, None, "ok"])
+    assert wait_for("x", lambda: next(answers), timeout=5, sleep=lambda _: None) == "ok"
+
+    now = [0.0]
+
+    def tick(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(WaitTimeoutError, match="waiting for the thing"):
+        wait_for("the thing", lambda: None, timeout=3, clock=lambda: now[0], sleep=tick)
+    assert now[0] >= 3
+
+
+def _deployment(**status: Any) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+def test_deployment_readiness() -> None:
+    ready = _deployment(replicas=2, updatedReplicas=2, availableReplicas=2)
+    assert readiness.readiness(ready).ready
+    rolling = _deployment(replicas=3, updatedReplicas=2, availableReplicas=2)
+    assert readiness.readiness(rolling) == readiness.Readiness(
+        False, "1 old replicas pending termination"
+    )
+    stale = {**ready, "status": {**ready["status"], "observedGeneration": 1}}
+    assert not readiness.readiness(stale).ready
+    stuck = _deployment(
+        replicas=2,
+        updatedReplicas=2,
+        availableReplicas=0,
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+        ],
+    )
+    assert readiness.readiness(stuck).failed
+
+
+def test_statefulset_job_pod_node_pvc_readiness() -> None:
+    sts: dict[str, Any] = {
+        "kind": "StatefulSet",
+        "spec": {"replicas": 1},
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "readyReplicas": 1,
+            "currentRevision": "a",
+            "updateRevision": "a",
+        },
+    }
+    assert readiness.readiness(sts).ready
+    sts_updating = {**sts, "status": {**sts["status"], "updateRevision": "b"}}
+    assert not readiness.readiness(sts_updating).ready
+    done = {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    failed = {
+        "kind": "Job",
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+        },
+    }
+    assert readiness.readiness(done).ready
+    assert readiness.readiness(failed).failed
+    crashing = {
+        "kind": "Pod",
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    assert readiness.readiness(crashing) == readiness.Readiness(False, "pod running, not ready")
+    assert readiness.readiness({"kind": "Pod", "status": {"phase": "Failed"}}).failed
+    node = {"kind": "Node", "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert readiness.readiness(node).ready
+    pvc = {"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}
+    assert not readiness.readiness(pvc).ready
+    assert readiness.readiness({"kind": "ConfigMap"}).ready
