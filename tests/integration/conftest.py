@@ -68,7 +68,10 @@ class Lab:
 
     def official_client(self) -> k8s.ApiClient:
         """The kubernetes Python client, to check what libresh did with an independent client."""
-        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        client: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return client
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,12 @@ def test_missing_objects_read_as_none_and_delete_as_false(kube: KubeClient) -> N
 def test_an_invalid_object_is_bad_input_with_the_servers_reason(
     kube: KubeClient, namespace: str
 ) -> None:
-    no_selector = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
-                   "spec": {"template": {"spec": {"containers": []}}}}
+    no_selector = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bad"},
+        "spec": {"template": {"spec": {"containers": []}}},
+    }
     with pytest.raises(KubeApiError) as raised:
         kube.apply(no_selector, namespace=namespace)
     assert raised.value.status == 422
@@ -33,23 +37,28 @@ def test_an_invalid_object_is_bad_input_with_the_servers_reason(
 
 
 def test_an_unknown_kind_says_what_is_missing(kube: KubeClient) -> None:
-    with pytest.raises(NotFoundError, match="no Gadget in example.org/v1") as raised:
+    with pytest.raises(NotFoundError, match=r"no Gadget in example\.org/v1") as raised:
         kube.apply({"apiVersion": "example.org/v1", "kind": "Gadget", "metadata": {"name": "g"}})
     assert "CustomResourceDefinition" in str(raised.value.hint)
 
 
 def test_one_discovery_serves_many_applies(kube: KubeClient, namespace: str) -> None:
-    maps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"},
-             "data": {"i": str(i)}} for i in range(10)]
+    maps = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"c{i}"},
+            "data": {"i": str(i)},
+        }
+        for i in range(10)
+    ]
     kube.apply_all(maps, namespace=namespace)  # warms discovery
     before = kube.request_count
     kube.apply_all(maps, namespace=namespace)
     assert kube.request_count - before == 10  # one PATCH per object, nothing else
 
 
-def test_an_unreachable_cluster_names_the_server_and_kubeconfig(
-    lab: Lab, tmp_path: Path
-) -> None:
+def test_an_unreachable_cluster_names_the_server_and_kubeconfig(lab: Lab, tmp_path: Path) -> None:
     document = yaml.safe_load(lab.kubeconfig.read_text())
     (closed,) = free_ports(1)
     document["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{closed}"
@@ -69,5 +78,5 @@ def test_an_unknown_context_lists_the_known_ones(lab: Lab) -> None:
 
 
 def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="missing.yaml does not exist"):
+    with pytest.raises(NotFoundError, match=r"missing\.yaml does not exist"):
         KubeClient.connect(KubeTarget(tmp_path / "missing.yaml"))

@@ -23,8 +23,9 @@ LIBRESH = str(Path(sys.executable).parent / "libresh")
 
 
 def libresh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LIBRESH, *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=300)
+    return subprocess.run(
+        [LIBRESH, *args], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def records(state_home: Path, name: str) -> list[ProcessRecord]:
@@ -46,8 +47,13 @@ def test_status_and_kubeconfig_of_the_running_lab(lab: Lab) -> None:
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
     assert status["health"] == "running" and status["nodes_ready"] == 2
-    assert set(status["processes"]) == {"etcd", "kube-apiserver", "kube-controller-manager",
-                                        "kube-scheduler", "kwok"}
+    assert set(status["processes"]) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
     path = libresh("lab", "kubeconfig", "--name", "pytest", env=env).stdout.strip()
     assert Path(path) == lab.kubeconfig
     assert stat.S_IMODE(lab.kubeconfig.stat().st_mode) == 0o600
@@ -60,8 +66,9 @@ def test_a_second_lab_with_the_same_name_is_refused(lab: Lab) -> None:
     assert "libresh lab down --name pytest" in again.stderr
 
 
-def test_a_taken_api_port_is_refused_before_anything_starts(lab: Lab,
-                                                            own_state: dict[str, str]) -> None:
+def test_a_taken_api_port_is_refused_before_anything_starts(
+    lab: Lab, own_state: dict[str, str]
+) -> None:
     taken = str(lab.state.api_port)
     refused = libresh("lab", "up", "--name", "other", "--api-port", taken, env=own_state)
     assert refused.returncode == ExitCode.CONFLICT
@@ -78,8 +85,7 @@ def test_a_crashed_lab_is_reported_then_cleaned_up_by_the_next_up(
     first = records(state_home, "crashy")
     apiserver = next(r for r in first if r.component == "kube-apiserver")
     os.kill(apiserver.pid, signal.SIGKILL)
-    wait_for("the apiserver to die", lambda: True if not is_alive(apiserver) else None,
-             timeout=10)
+    wait_for("the apiserver to die", lambda: True if not is_alive(apiserver) else None, timeout=10)
 
     degraded = libresh("lab", "status", "--name", "crashy", env=own_state)
     assert degraded.returncode == 1
@@ -101,8 +107,13 @@ def test_a_crashed_lab_is_reported_then_cleaned_up_by_the_next_up(
 def test_an_interrupted_up_leaves_nothing_behind(own_state: dict[str, str]) -> None:
     state_home = Path(own_state["XDG_STATE_HOME"])
     state_file = state_home / "libresh" / "lab" / "intr" / "lab.json"
-    process = subprocess.Popen([LIBRESH, "lab", "up", "--name", "intr"], env=own_state,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [LIBRESH, "lab", "up", "--name", "intr"],
+        env=own_state,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def apiserver_started() -> list[ProcessRecord] | None:
         try:
@@ -111,8 +122,13 @@ def test_an_interrupted_up_leaves_nothing_behind(own_state: dict[str, str]) -> N
             return None
         return found if any(r.component == "kube-apiserver" for r in found) else None
 
-    started = wait_for("the apiserver to be started", apiserver_started, timeout=60,
-                       interval=0.02, max_interval=0.05)
+    started = wait_for(
+        "the apiserver to be started",
+        apiserver_started,
+        timeout=60,
+        interval=0.02,
+        max_interval=0.05,
+    )
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == ExitCode.INTERRUPTED, err
