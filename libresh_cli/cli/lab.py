@@ -12,7 +12,7 @@ import typer
 
 from libresh_cli.cli.context import AppContext, OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
-from libresh_cli.errors import NotFoundError
+from libresh_cli.errors import NotFoundError, OperationFailedError
 
 lab_app = typer.Typer(
     help="""A real Kubernetes control plane on 127.0.0.1 with kwok-simulated nodes.
@@ -38,10 +38,19 @@ OutputOption = Annotated[
 ]
 
 
-def _app(ctx: typer.Context, output: OutputFormat | None = None) -> AppContext:
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would be done, change nothing.")
+]
+
+
+def _app(
+    ctx: typer.Context, output: OutputFormat | None = None, dry_run: bool = False
+) -> AppContext:
+    """The global context, with the options a command also accepts after its name applied."""
     app: AppContext = ctx.obj
     if output is not None:
         app.output = output
+    app.dry_run = app.dry_run or dry_run
     return app
 
 
@@ -55,6 +64,7 @@ def up(
         typer.Option(help="Port of the API server on 127.0.0.1 (default: a free port)."),
     ] = None,
     output: OutputOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Start a lab cluster and write its kubeconfig (mode 0600).
 
@@ -65,13 +75,19 @@ def up(
     Examples:
       libresh lab up
       libresh lab up --name ci --nodes 3 --api-port 16443
+      libresh lab up --nodes 3 --dry-run
     """
-    from libresh_cli.lab.cluster import LabSpec, lab_up
+    from libresh_cli.lab.cluster import LabSpec, lab_up, plan_lab_up
 
-    app = _app(ctx, output)
+    app = _app(ctx, output, dry_run)
+    spec = LabSpec(name=name, nodes=nodes, api_port=api_port)
+    if app.dry_run:
+        emit(app, plan_lab_up(app.paths, spec), _plan_table)
+        app.err.print("Dry run: nothing was started.", style="dim")
+        return
     reporter = app.reporter()
     with reporter.spinning("Starting the lab cluster"):
-        lab = lab_up(app.paths, LabSpec(name=name, nodes=nodes, api_port=api_port), reporter)
+        lab = lab_up(app.paths, spec, reporter)
     from libresh_cli.lab.state import kubeconfig_path
 
     data = {
@@ -86,6 +102,11 @@ def up(
         app.err.print(
             f"Next: export KUBECONFIG=$(libresh lab kubeconfig --name {lab.name})", style="dim"
         )
+
+
+def _plan_table(plan: dict[str, Any]) -> Any:
+    rows = {**plan, "processes": ", ".join(plan["processes"]), "nodes": ", ".join(plan["nodes"])}
+    return key_value_table({k: v for k, v in rows.items() if v is not None}, title="lab up would")
 
 
 @lab_app.command("down")
@@ -127,7 +148,8 @@ def status(
 ) -> None:
     """Show whether a lab runs: its processes, API address, nodes and kubeconfig.
 
-    Exit code 0 when running, 1 when degraded (a process died), 4 when there is no such lab.
+    Exit code 0 when running, 1 when degraded (a process died) or broken, 4 when there is no
+    such lab.
 
     \b
     Examples:
@@ -144,6 +166,13 @@ def status(
     only = statuses[0]
     if only.health == "stopped":
         raise NotFoundError(f"No lab named '{name}' is running.", hint="Start it: libresh lab up")
+    if only.health == "broken":
+        raise OperationFailedError(
+            f"The lab '{name}' is broken: its state has no readable record (a crash while "
+            "it was starting?).",
+            hint=f"`libresh lab up --name {name}` cleans it up and starts it again; "
+            f"`libresh lab down --name {name}` only cleans up.",
+        )
     emit(app, only.to_dict(), _status_table)
     if only.health != "running":
         raise typer.Exit(1)

@@ -28,10 +28,10 @@ def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(show_header=False, box=None, title=title, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # paths and URLs are copied from here: never cut them
     for key, value in rows.items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key.replace("_", " "), "" if value is None else str(value))
     return table
 
 

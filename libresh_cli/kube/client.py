@@ -8,6 +8,7 @@ Every failure leaves here as a LibreshError that says which server and kubeconfi
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,6 +48,7 @@ KIND_ORDER = (
     "Service",
 )
 MAX_ERROR_TEXT = 400
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Manifest = dict[str, Any]
@@ -152,12 +154,21 @@ class KubeClient:
         content = json.dumps(body) if body is not None else None
         with self._lock:
             self.request_count += 1
+        started = time.perf_counter()
         try:
             response = self._http.request(
                 method, path, params=params, content=content, headers=headers
             )
         except httpx.TransportError as error:
             raise self._unreachable(error) from error
+        # Method, path and status only: bodies may hold Secrets.
+        log.debug(
+            "%s %s -> %d (%.0f ms)",
+            method,
+            path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
         if response.status_code >= 400:
             raise _api_error(response, method, path)
         return response.json() if response.content else None

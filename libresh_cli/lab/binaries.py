@@ -150,7 +150,7 @@ def build_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
     _write_go_module(work)
     reporter.step(
         f"Building Kubernetes v{KUBERNETES_VERSION} control plane from Go modules "
-        "(first time only; 15-30 minutes on 2 cores)"
+        "(once; about 8 minutes on 2 cores, more on a slow network)"
     )
     _build_controlplane(go, work, target.controlplane)
     reporter.done(f"Built {CONTROLPLANE} (Kubernetes v{KUBERNETES_VERSION})")

@@ -16,7 +16,14 @@ from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.readiness import node as node_readiness
 from libresh_cli.lab import components, state
-from libresh_cli.lab.binaries import KUBERNETES_VERSION, KWOK_VERSION, LabBinaries, ensure_binaries
+from libresh_cli.lab.binaries import (
+    KUBERNETES_VERSION,
+    KWOK_VERSION,
+    LabBinaries,
+    cache_dir,
+    ensure_binaries,
+    find_binaries,
+)
 from libresh_cli.lab.components import LabLayout
 from libresh_cli.lab.pki import create_pki
 from libresh_cli.lab.processes import (
@@ -54,7 +61,7 @@ class LabSpec:
 @dataclass
 class LabStatus:
     name: str
-    health: str  # running | degraded | stopped
+    health: str  # running | degraded (a process died) | broken (no readable record) | stopped
     server: str | None = None
     kubeconfig: str | None = None
     processes: dict[str, bool] = field(default_factory=dict)
@@ -67,6 +74,31 @@ class LabStatus:
         return dict(self.__dict__)
 
 
+def plan_lab_up(paths: Paths, spec: LabSpec) -> dict[str, object]:
+    """What `lab up` would do, for --dry-run: nothing is started or written."""
+    name = state.validate_name(spec.name)
+    _check_spec(spec)
+    found = find_binaries(paths)
+    previous = state.load_state(paths, name)
+    return {
+        "name": name,
+        "previous_run": "running (would refuse)"
+        if previous and previous.processes and all(is_alive(p) for p in previous.processes)
+        else ("crashed (would be cleaned up)" if state.lab_dir(paths, name).exists() else None),
+        "binaries": str(found.root) if found else f"to build with Go into {cache_dir(paths)}",
+        "processes": [c for tier in reversed(STOP_ORDER) for c in sorted(tier)],
+        "api_server": f"https://127.0.0.1:{spec.api_port}"
+        if spec.api_port
+        else "https://127.0.0.1:<a free port>",
+        "nodes": _node_names(spec.nodes),
+        "state": str(state.lab_dir(paths, name)),
+    }
+
+
+def _node_names(count: int) -> list[str]:
+    return [f"lab-node-{i}" for i in range(1, count + 1)]
+
+
 def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> state.LabState:
     name = state.validate_name(spec.name)
     _check_spec(spec)
@@ -77,7 +109,7 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> state.LabState:
         name=name,
         api_port=layout.api_port,
         etcd_port=layout.etcd_port,
-        nodes=[f"lab-node-{i}" for i in range(1, spec.nodes + 1)],
+        nodes=_node_names(spec.nodes),
         kubernetes_version=KUBERNETES_VERSION,
         kwok_version=KWOK_VERSION,
         binaries=str(binaries.root),
@@ -271,7 +303,9 @@ def lab_status(paths: Paths, name: str) -> LabStatus:
     state.validate_name(name)
     lab = state.load_state(paths, name)
     if lab is None:
-        return LabStatus(name=name, health="stopped")
+        # A directory without a readable record is what a crash during `lab up` leaves.
+        broken = state.lab_dir(paths, name).exists()
+        return LabStatus(name=name, health="broken" if broken else "stopped")
     processes = {p.component: is_alive(p) for p in lab.processes}
     status = LabStatus(
         name=name,

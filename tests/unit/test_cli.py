@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -164,3 +165,27 @@ def test_lab_up_without_go_or_cached_binaries_says_how_to_get_them(
     assert "No lab binaries are cached and Go is not installed" in err
     assert "libresh lab build" in err and "LIBRESH_LAB_BIN_DIR" in err
     assert not (xdg.state / "lab" / "default").exists()  # nothing was started or written
+
+
+def test_lab_up_dry_run_shows_the_plan_and_starts_nothing(
+    xdg: Paths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(["-o", "json", "lab", "up", "--nodes", "2", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    plan = json.loads(captured.out)
+    assert plan["nodes"] == ["lab-node-1", "lab-node-2"]
+    assert plan["binaries"].startswith("to build with Go into ")
+    assert plan["processes"][:2] == ["etcd", "kube-apiserver"]
+    assert "nothing was started" in captured.err
+    assert not (xdg.state / "lab").exists()
+
+
+def test_a_lab_without_a_readable_record_is_reported_broken(
+    xdg: Paths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (xdg.state / "lab" / "half").mkdir(parents=True)  # what a crash mid-`lab up` leaves
+    assert _run(["lab", "status", "--name", "half"]) == ExitCode.FAILURE
+    err = capsys.readouterr().err
+    assert "The lab 'half' is broken" in err and "libresh lab up --name half" in err
+    assert _run(["lab", "down", "--name", "half"]) == 0
+    assert not (xdg.state / "lab" / "half").exists()
