@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from libresh_cli.errors import LibreshError
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.lab.binaries import ensure_binaries
@@ -50,7 +51,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any(item.get_closest_marker("integration") for item in session.items):
-        ensure_binaries(Paths.from_env(), PrintingReporter(session.config))
+        try:
+            ensure_binaries(Paths.from_env(), PrintingReporter(session.config))
+        except LibreshError as error:  # e.g. no Go: say so plainly and stop
+            pytest.exit(f"Cannot get the lab binaries: {error}", returncode=1)
 
 
 @dataclass
