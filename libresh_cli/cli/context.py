@@ -34,6 +34,7 @@ class AppContext:
     debug: bool = False
     kubeconfig: Path | None = None
     kube_context: str | None = None
+    catalogs: list[Path] = field(default_factory=list)
     paths: Paths = field(default_factory=Paths.from_env)
 
     @cached_property

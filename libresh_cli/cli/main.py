@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from libresh_cli import __version__
+from libresh_cli.cli import apps as app_commands
+from libresh_cli.cli.catalog import catalog_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
     debug_requested,
@@ -16,6 +18,7 @@ from libresh_cli.cli.failure import (
     report_unexpected_error,
 )
 from libresh_cli.cli.lab import lab_app
+from libresh_cli.cli.upgrade import upgrade
 from libresh_cli.errors import ExitCode, LibreshError
 
 HELP = """\
@@ -26,8 +29,10 @@ Examples:
   # a local Kubernetes control plane with simulated nodes, to try things out
   libresh lab up --nodes 3
   export KUBECONFIG=$(libresh lab kubeconfig)
-  # machine-readable output for scripts
-  libresh -o json lab status
+  # apps
+  libresh install nextcloud --domain cloud.example.org
+  libresh list
+  libresh upgrade --all --yes -o json     # nightly, from cron
 
 Exit codes: 0 ok, 1 failure, 2 bad input, 3 unreachable, 4 not found,
 5 conflict, 6 prerequisite missing, 70 internal error, 130 interrupted.
@@ -42,6 +47,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("install")(app_commands.install)
+app.command("list")(app_commands.list_instances)
+app.command("status")(app_commands.status)
+app.command("diff")(app_commands.diff)
+app.command("upgrade")(upgrade)
+app.command("uninstall")(app_commands.uninstall)
+app.add_typer(app_commands.secret_app, name="secret")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(lab_app, name="lab")
 
 
@@ -57,13 +70,19 @@ def main(
     kubeconfig: Annotated[
         Path | None,
         typer.Option(
-            envvar="KUBECONFIG",
             help="Kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config).",
-            show_envvar=False,
         ),
     ] = None,
     context: Annotated[
         str | None, typer.Option("--context", help="Kubeconfig context to use.")
+    ] = None,
+    catalog: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--catalog",
+            help="Another app catalog (a folder of apps), searched before the built-in one. "
+            "Repeatable; also LIBRESH_CATALOG_PATH (colon-separated).",
+        ),
     ] = None,
     output: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="Output format for data.")
@@ -99,6 +118,7 @@ def main(
         debug=debug,
         kubeconfig=kubeconfig,
         kube_context=context,
+        catalogs=list(catalog or []),
     )
     app_context.configure_logging()
     ctx.obj = app_context

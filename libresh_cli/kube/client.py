@@ -228,8 +228,11 @@ class KubeClient:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def apply(self, manifest: Manifest, *, namespace: str | None = None) -> Manifest:
-        """Server-side apply, forcing ownership of the fields we set (we are their manager)."""
+    def apply(
+        self, manifest: Manifest, *, namespace: str | None = None, dry_run: bool = False
+    ) -> Manifest:
+        """Server-side apply, forcing ownership of the fields we set (we are their manager).
+        With dry_run the server validates and returns the result without storing it."""
         metadata = manifest.get("metadata", {})
         kind_type = self.resource_type(manifest["apiVersion"], manifest["kind"])
         target_namespace = metadata.get("namespace") or namespace
@@ -238,26 +241,47 @@ class KubeClient:
         path = self.path_for(
             manifest["apiVersion"], manifest["kind"], metadata["name"], target_namespace
         )
+        params = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        if dry_run:
+            params["dryRun"] = "All"
         result: Manifest = self.request(
             "PATCH",
             path,
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params=params,
             body=manifest,
             content_type="application/apply-patch+yaml",
         )
         return result
 
     def apply_all(
-        self, manifests: Iterable[Manifest], *, namespace: str | None = None, workers: int = 8
+        self,
+        manifests: Iterable[Manifest],
+        *,
+        namespace: str | None = None,
+        workers: int = 8,
+        dry_run: bool = False,
     ) -> list[Manifest]:
-        """Apply in dependency order; objects of the same rank go concurrently."""
-        ordered = sorted(manifests, key=apply_rank)
-        applied: list[Manifest] = []
+        """Apply in dependency order, objects of the same rank concurrently; the results come
+        back in the order the manifests were given."""
+        given = list(manifests)
+        order = sorted(range(len(given)), key=lambda i: apply_rank(given[i]))
+        results: list[Manifest | None] = [None] * len(given)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for _, group in groupby(ordered, key=apply_rank):
+            for _, group in groupby(order, key=lambda i: apply_rank(given[i])):
                 batch = list(group)
-                applied += pool.map(lambda m: self.apply(m, namespace=namespace), batch)
-        return applied
+                applied = pool.map(
+                    lambda i: self.apply(given[i], namespace=namespace, dry_run=dry_run), batch
+                )
+                for index, result in zip(batch, applied, strict=True):
+                    results[index] = result
+        return [r for r in results if r is not None]
+
+    def get_many(
+        self, refs: Iterable[tuple[str, str, str]], namespace: str | None, workers: int = 8
+    ) -> list[Manifest | None]:
+        """GET several objects concurrently; None for those that do not exist."""
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda r: self.get(r[0], r[1], r[2], namespace), refs))
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None

@@ -80,3 +80,19 @@ def test_an_unknown_context_lists_the_known_ones(lab: Lab) -> None:
 def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match=r"missing\.yaml does not exist"):
         KubeClient.connect(KubeTarget(tmp_path / "missing.yaml"))
+
+
+def test_apply_all_returns_results_in_the_order_given(kube: KubeClient, namespace: str) -> None:
+    manifests = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}},
+    ]
+    results = kube.apply_all(manifests, namespace=namespace, dry_run=True)
+    assert [r["kind"] for r in results] == ["Service", "ConfigMap", "Secret"]
+    assert kube.get("v1", "ConfigMap", "c", namespace) is None  # a dry run stores nothing

@@ -1,0 +1,1 @@
+"""Apps: the catalog, rendering, and the lifecycle of installed instances."""

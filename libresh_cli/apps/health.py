@@ -1,0 +1,90 @@
+"""Waiting for an instance to be healthy, and noticing early when it will not be."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from libresh_cli.apps.render import APP_VERSION, INSTANCE
+from libresh_cli.errors import OperationFailedError
+from libresh_cli.kube import readiness
+from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
+from libresh_cli.progress import Reporter
+
+# Waiting reasons that will not fix themselves by waiting longer.
+HOPELESS = {"CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"}
+CRASHES_BEFORE_GIVING_UP = 3
+
+
+class UnhealthyError(OperationFailedError):
+    pass
+
+
+def failing_pod(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """A description of the first pod that is failing for good, if any."""
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        status = pod.get("status", {})
+        if status.get("phase") == "Failed" and not _is_job_pod(pod):
+            return f"pod {name} failed"
+        for container in status.get("containerStatuses", []) or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            if reason in HOPELESS and (
+                reason != "CrashLoopBackOff"
+                or container.get("restartCount", 0) >= CRASHES_BEFORE_GIVING_UP
+            ):
+                return f"pod {name}: container {container.get('name')} is in {reason}"
+    return None
+
+
+def _is_job_pod(pod: Mapping[str, Any]) -> bool:
+    return any(o.get("kind") == "Job" for o in pod["metadata"].get("ownerReferences", []) or [])
+
+
+def wait_healthy(
+    kube: KubeClient,
+    namespace: str,
+    workloads: list[tuple[str, str]],
+    version: str,
+    timeout: float,
+    reporter: Reporter,
+) -> None:
+    """Until every workload is ready; fails at once when a pod of `version` crash-loops."""
+
+    def probe() -> bool | None:
+        waiting = []
+        for kind, name in workloads:
+            current = kube.get("apps/v1", kind, name, namespace)
+            state = (
+                readiness.readiness(current)
+                if current
+                else readiness.Readiness(False, "not created yet")
+            )
+            if state.failed:
+                raise UnhealthyError(f"{kind}/{name} failed: {state.reason}.")
+            if not state.ready:
+                waiting.append(f"{kind}/{name} ({state.reason})")
+        pods = kube.list(
+            "v1", "Pod", namespace, label_selector=f"{INSTANCE}={namespace},{APP_VERSION}={version}"
+        )
+        failure = failing_pod(pods)
+        if failure:
+            raise UnhealthyError(
+                f"{failure}.",
+                hint=f"See its log: kubectl -n {namespace} logs {failure.split()[1].rstrip(':')}",
+            )
+        if waiting:
+            reporter.step(f"Waiting for {', '.join(waiting)}")
+            return None
+        return True
+
+    try:
+        wait_for(
+            f"{namespace} to be healthy", probe, timeout=timeout, interval=0.5, max_interval=3.0
+        )
+    except WaitTimeoutError as error:
+        raise UnhealthyError(
+            f"{namespace} did not become healthy within {timeout:.0f}s.",
+            hint=f"Look at its pods: kubectl -n {namespace} get pods",
+        ) from error

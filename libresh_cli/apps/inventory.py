@@ -1,0 +1,148 @@
+"""What is installed: list, status, diff, and uninstall."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.lifecycle import (
+    existing_secret_values,
+    prepare,
+    require_record,
+    save_record,
+)
+from libresh_cli.apps.model import App
+from libresh_cli.apps.plan import Plan, upgrade_path
+from libresh_cli.apps.record import RECORD_SELECTOR, HistoryEntry, InstanceRecord
+from libresh_cli.apps.render import INSTANCE, MANAGED_BY, Instance
+from libresh_cli.errors import LibreshError, NotFoundError
+from libresh_cli.kube import readiness
+from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.progress import Reporter
+
+MANAGED = f"{MANAGED_BY}=libresh"
+# Kept by `uninstall` without --purge-data: the data, and the passwords it was created with.
+KEPT_ON_UNINSTALL = {"PersistentVolumeClaim", "Secret", "Namespace"}
+
+
+@dataclass
+class InstanceSummary:
+    name: str
+    app: str
+    version: str
+    status: str
+    url: str | None
+    upgrade: str | None = None
+    workloads: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_instances(kube: KubeClient, catalog: Catalog) -> list[InstanceSummary]:
+    """Three API calls whatever the number of instances: records, Deployments, StatefulSets."""
+    records = [
+        InstanceRecord.from_configmap(c)
+        for c in kube.list("v1", "ConfigMap", label_selector=RECORD_SELECTOR)
+    ]
+    workloads: dict[str, dict[str, readiness.Readiness]] = {}
+    for kind in ("Deployment", "StatefulSet"):
+        for item in kube.list("apps/v1", kind, label_selector=MANAGED):
+            owner = item["metadata"].get("labels", {}).get(INSTANCE, "")
+            workloads.setdefault(owner, {})[f"{kind}/{item['metadata']['name']}"] = (
+                readiness.readiness(item)
+            )
+    latest = _latest_versions(catalog, {r.app for r in records})
+    return [
+        _summary(r, workloads.get(r.name, {}), latest.get(r.app))
+        for r in sorted(records, key=lambda r: r.name)
+    ]
+
+
+def _latest_versions(catalog: Catalog, apps: set[str]) -> dict[str, App]:
+    found = {}
+    for name in apps:
+        try:
+            found[name] = catalog.load(name)
+        except LibreshError:
+            continue  # an app gone from the catalog: listed, without upgrade information
+    return found
+
+
+def _summary(
+    record: InstanceRecord, workloads: dict[str, readiness.Readiness], app: App | None
+) -> InstanceSummary:
+    status = record.status
+    if status == "installed" and not all(w.ready for w in workloads.values()):
+        status = "not ready"
+    upgrade = None
+    if app is not None and record.status != "uninstalled":
+        try:
+            path = upgrade_path(app, record.version)
+        except LibreshError:
+            path = []
+        upgrade = path[-1].version if path else None
+    domain = record.params.get("domain")
+    return InstanceSummary(
+        name=record.name,
+        app=record.app,
+        version=record.version,
+        status=status,
+        url=f"https://{domain}" if domain else None,
+        upgrade=upgrade,
+        workloads={k: ("ready" if r.ready else r.reason) for k, r in workloads.items()},
+    )
+
+
+def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, Any]:
+    record = require_record(kube, name)
+    summary = next((s for s in list_instances(kube, catalog) if s.name == name), None)
+    objects = kube.get_many(record.inventory, name)
+    return {
+        **(summary.to_dict() if summary else {}),
+        "objects": [
+            {
+                "kind": ref[1],
+                "name": ref[2],
+                "exists": obj is not None,
+                "state": readiness.readiness(obj).reason if obj else "missing",
+            }
+            for ref, obj in zip(record.inventory, objects, strict=True)
+        ],
+        "last_error": record.last_error,
+        "history": [asdict(h) for h in record.history],
+    }
+
+
+def diff_instance(kube: KubeClient, catalog: Catalog, name: str) -> Plan:
+    """What applying the installed version again would change (drift, catalog changes)."""
+    record = require_record(kube, name)
+    app = catalog.load(record.app)
+    version = app.version(record.version)
+    if version is None:
+        raise NotFoundError(f"The catalog no longer has {app.name} {record.version}.")
+    instance = Instance(name, app, version, record.params, existing_secret_values(kube, name))
+    return prepare(kube, instance, record, record.version).plan
+
+
+def uninstall(kube: KubeClient, name: str, purge_data: bool, reporter: Reporter) -> str:
+    record = require_record(kube, name)
+    if purge_data:
+        reporter.step(f"Deleting namespace {name} with everything in it")
+        kube.delete("v1", "Namespace", name)
+        wait_for(
+            f"namespace {name} to be deleted",
+            lambda: True if kube.get("v1", "Namespace", name) is None else None,
+            timeout=300,
+        )
+        return "purged"
+    kept = [ref for ref in record.inventory if ref[1] in KEPT_ON_UNINSTALL]
+    for api_version, kind, obj_name in reversed(record.inventory):
+        if kind not in KEPT_ON_UNINSTALL:
+            reporter.step(f"Deleting {kind}/{obj_name}")
+            kube.delete(api_version, kind, obj_name, name)
+    record.status, record.inventory = "uninstalled", kept
+    record.add_history(HistoryEntry("uninstall", record.version, record.version, "ok", "data kept"))
+    save_record(kube, record)
+    return "uninstalled, data kept"

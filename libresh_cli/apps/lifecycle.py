@@ -1,0 +1,258 @@
+"""Installing and upgrading instances: plan first (with the server's dry run), then act."""
+
+from __future__ import annotations
+
+import base64
+import secrets as random_secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from libresh_cli.apps import hooks
+from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.health import wait_healthy
+from libresh_cli.apps.model import App, Version
+from libresh_cli.apps.params import Asker, GivenValues, resolve, validate_instance_name
+from libresh_cli.apps.plan import Plan, compare
+from libresh_cli.apps.record import (
+    RECORD_NAME,
+    HistoryEntry,
+    InstanceRecord,
+    refs_of,
+)
+from libresh_cli.apps.render import (
+    CREDENTIALS_SECRET,
+    MANAGED_BY,
+    Instance,
+    generated_secret_keys,
+    render,
+)
+from libresh_cli.errors import ConflictError, NotFoundError
+from libresh_cli.kube.client import KubeClient
+from libresh_cli.progress import Reporter
+
+Manifest = dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """Everything an install or upgrade step will do, computed before anything is done."""
+
+    instance: Instance
+    objects: list[Manifest]
+    plan: Plan
+    record: InstanceRecord | None
+    hooks: list[str] = field(default_factory=list)
+
+
+class Safeguard(Protocol):
+    """Called around each upgrade step: the backup issue plugs a pre-upgrade backup and its
+    restore in here. `before_step` raising aborts the upgrade before the app is touched."""
+
+    def before_step(self, instance: str, version_from: str, version_to: str) -> str | None: ...
+
+    def restore(self, instance: str, token: str) -> None: ...
+
+
+class NoSafeguard:
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def before_step(self, instance: str, version_from: str, version_to: str) -> str | None:
+        self.reporter.warn(
+            f"No backup of {instance} is taken before {version_from} -> "
+            f"{version_to}: backups are not set up on this cluster yet."
+        )
+        return None
+
+    def restore(self, instance: str, token: str) -> None:
+        raise AssertionError("NoSafeguard takes no backups, so there is nothing to restore")
+
+
+def read_record(kube: KubeClient, name: str) -> InstanceRecord | None:
+    configmap = kube.get("v1", "ConfigMap", RECORD_NAME, name)
+    return InstanceRecord.from_configmap(configmap) if configmap else None
+
+
+def save_record(kube: KubeClient, record: InstanceRecord) -> None:
+    kube.apply(record.to_configmap())
+
+
+def require_record(kube: KubeClient, name: str) -> InstanceRecord:
+    record = read_record(kube, name)
+    if record is None:
+        raise NotFoundError(
+            f"No instance named '{name}' on this cluster.",
+            hint="`libresh list` shows the installed instances.",
+        )
+    return record
+
+
+def existing_secret_values(kube: KubeClient, namespace: str) -> dict[str, str]:
+    secret = kube.get("v1", "Secret", CREDENTIALS_SECRET, namespace)
+    data = (secret or {}).get("data", {}) or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def secret_values_for(
+    app: App, existing: Mapping[str, str], given: Mapping[str, str]
+) -> dict[str, str]:
+    """Kept values stay (the database was initialised with them), missing ones are generated."""
+    values = dict(existing)
+    for key, length in generated_secret_keys(app).items():
+        values.setdefault(key, random_secrets.token_urlsafe(length)[:length])
+    values.update(given)
+    return values
+
+
+def prepare(
+    kube: KubeClient, instance: Instance, record: InstanceRecord | None, version_from: str | None
+) -> Prepared:
+    objects = render(instance)
+    refs = refs_of(objects)
+    inventory = record.inventory if record else []
+    if kube.get("v1", "Namespace", instance.namespace) is None:
+        changes = compare(refs, {}, {}, inventory)
+    else:
+        live = dict(zip(refs, kube.get_many(refs, instance.namespace), strict=True))
+        existing = [o for o, r in zip(objects, refs, strict=True) if live[r] is not None]
+        would_be = kube.apply_all(existing, dry_run=True)
+        changes = compare(
+            refs, live, dict(zip(refs_of(existing), would_be, strict=True)), inventory
+        )
+    plan = Plan(instance.name, instance.app.name, version_from, instance.version.version, changes)
+    return Prepared(instance, objects, plan, record)
+
+
+def plan_install(
+    kube: KubeClient,
+    catalog: Catalog,
+    app_name: str,
+    name: str | None,
+    given: GivenValues,
+    version: str | None,
+    ask: Asker | None,
+) -> Prepared:
+    app = catalog.load(app_name)
+    name = validate_instance_name(name or app.name)
+    record = read_record(kube, name)
+    _check_name_free(kube, name, app, record)
+    chosen = _choose_version(app, version, record)
+    plain, given_secrets = resolve(app, given, record.params if record else None, ask)
+    secret_values = secret_values_for(app, existing_secret_values(kube, name), given_secrets)
+    instance = Instance(name, app, chosen, plain, secret_values)
+    return prepare(kube, instance, record, record.version if record else None)
+
+
+def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceRecord | None) -> None:
+    if record is not None and record.app != app.name:
+        raise ConflictError(
+            f"The name '{name}' is taken by an instance of {record.app}.",
+            hint="Choose another with --name.",
+        )
+    if record is None:
+        namespace = kube.get("v1", "Namespace", name)
+        labels = (namespace or {}).get("metadata", {}).get("labels", {}) or {}
+        if namespace is not None and labels.get(MANAGED_BY) != "libresh":
+            raise ConflictError(
+                f"The namespace '{name}' exists and libresh does not manage it.",
+                hint="Choose another instance name with --name.",
+            )
+
+
+def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None) -> Version:
+    if record is not None and record.status != "uninstalled":
+        if wanted and wanted != record.version:
+            raise ConflictError(
+                f"{record.name} is installed at {record.version}; install does "
+                f"not change versions.",
+                hint=f"Use `libresh upgrade {record.name} --to {wanted}`.",
+            )
+        current = app.version(record.version)
+        if current is None:
+            raise NotFoundError(
+                f"{record.name} runs {app.name} {record.version}, which the catalog no longer has."
+            )
+        return current
+    if wanted is None:
+        return app.latest
+    version = app.version(wanted)
+    if version is None:
+        raise NotFoundError(
+            f"{app.name} has no version {wanted}.",
+            hint="Known versions: " + ", ".join(v.version for v in app.versions),
+        )
+    return version
+
+
+def health_workloads(instance: Instance, objects: list[Manifest]) -> list[tuple[str, str]]:
+    declared = [tuple(w.split("/", 1)) for w in instance.app.health.workloads]
+    if declared:
+        return [(k, n) for k, n in declared]
+    return [
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet")
+    ]
+
+
+def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> None:
+    instance = prepared.instance
+    reporter.step(f"Applying {len(prepared.objects)} objects")
+    kube.apply_all(prepared.objects)
+    prune(kube, prepared)
+    wait_healthy(
+        kube,
+        instance.namespace,
+        health_workloads(instance, prepared.objects),
+        instance.version.version,
+        instance.app.health.timeout,
+        reporter,
+    )
+
+
+def prune(kube: KubeClient, prepared: Prepared) -> None:
+    for change in reversed(prepared.plan.changes):
+        if change.action == "prune":
+            api_version, kind, name = change.ref
+            kube.delete(api_version, kind, name, prepared.instance.namespace)
+
+
+def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> InstanceRecord:
+    instance = prepared.instance
+    first_time = prepared.record is None or prepared.record.status == "uninstalled"
+    record = _record_for(prepared)
+    kube.apply(prepared.objects[0])  # the namespace, so the record can be written first
+    save_record(kube, record)  # a crash from here on leaves a record to resume from
+    try:
+        apply_and_wait(kube, prepared, reporter)
+        if first_time:
+            hooks.run_hooks(kube, "post_install", instance, prepared.objects, reporter)
+    except Exception as error:
+        record.status, record.last_error = "failed", str(error)
+        record.add_history(
+            HistoryEntry("install", None, instance.version.version, "failed", str(error))
+        )
+        save_record(kube, record)
+        raise
+    record.status, record.last_error = "installed", None
+    record.add_history(
+        HistoryEntry("install", prepared.plan.version_from, instance.version.version, "ok")
+    )
+    save_record(kube, record)
+    return record
+
+
+def _record_for(prepared: Prepared) -> InstanceRecord:
+    instance = prepared.instance
+    previous = prepared.record
+    return InstanceRecord(
+        name=instance.name,
+        app=instance.app.name,
+        version=instance.version.version,
+        params=dict(instance.params),
+        secret_keys=sorted(instance.secret_values),
+        inventory=refs_of(prepared.objects),
+        status="installing",
+        history=list(previous.history) if previous else [],
+    )

@@ -1,0 +1,105 @@
+"""What an app in the catalog is, once its app.yaml has been read and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password")
+SERVICE_KINDS = ("postgres", "redis")
+HOOK_PHASES = ("post_install", "pre_upgrade", "post_upgrade")
+ARCHITECTURES = ("amd64", "arm64", "armhf")
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    image: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    prompt: str
+    description: str = ""
+    default: Any = None
+    required: bool = True
+    pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    generate: bool = False  # `secret: generate`: a random value kept in the instance's Secret
+    length: int = 32
+
+    @property
+    def secret(self) -> bool:
+        return self.generate or self.type == "password"
+
+    @property
+    def flag(self) -> str:
+        """How a script gives this value on the command line."""
+        return "--domain" if self.name == "domain" else f"--set {self.name}=…"
+
+
+@dataclass(frozen=True)
+class HookStep:
+    """A command run as a Job with the app's image (of the version the phase belongs to) and
+    the app's volumes, so it works with RWO volumes on one node and leaves its log behind."""
+
+    name: str
+    command: tuple[str, ...]
+    timeout: int = 600
+    mount_volumes: bool = True
+    run_as_user: int | None = None  # e.g. 33 for Nextcloud's occ, which refuses root
+
+
+@dataclass(frozen=True)
+class Health:
+    workloads: tuple[str, ...] = ()  # "Deployment/name"; empty: every Deployment/StatefulSet
+    timeout: int = 600
+
+
+@dataclass(frozen=True)
+class Web:
+    service: str
+    port: int
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    description: str
+    homepage: str
+    license: str
+    architectures: tuple[str, ...]
+    versions: tuple[Version, ...]
+    parameters: tuple[Parameter, ...]
+    requires: tuple[str, ...]
+    directory: Path
+    one_major_at_a_time: bool = True
+    resources: dict[str, str] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
+    hooks: dict[str, tuple[HookStep, ...]] = field(default_factory=dict)
+    backup_volumes: tuple[str, ...] = ()
+    backup_databases: tuple[str, ...] = ()
+    web: Web | None = None
+
+    @property
+    def latest(self) -> Version:
+        return self.versions[-1]
+
+    def version(self, wanted: str) -> Version | None:
+        return next((v for v in self.versions if v.version == wanted), None)
+
+    def parameter(self, name: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+    @property
+    def templates(self) -> list[Path]:
+        return sorted((self.directory / "templates").glob("*.yaml"))

@@ -1,0 +1,171 @@
+"""An instance's parameter values: given (values file, --set, --domain), remembered from the
+previous run, asked for, or defaulted; each checked against its declared type."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from libresh_cli.apps.model import App, Parameter
+from libresh_cli.errors import BadInputError
+
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+RESERVED_NAMES = {"default", "kube-system", "kube-public", "kube-node-lease", "libresh-system"}
+
+Asker = Callable[[Parameter], Any]
+
+
+@dataclass
+class GivenValues:
+    """Values from the command line and files, with where each came from (for messages)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, value: Any, source: str) -> None:
+        self.values[name] = value
+        self.sources[name] = source
+
+
+def validate_instance_name(name: str) -> str:
+    if not INSTANCE_NAME.match(name):
+        raise BadInputError(
+            f"--name {name!r} is not a valid instance name.",
+            hint="Use 1-40 lowercase letters, digits and '-', starting with a letter and "
+            "ending with a letter or digit (it becomes the Kubernetes namespace).",
+        )
+    if name in RESERVED_NAMES:
+        raise BadInputError(f"--name {name!r} is reserved.", hint="Choose another name.")
+    return name
+
+
+def read_values_file(path: Path) -> GivenValues:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise BadInputError(f"Cannot read the values file {path}: {error.strerror}.") from error
+    except yaml.YAMLError as error:
+        raise BadInputError(f"{path} is not valid YAML: {error}") from error
+    if data is None:
+        return GivenValues()
+    if not isinstance(data, dict):
+        raise BadInputError(
+            f"{path} must be a mapping of parameter names to values.",
+            hint="For example:\n  domain: cloud.example.org\n  admin_user: ada",
+        )
+    given = GivenValues()
+    for key, value in data.items():
+        given.add(str(key), value, f"{path}, field {key}")
+    return given
+
+
+def parse_set_options(options: list[str], given: GivenValues) -> GivenValues:
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise BadInputError(
+                f"--set {option!r} is not KEY=VALUE.", hint="For example: --set admin_user=ada"
+            )
+        given.add(key.strip(), value, f"--set {key.strip()}")
+    return given
+
+
+def resolve(
+    app: App,
+    given: GivenValues,
+    previous: Mapping[str, Any] | None = None,
+    ask: Asker | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return (plain values, secret values given by the user). Missing values are asked for
+    when `ask` is given (a person at a terminal), otherwise they are an error naming the flag."""
+    unknown = sorted(set(given.values) - {p.name for p in app.parameters})
+    if unknown:
+        known = ", ".join(p.name for p in app.parameters)
+        raise BadInputError(
+            f"{given.sources[unknown[0]]}: {app.name} has no parameter {unknown[0]!r}.",
+            hint=f"Its parameters: {known}.",
+        )
+    plain: dict[str, Any] = {}
+    secret: dict[str, str] = {}
+    for parameter in app.parameters:
+        if parameter.generate and parameter.name not in given.values:
+            continue  # generated and kept in the instance's Secret
+        value = _value_for(parameter, given, previous or {}, ask)
+        if value is None:
+            continue
+        if parameter.secret:
+            secret[parameter.name] = str(value)
+        else:
+            plain[parameter.name] = value
+    return plain, secret
+
+
+def _value_for(
+    parameter: Parameter, given: GivenValues, previous: Mapping[str, Any], ask: Asker | None
+) -> Any:
+    if parameter.name in given.values:
+        source = given.sources[parameter.name]
+        if parameter.secret and source.startswith("--set"):
+            raise BadInputError(
+                f"{source}: {parameter.name} is a secret and is never taken from the command "
+                "line (it would stay in shell history and process lists).",
+                hint="Put it in a values file (-f values.yaml, mode 0600) or answer the prompt.",
+            )
+        return coerce(parameter, given.values[parameter.name], source)
+    if parameter.name in previous:
+        return previous[parameter.name]
+    if ask is not None and (parameter.required or parameter.default is None):
+        return coerce(parameter, ask(parameter), "your answer")
+    if parameter.default is not None:
+        return coerce(parameter, parameter.default, "the default")
+    if parameter.required:
+        raise BadInputError(
+            f"No value for {parameter.name} ({parameter.prompt}).",
+            hint=f"Give it with {parameter.flag} or in a values file (-f); "
+            "run in a terminal to be asked.",
+        )
+    return None
+
+
+def coerce(parameter: Parameter, value: Any, source: str) -> Any:
+    """Check and convert one value; the error names where the value came from."""
+    problem = problem_with(parameter, value)
+    if problem:
+        shown = "the value" if parameter.secret else repr(value)
+        raise BadInputError(f"{source}: {shown} is not valid for {parameter.name}: {problem}.")
+    if parameter.type == "integer":
+        return int(value)
+    if parameter.type == "boolean":
+        return value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1")
+    return str(value).lower() if parameter.type == "domain" else str(value)
+
+
+def problem_with(parameter: Parameter, value: Any) -> str | None:
+    text = str(value)
+    if parameter.type == "domain" and not DOMAIN.match(text.lower()):
+        return "expected a domain name such as cloud.example.org"
+    if parameter.type == "email" and not EMAIL.match(text):
+        return "expected an email address"
+    if parameter.type == "integer":
+        if isinstance(value, bool) or not re.fullmatch(r"-?\d+", text):
+            return "expected a whole number"
+        if parameter.minimum is not None and int(text) < parameter.minimum:
+            return f"the smallest allowed is {parameter.minimum}"
+        if parameter.maximum is not None and int(text) > parameter.maximum:
+            return f"the largest allowed is {parameter.maximum}"
+    if (
+        parameter.type == "boolean"
+        and not isinstance(value, bool)
+        and text.lower() not in ("true", "false", "yes", "no", "1", "0")
+    ):
+        return "expected true or false"
+    if parameter.pattern and not re.fullmatch(parameter.pattern, text):
+        return f"it must match {parameter.pattern}"
+    return None

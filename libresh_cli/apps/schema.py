@@ -1,0 +1,403 @@
+"""Reading app.yaml: every error at once, each with file, field, line and what is expected.
+
+The vocabulary is fixed (model.py); anything else in the file is an error, so a typo in a
+field name is caught by `libresh catalog validate` rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from libresh_cli.apps.model import (
+    ARCHITECTURES,
+    HOOK_PHASES,
+    PARAMETER_TYPES,
+    SCHEMA_VERSION,
+    SERVICE_KINDS,
+    App,
+    Health,
+    HookStep,
+    Parameter,
+    Version,
+    Web,
+)
+from libresh_cli.errors import BadInputError
+
+NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+IMAGE = re.compile(r"^[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?$")
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: Path
+    field: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.field}: {self.message}"
+
+
+class CatalogInvalidError(BadInputError):
+    def __init__(self, problems: list[Problem]) -> None:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"{problems[0].file.parent.name}: {count} in the app definition:\n"
+            + "\n".join(f"  {p}" for p in problems),
+            hint="Fix them and check again with `libresh catalog validate PATH`.",
+        )
+        self.problems = problems
+
+
+def field_name(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def line_numbers(text: str) -> dict[Path_, int]:
+    """Map each field's path to its line (1-based), from PyYAML's node tree."""
+    lines: dict[Path_, int] = {}
+
+    def walk(node: yaml.Node, path: Path_) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, str(key.value)))
+                lines[(*path, str(key.value))] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+class Checker:
+    """Collects problems while reading fields; never stops at the first."""
+
+    def __init__(self, file: Path, lines: dict[Path_, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def problem(self, path: Path_, message: str) -> None:
+        line = self.lines.get(path) or self.lines.get(path[:-1])
+        self.problems.append(Problem(self.file, field_name(path), line, message))
+
+    def mapping(
+        self, data: Any, path: Path_, allowed: set[str], required: set[str]
+    ) -> Mapping[str, Any]:
+        if not isinstance(data, Mapping):
+            self.problem(path, f"expected a mapping, got {type(data).__name__}")
+            return {}
+        for key in sorted(set(data) - allowed, key=str):
+            self.problem((*path, str(key)), f"unknown field; expected one of {sorted(allowed)}")
+        for key in sorted(required - set(data)):
+            self.problem((*path, key), "missing (required)")
+        return data
+
+    def text(
+        self,
+        data: Mapping[str, Any],
+        path: Path_,
+        key: str,
+        pattern: re.Pattern[str] | None = None,
+        expected: str = "",
+        default: str = "",
+    ) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str):
+            self.problem((*path, key), f"expected text, got {value!r}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.problem((*path, key), f"{value!r} is not {expected}")
+        return value
+
+    def integer(
+        self,
+        data: Mapping[str, Any],
+        path: Path_,
+        key: str,
+        default: int,
+        low: int = 0,
+        high: int = 10**9,
+    ) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.problem(
+                (*path, key), f"expected a whole number from {low} to {high}, got {value!r}"
+            )
+            return default
+        return value
+
+    def sequence(self, data: Mapping[str, Any], path: Path_, key: str) -> list[Any]:
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            self.problem((*path, key), f"expected a list, got {type(value).__name__}")
+            return []
+        return value
+
+
+def load_app(directory: Path) -> App:
+    """Read and validate `directory/app.yaml`; raise CatalogInvalidError listing every problem."""
+    file = directory / "app.yaml"
+    try:
+        text = file.read_text()
+    except OSError as error:
+        raise BadInputError(f"Cannot read {file}: {error.strerror}.") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = Problem(file, "(syntax)", line, f"not valid YAML: {error}")
+        raise CatalogInvalidError([problem]) from error
+    checker = Checker(file, line_numbers(text))
+    app = _read_app(checker, data, directory)
+    if checker.problems or app is None:
+        raise CatalogInvalidError(checker.problems)
+    return app
+
+
+TOP_FIELDS = {
+    "schema_version",
+    "name",
+    "description",
+    "homepage",
+    "license",
+    "architectures",
+    "resources",
+    "versions",
+    "upgrade",
+    "parameters",
+    "requires",
+    "health",
+    "hooks",
+    "backup",
+    "web",
+}
+
+
+def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
+    top = c.mapping(data, (), TOP_FIELDS, {"schema_version", "name", "description", "versions"})
+    if top.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        c.problem(
+            ("schema_version",),
+            f"this libresh reads schema_version {SCHEMA_VERSION}, "
+            f"got {top.get('schema_version')!r}",
+        )
+    name = c.text(top, (), "name", NAME, "a name of lowercase letters, digits and '-'")
+    if name and name != directory.name:
+        c.problem(("name",), f"must match the folder name {directory.name!r}")
+    architectures = tuple(c.sequence(top, (), "architectures")) or ("amd64", "arm64")
+    for index, arch in enumerate(architectures):
+        if arch not in ARCHITECTURES:
+            c.problem(("architectures", index), f"{arch!r} is not one of {list(ARCHITECTURES)}")
+    versions = _read_versions(c, top)
+    parameters = _read_parameters(c, top)
+    requires = _read_requires(c, top)
+    upgrade = c.mapping(top.get("upgrade", {}), ("upgrade",), {"one_major_at_a_time"}, set())
+    one_major = upgrade.get("one_major_at_a_time", True)
+    if not isinstance(one_major, bool):
+        c.problem(("upgrade", "one_major_at_a_time"), f"expected true or false, got {one_major!r}")
+    if not (directory / "templates").is_dir() or not any((directory / "templates").glob("*.yaml")):
+        c.problem(("(templates)",), f"no templates: expected {directory / 'templates'}/*.yaml")
+    return App(
+        name=name,
+        description=c.text(top, (), "description"),
+        homepage=c.text(top, (), "homepage"),
+        license=c.text(top, (), "license"),
+        architectures=architectures,
+        versions=versions,
+        parameters=parameters,
+        requires=requires,
+        directory=directory,
+        one_major_at_a_time=bool(one_major),
+        resources=_read_resources(c, top),
+        health=_read_health(c, top),
+        hooks=_read_hooks(c, top),
+        web=_read_web(c, top),
+        backup_volumes=tuple(_read_backup(c, top, "volumes")),
+        backup_databases=tuple(_read_backup(c, top, "databases")),
+    )
+
+
+def _read_versions(c: Checker, top: Mapping[str, Any]) -> tuple[Version, ...]:
+    versions: list[Version] = []
+    for index, entry in enumerate(c.sequence(top, (), "versions")):
+        path = ("versions", index)
+        item = c.mapping(entry, path, {"version", "image"}, {"version", "image"})
+        version = c.text(item, path, "version", VERSION, "MAJOR.MINOR.PATCH (e.g. 30.0.4)")
+        image = c.text(item, path, "image", IMAGE, "an image reference with a pinned tag")
+        if image and ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+            c.problem((*path, "image"), f"{image!r} has no tag: pin one (never 'latest')")
+        elif image.endswith(":latest"):
+            c.problem((*path, "image"), "'latest' is not pinned: give the exact tag")
+        if (
+            VERSION.match(version)
+            and versions
+            and VERSION.match(versions[-1].version)
+            and (_key(version) <= _key(versions[-1].version))
+        ):
+            c.problem(
+                (*path, "version"),
+                f"{version} must be newer than {versions[-1].version} (versions go oldest first)",
+            )
+        versions.append(Version(version, image))
+    if not versions and "versions" in top:
+        c.problem(("versions",), "at least one version is needed")
+    return tuple(versions)
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+PARAMETER_FIELDS = {
+    "name",
+    "type",
+    "prompt",
+    "description",
+    "default",
+    "required",
+    "pattern",
+    "min",
+    "max",
+    "secret",
+    "length",
+}
+
+
+def _read_parameters(c: Checker, top: Mapping[str, Any]) -> tuple[Parameter, ...]:
+    parameters: list[Parameter] = []
+    for index, entry in enumerate(c.sequence(top, (), "parameters")):
+        path = ("parameters", index)
+        item = c.mapping(entry, path, PARAMETER_FIELDS, {"name", "type"})
+        name = c.text(item, path, "name", PARAMETER_NAME, "a lowercase identifier (a-z, 0-9, _)")
+        kind = c.text(item, path, "type")
+        if kind and kind not in PARAMETER_TYPES:
+            c.problem((*path, "type"), f"{kind!r} is not one of {list(PARAMETER_TYPES)}")
+        secret = item.get("secret")
+        if secret not in (None, "generate"):
+            c.problem((*path, "secret"), f"expected 'generate', got {secret!r}")
+        pattern = item.get("pattern")
+        if pattern is not None:
+            _check_pattern(c, (*path, "pattern"), pattern)
+        if name in {p.name for p in parameters}:
+            c.problem((*path, "name"), f"{name!r} is declared twice")
+        parameters.append(
+            Parameter(
+                name=name,
+                type=kind,
+                prompt=c.text(item, path, "prompt", default=name),
+                description=c.text(item, path, "description"),
+                default=item.get("default"),
+                required=bool(item.get("required", "default" not in item and secret is None)),
+                pattern=pattern if isinstance(pattern, str) else None,
+                minimum=item.get("min"),
+                maximum=item.get("max"),
+                generate=secret == "generate",  # noqa: S105 - a keyword, not a password
+                length=c.integer(item, path, "length", 32, 12, 128),
+            )
+        )
+    return tuple(parameters)
+
+
+def _check_pattern(c: Checker, path: Path_, pattern: Any) -> None:
+    try:
+        re.compile(str(pattern))
+    except re.error as error:
+        c.problem(path, f"not a valid regular expression: {error}")
+
+
+def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
+    requires = c.mapping(top.get("requires", {}), ("requires",), set(SERVICE_KINDS), set())
+    for kind, options in requires.items():
+        c.mapping(options or {}, ("requires", kind), set(), set())
+    return tuple(kind for kind in SERVICE_KINDS if kind in requires)
+
+
+def _read_resources(c: Checker, top: Mapping[str, Any]) -> dict[str, str]:
+    resources = c.mapping(top.get("resources", {}), ("resources",), {"cpu", "memory"}, set())
+    return {key: str(value) for key, value in resources.items()}
+
+
+def _read_health(c: Checker, top: Mapping[str, Any]) -> Health:
+    health = c.mapping(top.get("health", {}), ("health",), {"workloads", "timeout"}, set())
+    workloads = c.sequence(health, ("health",), "workloads")
+    for index, ref in enumerate(workloads):
+        if not isinstance(ref, str) or not re.match(r"^(Deployment|StatefulSet)/[-a-z0-9]+$", ref):
+            c.problem(
+                ("health", "workloads", index),
+                f"expected Deployment/NAME or StatefulSet/NAME, got {ref!r}",
+            )
+    return Health(
+        tuple(str(w) for w in workloads), c.integer(health, ("health",), "timeout", 600, 5, 7200)
+    )
+
+
+def _read_hooks(c: Checker, top: Mapping[str, Any]) -> dict[str, tuple[HookStep, ...]]:
+    hooks = c.mapping(top.get("hooks", {}), ("hooks",), set(HOOK_PHASES), set())
+    result: dict[str, tuple[HookStep, ...]] = {}
+    for phase, _steps in hooks.items():
+        read: list[HookStep] = []
+        for index, entry in enumerate(c.sequence(hooks, ("hooks",), phase)):
+            path = ("hooks", phase, index)
+            step = c.mapping(entry, path, {"name", "job"}, {"name", "job"})
+            job = c.mapping(
+                step.get("job", {}),
+                (*path, "job"),
+                {"command", "timeout", "volumes", "run_as_user"},
+                {"command"},
+            )
+            command = job.get("command")
+            if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+                c.problem((*path, "job", "command"), "expected a list of strings")
+                command = []
+            read.append(
+                HookStep(
+                    name=c.text(
+                        step, path, "name", NAME, "a name of lowercase letters, digits, '-'"
+                    ),
+                    command=tuple(command),
+                    timeout=c.integer(job, (*path, "job"), "timeout", 600, 5, 7200),
+                    mount_volumes=bool(job.get("volumes", True)),
+                    run_as_user=c.integer(job, (*path, "job"), "run_as_user", 0, 0, 2**31 - 1)
+                    if "run_as_user" in job
+                    else None,
+                )
+            )
+        result[phase] = tuple(read)
+    return result
+
+
+def _read_web(c: Checker, top: Mapping[str, Any]) -> Web | None:
+    if "web" not in top:
+        return None
+    web = c.mapping(top["web"], ("web",), {"service", "port"}, {"service", "port"})
+    return Web(
+        c.text(web, ("web",), "service", NAME, "a Service name"),
+        c.integer(web, ("web",), "port", 80, 1, 65535),
+    )
+
+
+def _read_backup(c: Checker, top: Mapping[str, Any], key: str) -> list[str]:
+    backup = c.mapping(top.get("backup", {}), ("backup",), {"volumes", "databases"}, set())
+    return [str(v) for v in c.sequence(backup, ("backup",), key)]

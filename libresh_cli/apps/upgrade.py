@@ -1,0 +1,182 @@
+"""Upgrades: one version step at a time along the declared path, each step guarded.
+
+A step: safeguard (the pre-upgrade backup, from the backup service) -> pre_upgrade hooks with
+the old image -> apply the new version, prune what it no longer has -> wait for health ->
+post_upgrade hooks with the new image. If anything after the safeguard fails, the previous
+version's objects are applied again, what the new version added is removed, the safeguard
+restores its backup, and the record says what happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from libresh_cli.apps import hooks
+from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.lifecycle import (
+    Prepared,
+    Safeguard,
+    apply_and_wait,
+    existing_secret_values,
+    prepare,
+    require_record,
+    save_record,
+)
+from libresh_cli.apps.model import App, Version
+from libresh_cli.apps.plan import Plan, upgrade_path
+from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
+from libresh_cli.apps.render import Instance, render
+from libresh_cli.errors import LibreshError, OperationFailedError
+from libresh_cli.kube.client import KubeClient
+from libresh_cli.progress import Reporter
+
+
+class UpgradeFailedError(OperationFailedError):
+    pass
+
+
+@dataclass
+class UpgradePlan:
+    record: InstanceRecord
+    app: App
+    path: list[Version]
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.path
+
+    def describe(self) -> list[str]:
+        steps = [self.record.version, *[v.version for v in self.path]]
+        return [f"{a} -> {b}" for a, b in itertools.pairwise(steps)]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "instance": self.record.name,
+            "app": self.app.name,
+            "from": self.record.version,
+            "to": self.path[-1].version if self.path else self.record.version,
+            "steps": self.describe(),
+            "nothing_to_do": self.nothing_to_do,
+        }
+
+
+def plan_upgrade(kube: KubeClient, catalog: Catalog, name: str, to: str | None) -> UpgradePlan:
+    record = require_record(kube, name)
+    if record.status == "uninstalled":
+        raise OperationFailedError(
+            f"{name} is uninstalled (its data is kept).",
+            hint=f"Install it again first: libresh install {record.app} --name {name}",
+        )
+    app = catalog.load(record.app)
+    return UpgradePlan(record, app, upgrade_path(app, record.version, to))
+
+
+def _instance(kube: KubeClient, record: InstanceRecord, app: App, version: Version) -> Instance:
+    return Instance(
+        record.name, app, version, record.params, existing_secret_values(kube, record.name)
+    )
+
+
+def upgrade(
+    kube: KubeClient, plan: UpgradePlan, safeguard: Safeguard, reporter: Reporter
+) -> InstanceRecord:
+    record = plan.record
+    for target in plan.path:
+        current = plan.app.version(record.version)
+        if current is None:
+            raise OperationFailedError(
+                f"The catalog no longer has {record.version}, the version {record.name} runs."
+            )
+        record = _step(kube, record, plan.app, current, target, safeguard, reporter)
+    return record
+
+
+def _step(
+    kube: KubeClient,
+    record: InstanceRecord,
+    app: App,
+    current: Version,
+    target: Version,
+    safeguard: Safeguard,
+    reporter: Reporter,
+) -> InstanceRecord:
+    reporter.step(f"Upgrading {record.name}: {current.version} -> {target.version}")
+    token = safeguard.before_step(record.name, current.version, target.version)
+    old = _instance(kube, record, app, current)
+    new = Instance(old.name, app, target, old.params, old.secret_values)
+    old_objects = render(old)  # only what the pre_upgrade hooks are made from
+    step = prepare(kube, new, record, current.version)
+    record.status = "upgrading"
+    save_record(kube, record)
+    try:
+        hooks.run_hooks(kube, "pre_upgrade", old, old_objects, reporter)
+        apply_and_wait(kube, step, reporter)
+        hooks.run_hooks(kube, "post_upgrade", new, step.objects, reporter)
+    except LibreshError as error:
+        _roll_back(kube, record, old, step, token, safeguard, error, reporter)
+        raise  # not reached: _roll_back raises UpgradeFailedError
+    record.version, record.inventory = target.version, refs_of(step.objects)
+    record.status, record.last_error = "installed", None
+    record.add_history(HistoryEntry("upgrade", current.version, target.version, "ok"))
+    save_record(kube, record)
+    reporter.done(f"{record.name} upgraded to {target.version}")
+    return record
+
+
+def _roll_back(
+    kube: KubeClient,
+    record: InstanceRecord,
+    old: Instance,
+    failed: Prepared,
+    token: str | None,
+    safeguard: Safeguard,
+    cause: LibreshError,
+    reporter: Reporter,
+) -> None:
+    target = failed.instance.version.version
+    reporter.warn(
+        f"Upgrade to {target} failed: {cause.message} Rolling back to {old.version.version}."
+    )
+    rollback_record = InstanceRecord(**{**record.__dict__, "inventory": refs_of(failed.objects)})
+    back = prepare(kube, old, rollback_record, target)
+    outcome = "rolled back"
+    try:
+        apply_and_wait(kube, back, reporter)
+        if token is not None:
+            safeguard.restore(record.name, token)
+    except LibreshError as rollback_error:
+        outcome = f"rollback failed too ({rollback_error.message})"
+    record.status = "installed" if outcome == "rolled back" else "failed"
+    record.last_error = f"upgrade to {target} failed: {cause.message}"
+    record.add_history(
+        HistoryEntry(
+            "upgrade",
+            old.version.version,
+            target,
+            "rolled-back" if outcome == "rolled back" else "failed",
+            cause.message,
+        )
+    )
+    save_record(kube, record)
+    raise UpgradeFailedError(
+        f"Upgrading {record.name} from {old.version.version} to {target} failed: "
+        f"{cause.message} It was {outcome} to {old.version.version}.",
+        hint=cause.hint,
+    ) from cause
+
+
+def upgrade_preview(kube: KubeClient, plan: UpgradePlan) -> list[Plan]:
+    """The object changes of each step, for --dry-run and for people confirming."""
+    previews = []
+    record = plan.record
+    for target in plan.path:
+        instance = _instance(kube, record, plan.app, target)
+        prepared = prepare(kube, instance, record, record.version)
+        prepared.plan.steps = [
+            f"{phase}: {s.name}"
+            for phase in ("pre_upgrade", "post_upgrade")
+            for s in plan.app.hooks.get(phase, ())
+        ]
+        previews.append(prepared.plan)
+    return previews

@@ -1,0 +1,275 @@
+"""install, list, status, diff, uninstall and secret: the commands people run most."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    asker,
+    catalog,
+    confirm,
+    describe_plan,
+    kube_client,
+    plan_table,
+)
+from libresh_cli.cli.context import OutputFormat
+from libresh_cli.cli.output import emit, key_value_table, rows_table
+from libresh_cli.errors import NotFoundError
+
+
+def install(
+    ctx: typer.Context,
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="App from the catalog.")],
+    name: Annotated[str | None, typer.Option(help="Instance name (default: the app's).")] = None,
+    domain: Annotated[str | None, typer.Option(help="Domain name the app is served at.")] = None,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A parameter, KEY=VALUE (repeatable; never for secrets)."),
+    ] = None,
+    values: Annotated[
+        Path | None, typer.Option("--values", "-f", help="YAML file of parameter values.")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Version (default: the newest).")] = None,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Install an app: ask for what is missing, show the plan, apply, wait until healthy.
+
+    Running it again converges the instance to its definition ("nothing to do" when it is).
+
+    \b
+    Examples:
+      libresh install nextcloud --domain cloud.example.org
+      libresh install vaultwarden --name passwords --domain pw.example.org -f values.yaml --yes
+      libresh install nextcloud --domain cloud.example.org --dry-run
+    """
+    from libresh_cli.apps.lifecycle import install as do_install
+    from libresh_cli.apps.lifecycle import plan_install
+    from libresh_cli.apps.params import GivenValues, parse_set_options, read_values_file
+
+    app = app_context(ctx, output, dry_run, yes)
+    given = read_values_file(values) if values else GivenValues()
+    parse_set_options(set_values or [], given)
+    if domain is not None:
+        given.add("domain", domain, "--domain")
+    with kube_client(app) as kube:
+        prepared = plan_install(kube, catalog(app), app_name, name, given, version, asker(app))
+        plan = prepared.plan
+        if plan.nothing_to_do and prepared.record and prepared.record.status == "installed":
+            app.err.print(
+                f"{plan.instance} ({plan.app} {plan.version_to}) is up to date: nothing to do."
+            )
+            return
+        emit(app, plan.to_dict(), lambda _: plan_table(plan))
+        if app.dry_run:
+            app.err.print(f"Dry run: {describe_plan(plan)}; nothing was changed.", style="dim")
+            return
+        if not confirm(app, f"Install {plan.app} {plan.version_to} as {plan.instance}?"):
+            raise typer.Exit(1)
+        reporter = app.reporter()
+        with reporter.spinning(f"Installing {plan.instance}"):
+            do_install(kube, prepared, reporter)
+    instance = prepared.instance
+    app.err.print(
+        f"[green]✓[/green] {instance.name} is installed and healthy"
+        + (f" at {instance.url}" if instance.url else "")
+        + "."
+    )
+    secret_params = [p.name for p in instance.app.parameters if p.secret]
+    if secret_params:
+        app.err.print(
+            f"Credentials: libresh secret get {instance.name} {secret_params[0]}", style="dim"
+        )
+
+
+def list_instances(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List every instance on the cluster with its version, health and URL.
+
+    \b
+    Examples:
+      libresh list
+      libresh list -o json
+    """
+    from libresh_cli.apps.inventory import list_instances as listing
+
+    app = app_context(ctx, output)
+    with kube_client(app) as kube:
+        summaries = listing(kube, catalog(app))
+    emit(app, [s.to_dict() for s in summaries], _list_table)
+
+
+def _list_table(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return "No instances. Install one: libresh install nextcloud --domain …"
+    return rows_table(
+        ["NAME", "APP", "VERSION", "STATUS", "URL", "UPGRADE"],
+        [
+            [r["name"], r["app"], r["version"], r["status"], r["url"], r["upgrade"] or ""]
+            for r in rows
+        ],
+    )
+
+
+def status(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    output: OutputOption = None,
+) -> None:
+    """Show an instance: version, health, URL, its objects, upgrades and history.
+
+    \b
+    Example:
+      libresh status nextcloud
+    """
+    from libresh_cli.apps.inventory import instance_status
+
+    app = app_context(ctx, output)
+    with kube_client(app) as kube:
+        data = instance_status(kube, catalog(app), name)
+    emit(app, data, _status_view)
+
+
+def _status_view(data: dict[str, Any]) -> Any:
+    from rich.console import Group
+
+    summary = key_value_table(
+        {
+            "name": data.get("name"),
+            "app": data.get("app"),
+            "version": data.get("version"),
+            "status": data.get("status"),
+            "url": data.get("url"),
+            "upgrade available": data.get("upgrade") or "no",
+            "last error": data.get("last_error"),
+        }
+    )
+    objects = rows_table(
+        ["KIND", "NAME", "STATE"], [[o["kind"], o["name"], o["state"]] for o in data["objects"]]
+    )
+    history = rows_table(
+        ["WHEN", "ACTION", "FROM", "TO", "RESULT"],
+        [
+            [h["at"], h["action"], h["version_from"] or "", h["version_to"], h["result"]]
+            for h in data["history"][-5:]
+        ],
+    )
+    return Group(summary, "", objects, "", history)
+
+
+def diff(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    output: OutputOption = None,
+) -> None:
+    """Show what re-applying the installed version would change (hand edits, catalog changes).
+
+    Exit code 0 when nothing would change, 1 when something would.
+
+    \b
+    Example:
+      libresh diff nextcloud || echo "drifted"
+    """
+    from libresh_cli.apps.inventory import diff_instance
+
+    app = app_context(ctx, output)
+    with kube_client(app) as kube:
+        plan = diff_instance(kube, catalog(app), name)
+    emit(app, plan.to_dict(), lambda _: plan_table(plan))
+    if not plan.nothing_to_do:
+        raise typer.Exit(1)
+
+
+def uninstall(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    purge_data: Annotated[
+        bool, typer.Option(help="Also delete the data volumes and credentials (no way back).")
+    ] = False,
+    yes: YesOption = False,
+) -> None:
+    """Remove an instance. Its data volumes and credentials are kept unless --purge-data.
+
+    \b
+    Examples:
+      libresh uninstall vaultwarden
+      libresh uninstall vaultwarden --purge-data --yes
+    """
+    from libresh_cli.apps.inventory import uninstall as do_uninstall
+
+    app = app_context(ctx, yes=yes)
+    what = "and DELETE ALL ITS DATA" if purge_data else "(its data is kept)"
+    with kube_client(app) as kube:
+        from libresh_cli.apps.lifecycle import require_record
+
+        require_record(kube, name)
+        if not confirm(app, f"Uninstall {name} {what}?"):
+            raise typer.Exit(1)
+        reporter = app.reporter()
+        with reporter.spinning(f"Uninstalling {name}"):
+            outcome = do_uninstall(kube, name, purge_data, reporter)
+    app.err.print(f"[green]✓[/green] {name}: {outcome}.")
+
+
+secret_app = typer.Typer(
+    help="Read an instance's generated credentials (only when asked).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@secret_app.command("get")
+def secret_get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    key: Annotated[str, typer.Argument(help="Which credential, e.g. admin_password.")],
+) -> None:
+    """Print one credential of an instance on stdout.
+
+    \b
+    Example:
+      libresh secret get nextcloud admin_password
+    """
+    from libresh_cli.apps.lifecycle import existing_secret_values, require_record
+
+    app = app_context(ctx)
+    with kube_client(app) as kube:
+        require_record(kube, name)
+        values = existing_secret_values(kube, name)
+    if key not in values:
+        raise NotFoundError(
+            f"{name} has no credential {key!r}.",
+            hint=f"It has: {', '.join(sorted(values)) or 'none'}.",
+        )
+    typer.echo(values[key])
+
+
+@secret_app.command("list")
+def secret_list(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    output: OutputOption = None,
+) -> None:
+    """List the names of an instance's credentials (never their values).
+
+    \b
+    Example:
+      libresh secret list nextcloud
+    """
+    from libresh_cli.apps.lifecycle import existing_secret_values, require_record
+
+    app = app_context(ctx, output)
+    with kube_client(app) as kube:
+        require_record(kube, name)
+        keys = sorted(existing_secret_values(kube, name))
+    if app.output is OutputFormat.table:
+        app.out.print("\n".join(keys))
+    else:
+        emit(app, keys, str)

@@ -1,0 +1,151 @@
+"""`libresh catalog`: the apps libresh can install, and a checker for package authors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from libresh_cli.cli.common import OutputOption, app_context, catalog
+from libresh_cli.cli.output import emit, key_value_table, rows_table
+
+catalog_app = typer.Typer(
+    help="""The apps libresh can install.
+
+\b
+Examples:
+  libresh catalog list
+  libresh catalog show nextcloud
+  libresh catalog validate ./my-catalog/myapp
+""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@catalog_app.command("list")
+def list_apps(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List the apps of every catalog, with their newest version.
+
+    \b
+    Example:
+      libresh catalog list
+    """
+    app = app_context(ctx, output)
+    apps = catalog(app).apps()
+    rows = [
+        {
+            "name": a.name,
+            "version": a.latest.version,
+            "description": a.description,
+            "requires": list(a.requires),
+            "directory": str(a.directory),
+        }
+        for a in apps
+    ]
+    emit(
+        app,
+        rows,
+        lambda rs: rows_table(
+            ["APP", "VERSION", "NEEDS", "DESCRIPTION"],
+            [[r["name"], r["version"], ", ".join(r["requires"]), r["description"]] for r in rs],
+        ),
+    )
+
+
+@catalog_app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="APP")],
+    output: OutputOption = None,
+) -> None:
+    """Show an app: versions, parameters, requirements, hooks.
+
+    \b
+    Example:
+      libresh catalog show nextcloud -o yaml
+    """
+    app = app_context(ctx, output)
+    found = catalog(app).load(name)
+    data = {
+        "name": found.name,
+        "description": found.description,
+        "homepage": found.homepage,
+        "license": found.license,
+        "architectures": list(found.architectures),
+        "versions": [v.version for v in found.versions],
+        "one_major_at_a_time": found.one_major_at_a_time,
+        "requires": list(found.requires),
+        "resources": found.resources,
+        "parameters": [
+            {
+                "name": p.name,
+                "type": p.type,
+                "prompt": p.prompt,
+                "default": p.default,
+                "generated": p.generate,
+                "required": p.required,
+            }
+            for p in found.parameters
+        ],
+        "hooks": {phase: [s.name for s in steps] for phase, steps in found.hooks.items()},
+        "directory": str(found.directory),
+    }
+    emit(app, data, _show_table)
+
+
+def _show_table(data: dict[str, Any]) -> Any:
+    params = ", ".join(
+        p["name"] + (" (generated)" if p["generated"] else "") for p in data["parameters"]
+    )
+    hooks = "; ".join(f"{k}: {', '.join(v)}" for k, v in data["hooks"].items())
+    return key_value_table(
+        {
+            "name": data["name"],
+            "description": data["description"],
+            "homepage": data["homepage"],
+            "license": data["license"],
+            "architectures": ", ".join(data["architectures"]),
+            "versions": ", ".join(data["versions"]),
+            "upgrades": "one major at a time" if data["one_major_at_a_time"] else "any step",
+            "requires": ", ".join(data["requires"]) or "nothing",
+            "parameters": params,
+            "hooks": hooks or "none",
+            "directory": data["directory"],
+        }
+    )
+
+
+@catalog_app.command("validate")
+def validate(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="App folders (holding app.yaml).")],
+) -> None:
+    """Check app definitions: every problem at once, with file, field and line; every
+    version is rendered with sample values to check the templates.
+
+    \b
+    Example:
+      libresh catalog validate apps/nextcloud apps/vaultwarden
+    """
+    from libresh_cli.apps.catalog import validate_app
+    from libresh_cli.errors import LibreshError
+
+    app = app_context(ctx)
+    failures = []
+    for path in paths:
+        try:
+            checked = validate_app(path)
+        except LibreshError as error:
+            failures.append(error)
+            continue
+        app.err.print(
+            f"[green]✓[/green] {path}: {checked.name} is valid ({len(checked.versions)} versions)."
+        )
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        from libresh_cli.errors import BadInputError
+
+        raise BadInputError("\n".join(f.message for f in failures))

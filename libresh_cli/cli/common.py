@@ -1,0 +1,110 @@
+"""What the app commands share: the cluster and catalog from global options, confirmation,
+prompts and plan rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from libresh_cli.cli.context import AppContext, OutputFormat
+from libresh_cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from libresh_cli.apps.catalog import Catalog
+    from libresh_cli.apps.model import Parameter
+    from libresh_cli.apps.plan import Plan
+    from libresh_cli.kube.client import KubeClient
+
+OutputOption = Annotated[
+    OutputFormat | None,
+    typer.Option("--output", "-o", help="Output format (overrides the global -o)."),
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would be done, change nothing.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def app_context(
+    ctx: typer.Context, output: OutputFormat | None = None, dry_run: bool = False, yes: bool = False
+) -> AppContext:
+    """The global context with the options a command also accepts after its name applied."""
+    app: AppContext = ctx.obj
+    if output is not None:
+        app.output = output
+    app.dry_run = app.dry_run or dry_run
+    app.yes = app.yes or yes
+    return app
+
+
+@contextmanager
+def kube_client(app: AppContext) -> Iterator[KubeClient]:
+    from libresh_cli.kube.client import KubeClient
+    from libresh_cli.kube.connection import KubeTarget
+
+    with KubeClient.connect(KubeTarget(app.kubeconfig, app.kube_context)) as client:
+        yield client
+
+
+def catalog(app: AppContext) -> Catalog:
+    from libresh_cli.apps.catalog import Catalog
+
+    return Catalog.from_sources(app.catalogs)
+
+
+def confirm(app: AppContext, question: str) -> bool:
+    """True to go ahead. Without a terminal, only --yes says yes."""
+    if app.yes:
+        return True
+    if not app.interactive:
+        raise BadInputError(
+            f"{question} — there is no terminal to ask.",
+            hint="Pass --yes to go ahead without being asked.",
+        )
+    import questionary
+
+    return bool(questionary.confirm(question, default=False).unsafe_ask())
+
+
+def asker(app: AppContext) -> Any:
+    """A function that prompts for a parameter, or None when nobody can answer."""
+    if not app.interactive:
+        return None
+
+    def ask(parameter: Parameter) -> Any:
+        import questionary
+
+        from libresh_cli.apps.params import problem_with
+
+        def valid(text: str) -> bool | str:
+            return problem_with(parameter, text) or True
+
+        if parameter.type == "boolean":
+            return questionary.confirm(
+                parameter.prompt, default=bool(parameter.default)
+            ).unsafe_ask()
+        if parameter.secret:
+            return questionary.password(parameter.prompt, validate=valid).unsafe_ask()
+        default = "" if parameter.default is None else str(parameter.default)
+        return questionary.text(parameter.prompt, default=default, validate=valid).unsafe_ask()
+
+    return ask
+
+
+def plan_table(plan: Plan) -> Any:
+    from libresh_cli.cli.output import rows_table
+
+    shown = [c for c in plan.changes if c.action != "unchanged"]
+    if not shown:
+        return "No object changes."
+    return rows_table(["ACTION", "KIND", "NAME"], [[c.action, c.ref[1], c.ref[2]] for c in shown])
+
+
+def describe_plan(plan: Plan) -> str:
+    parts = [f"{plan.count(a)} to {a}" for a in ("create", "update", "prune") if plan.count(a)]
+    if plan.count("keep"):
+        parts.append(f"{plan.count('keep')} kept (data)")
+    return ", ".join(parts) or "no object changes"

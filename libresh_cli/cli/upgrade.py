@@ -1,0 +1,94 @@
+"""`libresh upgrade`: one instance or all of them (for cron), one version step at a time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    catalog,
+    confirm,
+    kube_client,
+)
+from libresh_cli.cli.context import AppContext
+from libresh_cli.cli.output import emit, rows_table
+from libresh_cli.errors import BadInputError, LibreshError
+
+
+def upgrade(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Instance name.")] = None,
+    to: Annotated[str | None, typer.Option(help="Target version (default: the newest).")] = None,
+    all_instances: Annotated[bool, typer.Option("--all", help="Upgrade every instance.")] = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Upgrade along the app's path (never skipping a major it forbids skipping).
+
+    Each step runs the app's hooks and waits for health; a failed step is rolled back to the
+    version before it. Exit code 0 when everything is upgraded (or already was), 1 when an
+    upgrade failed (the others still ran).
+
+    \b
+    Examples:
+      libresh upgrade nextcloud
+      libresh upgrade nextcloud --to 30.0.12 --dry-run
+      libresh upgrade --all --yes -o json      # nightly, from cron
+    """
+    from libresh_cli.apps.inventory import list_instances
+
+    app = app_context(ctx, output, dry_run, yes)
+    if bool(name) == all_instances:
+        raise BadInputError(
+            "Name one instance or pass --all.",
+            hint="libresh upgrade NAME, or libresh upgrade --all",
+        )
+    if all_instances and to:
+        raise BadInputError("--to goes with one instance, not with --all.")
+    with kube_client(app) as kube:
+        names = (
+            [name]
+            if name
+            else [s.name for s in list_instances(kube, catalog(app)) if s.status != "uninstalled"]
+        )
+        results = [_upgrade_one(app, kube, n, to) for n in names]
+    emit(app, results, _results_table)
+    if any(r["result"] == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _upgrade_one(app: AppContext, kube: Any, name: str, to: str | None) -> dict[str, Any]:
+    from libresh_cli.apps.lifecycle import NoSafeguard
+    from libresh_cli.apps.upgrade import plan_upgrade, upgrade
+
+    plan = plan_upgrade(kube, catalog(app), name, to)
+    result: dict[str, Any] = {**plan.to_dict(), "result": "up to date", "message": ""}
+    if plan.nothing_to_do:
+        return result
+    if app.dry_run:
+        return {**result, "result": "would upgrade"}
+    if not confirm(app, f"Upgrade {name}: {', '.join(plan.describe())}?"):
+        return {**result, "result": "skipped"}
+    reporter = app.reporter()
+    try:
+        with reporter.spinning(f"Upgrading {name}"):
+            upgrade(kube, plan, NoSafeguard(reporter), reporter)
+    except LibreshError as error:
+        reporter.warn(str(error))
+        return {**result, "result": "failed", "message": error.message}
+    return {**result, "result": "upgraded"}
+
+
+def _results_table(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return "No instances."
+    return rows_table(
+        ["NAME", "FROM", "TO", "RESULT", "STEPS"],
+        [[r["instance"], r["from"], r["to"], r["result"], ", ".join(r["steps"])] for r in rows],
+    )
