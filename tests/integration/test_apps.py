@@ -1,0 +1,431 @@
+"""Apps on the lab's real API server: install, re-run, upgrade, prune, rollback, list, status,
+diff, uninstall; through the `libresh` command as people and cron run it, and read back with
+the official kubernetes client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.inventory import list_instances
+from libresh_cli.apps.lifecycle import install, plan_install, read_record
+from libresh_cli.apps.params import GivenValues
+from libresh_cli.errors import ExitCode
+from libresh_cli.kube.client import KubeClient
+from libresh_cli.progress import SilentReporter
+from tests.integration.conftest import Lab
+
+LIBRESH = str(Path(sys.executable).parent / "libresh")
+TEST_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
+
+
+def libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(TEST_CATALOG), *args]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**lab.cli_env(), "COLUMNS": "200"},
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def name(kube: KubeClient) -> Iterator[str]:
+    """A fresh instance name; its namespace is deleted afterwards (without waiting: the purge
+    itself is tested in test_uninstall_keeps_data_unless_purged)."""
+    instance = f"t{uuid.uuid4().hex[:8]}"
+    yield instance
+    kube.delete("v1", "Namespace", instance)
+
+
+def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: str) -> None:
+    result = ok(
+        libresh(
+            lab, "install", "nextcloud", "--name", name, "--domain", "cloud.example.org", "--yes"
+        )
+    )
+    assert f"{name} is installed and healthy at https://cloud.example.org" in result.stderr
+    assert f"libresh secret get {name} admin_password" in result.stderr
+
+    api = lab.official_client()
+    apps = k8s.AppsV1Api(api)
+    deployment = apps.read_namespaced_deployment_status("nextcloud", name)
+    assert deployment.status.available_replicas == 1
+    assert deployment.spec.template.spec.containers[0].image.endswith(":31.0.6-apache")
+    assert apps.read_namespaced_stateful_set_status("postgres", name).status.ready_replicas == 1
+    assert apps.read_namespaced_deployment_status("redis", name).status.available_replicas == 1
+    core = k8s.CoreV1Api(api)
+    claims = {
+        c.metadata.name: c.status.phase
+        for c in core.list_namespaced_persistent_volume_claim(name).items
+    }
+    assert claims == {"nextcloud-data": "Bound", "data-postgres-0": "Bound"}
+    assert k8s.BatchV1Api(api).read_namespaced_cron_job("nextcloud-cron", name).spec.schedule
+    ingress = k8s.NetworkingV1Api(api).read_namespaced_ingress("nextcloud", name)
+    assert ingress.spec.rules[0].host == "cloud.example.org"
+    assert ingress.metadata.annotations["cert-manager.io/cluster-issuer"]
+    namespace = core.read_namespace(name)
+    assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert k8s.NetworkingV1Api(api).read_namespaced_network_policy("libresh-isolate", name)
+
+    credentials = core.read_namespaced_secret("libresh-credentials", name).data
+    assert set(credentials) == {"admin_password", "postgres_password", "redis_password"}
+    password = base64.b64decode(credentials["admin_password"]).decode()
+    assert len(password) == 24
+    shown = ok(libresh(lab, "secret", "get", name, "admin_password"))
+    assert shown.stdout.strip() == password
+
+    record = read_record(kube, name)
+    assert record is not None and record.version == "31.0.6" and record.status == "installed"
+    assert record.params["domain"] == "cloud.example.org"
+    record_text = json.dumps(core.read_namespaced_config_map("libresh-instance", name).data)
+    assert password not in record_text  # the record never holds secret values
+
+    again = ok(
+        libresh(
+            lab, "install", "nextcloud", "--name", name, "--domain", "cloud.example.org", "--yes"
+        )
+    )
+    assert "is up to date: nothing to do" in again.stderr
+    listed = json.loads(ok(libresh(lab, "list", "-o", "json")).stdout)
+    assert password not in json.dumps(listed)
+    mine = next(i for i in listed if i["name"] == name)
+    assert (mine["app"], mine["version"], mine["status"]) == ("nextcloud", "31.0.6", "installed")
+
+
+def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
+    lab: Lab, kube: KubeClient, name: str
+) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "nextcloud",
+            "--name",
+            name,
+            "--domain",
+            "c.example.org",
+            "--version",
+            "29.0.16",
+            "--yes",
+        )
+    )
+    planned = json.loads(ok(libresh(lab, "upgrade", name, "--dry-run", "-o", "json")).stdout)
+    assert planned[0]["steps"] == ["29.0.16 -> 30.0.12", "30.0.12 -> 31.0.6"]
+    assert read_record(kube, name).version == "29.0.16"
+
+    done = json.loads(ok(libresh(lab, "upgrade", name, "--yes", "-o", "json")).stdout)
+    assert done[0]["result"] == "upgraded" and done[0]["to"] == "31.0.6"
+    jobs = (
+        k8s.BatchV1Api(lab.official_client())
+        .list_namespaced_job(name, label_selector="libresh.dev/hook")
+        .items
+    )
+    ordered = sorted(jobs, key=lambda j: int(j.metadata.annotations["libresh.dev/hook-sequence"]))
+    assert [j.metadata.name for j in ordered] == [
+        "hook-pre-upgrade-maintenance-on-29-0-16",
+        "hook-post-upgrade-occ-upgrade-30-0-12",
+        "hook-post-upgrade-add-missing-indices-30-0-12",
+        "hook-post-upgrade-maintenance-off-30-0-12",
+        "hook-pre-upgrade-maintenance-on-30-0-12",
+        "hook-post-upgrade-occ-upgrade-31-0-6",
+        "hook-post-upgrade-add-missing-indices-31-0-6",
+        "hook-post-upgrade-maintenance-off-31-0-6",
+    ]
+    assert all(j.status.succeeded == 1 for j in jobs)
+    # each hook ran with the image of the version it belongs to
+    images = {j.metadata.name: j.spec.template.spec.containers[0].image for j in jobs}
+    assert images["hook-pre-upgrade-maintenance-on-29-0-16"].endswith(":29.0.16-apache")
+    assert images["hook-post-upgrade-occ-upgrade-30-0-12"].endswith(":30.0.12-apache")
+    record = read_record(kube, name)
+    assert record is not None and record.version == "31.0.6"
+    assert [(h.version_from, h.version_to, h.result) for h in record.history[-2:]] == [
+        ("29.0.16", "30.0.12", "ok"),
+        ("30.0.12", "31.0.6", "ok"),
+    ]
+
+
+def _configmaps(lab: Lab, namespace: str) -> set[str]:
+    core = k8s.CoreV1Api(lab.official_client())
+    return {str(c.metadata.name) for c in core.list_namespaced_config_map(namespace).items}
+
+
+def test_a_version_that_drops_objects_prunes_them_but_keeps_data(lab: Lab, name: str) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "1.1.0",
+            "--yes",
+        )
+    )
+    assert "legacy" in _configmaps(lab, name)
+    ok(libresh(lab, "upgrade", name, "--to", "2.0.0", "--yes"))
+    assert "legacy" not in _configmaps(lab, name)
+    plan = json.loads(
+        ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--dry-run", "-o", "json")).stdout
+    )
+    assert plan[0]["result"] == "would upgrade"
+    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--yes"))
+    claims = k8s.CoreV1Api(lab.official_client()).list_namespaced_persistent_volume_claim(name)
+    assert [c.metadata.name for c in claims.items] == ["demo-data"]  # data is never pruned
+
+
+def test_a_failing_upgrade_rolls_back_and_says_so(lab: Lab, kube: KubeClient, name: str) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "3.0.0",
+            "--yes",
+        )
+    )
+    failed = libresh(lab, "upgrade", name, "--to", "4.0.0", "--yes", "-o", "json")
+    assert failed.returncode == 1
+    result = json.loads(failed.stdout)[0]
+    assert result["result"] == "failed" and "CrashLoopBackOff" in result["message"]
+    assert "rolled back to 3.0.0" in failed.stderr
+
+    deployment = k8s.AppsV1Api(lab.official_client()).read_namespaced_deployment_status(
+        "demo", name
+    )
+    assert deployment.spec.template.spec.containers[0].image == "example.org/demo:3.0.0"
+    assert deployment.status.available_replicas == 1
+    assert "new-in-4" not in _configmaps(lab, name)  # what the failed version added is gone
+    record = read_record(kube, name)
+    assert record is not None
+    assert (record.version, record.status) == ("3.0.0", "installed")
+    assert record.last_error is not None and "4.0.0" in record.last_error
+    last = record.history[-1]
+    assert (last.version_from, last.version_to, last.result) == ("3.0.0", "4.0.0", "rolled-back")
+    status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
+    assert status["last_error"] == record.last_error
+
+
+def test_status_and_diff_exit_codes(lab: Lab, name: str) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "3.0.0",
+            "--yes",
+        )
+    )
+    status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
+    assert status["version"] == "3.0.0" and status["upgrade"] == "4.0.0"
+    assert {o["kind"] for o in status["objects"]} >= {"Deployment", "Service", "Namespace"}
+    assert libresh(lab, "diff", name).returncode == 0
+    k8s.AppsV1Api(lab.official_client()).patch_namespaced_deployment(
+        "demo", name, {"spec": {"replicas": 3}}
+    )  # a hand edit
+    drift = libresh(lab, "diff", name, "-o", "json")
+    assert drift.returncode == 1
+    changes = json.loads(drift.stdout)["changes"]
+    assert {
+        "action": "update",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "demo",
+    } in changes
+    assert libresh(lab, "status", "nope-nope").returncode == ExitCode.NOT_FOUND
+
+
+def test_uninstall_keeps_data_unless_purged(lab: Lab, kube: KubeClient, name: str) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "1.0.0",
+            "--yes",
+        )
+    )
+    key = ok(libresh(lab, "secret", "get", name, "api_key")).stdout
+    ok(libresh(lab, "uninstall", name, "--yes"))
+    core = k8s.CoreV1Api(lab.official_client())
+    assert [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(name).items] == [
+        "demo-data"
+    ]
+    assert not k8s.AppsV1Api(lab.official_client()).list_namespaced_deployment(name).items
+    assert read_record(kube, name).status == "uninstalled"
+    # installing again finds the data and the credentials it was made with
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "1.0.0",
+            "--yes",
+        )
+    )
+    assert ok(libresh(lab, "secret", "get", name, "api_key")).stdout == key
+    ok(libresh(lab, "uninstall", name, "--purge-data", "--yes"))
+    assert kube.get("v1", "Namespace", name) is None
+
+
+def test_list_costs_the_same_few_calls_whatever_the_number_of_instances(
+    lab: Lab, kube: KubeClient
+) -> None:
+    catalog = Catalog.from_sources([TEST_CATALOG])
+    names = [f"l{uuid.uuid4().hex[:6]}-{i}" for i in range(4)]
+
+    def calls_for_list() -> int:
+        before = kube.request_count
+        list_instances(kube, catalog)
+        return kube.request_count - before
+
+    try:
+        _install_demo(kube, catalog, names[0])
+        with_one = calls_for_list()
+        for extra in names[1:]:
+            _install_demo(kube, catalog, extra)
+        with_four = calls_for_list()
+        assert with_one == with_four == 3
+    finally:
+        for instance in names:
+            kube.delete("v1", "Namespace", instance)
+
+
+def _install_demo(kube: KubeClient, catalog: Catalog, instance: str) -> None:
+    given = GivenValues()
+    given.add("domain", f"{instance}.example.org", "--domain")
+    prepared = plan_install(kube, catalog, "demo", instance, given, "3.0.0", None)
+    install(kube, prepared, SilentReporter())
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["install", "nextclod", "--domain", "a.example.org", "--yes"],
+            ExitCode.NOT_FOUND,
+            "Did you mean nextcloud?",
+        ),
+        (
+            ["install", "demo", "--domain", "not_a_domain", "--yes"],
+            ExitCode.BAD_INPUT,
+            "--domain: 'not_a_domain' is not valid for domain",
+        ),
+        (
+            ["install", "demo", "--name", "Bad_Name", "--domain", "a.example.org", "--yes"],
+            ExitCode.BAD_INPUT,
+            "is not a valid instance name",
+        ),
+        (
+            ["install", "demo", "--name", "kube-system", "--domain", "a.example.org", "--yes"],
+            ExitCode.BAD_INPUT,
+            "is reserved",
+        ),
+        (["install", "demo", "--yes"], ExitCode.BAD_INPUT, "Give it with --domain"),
+        (
+            ["install", "demo", "--domain", "a.example.org", "--set", "api_key=x", "--yes"],
+            ExitCode.BAD_INPUT,
+            "never taken from the command line",
+        ),
+        (["install", "demo", "--domain", "a.example.org"], ExitCode.BAD_INPUT, "Pass --yes"),
+        (["upgrade"], ExitCode.BAD_INPUT, "Name one instance or pass --all"),
+    ],
+)
+def test_bad_input_is_refused_clearly(lab: Lab, args: list[str], code: int, message: str) -> None:
+    result = libresh(lab, *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_name_and_a_foreign_namespace_are_refused(
+    lab: Lab, kube: KubeClient, name: str
+) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "3.0.0",
+            "--yes",
+        )
+    )
+    taken = libresh(
+        lab, "install", "vaultwarden", "--name", name, "--domain", "v.example.org", "--yes"
+    )
+    assert taken.returncode == ExitCode.CONFLICT
+    assert f"The name '{name}' is taken by an instance of demo" in taken.stderr
+    foreign = f"f{uuid.uuid4().hex[:8]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": foreign}})
+    try:
+        refused = libresh(
+            lab, "install", "demo", "--name", foreign, "--domain", "d.example.org", "--yes"
+        )
+        assert refused.returncode == ExitCode.CONFLICT
+        assert "libresh does not manage it" in refused.stderr
+    finally:
+        kube.delete("v1", "Namespace", foreign)
+
+
+def test_an_unreachable_cluster_says_which_kubeconfig(lab: Lab, tmp_path: Path) -> None:
+    import yaml
+
+    document: dict[str, Any] = yaml.safe_load(lab.kubeconfig.read_text())
+    document["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    moved = tmp_path / "kubeconfig"
+    moved.write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [LIBRESH, "--kubeconfig", str(moved), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == ExitCode.UNREACHABLE
+    assert "https://127.0.0.1:1" in result.stderr and str(moved) in result.stderr
