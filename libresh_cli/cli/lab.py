@@ -69,7 +69,8 @@ def up(
     """Start a lab cluster and write its kubeconfig (mode 0600).
 
     The first run builds the control plane from Go modules (needs Go 1.24+) and caches it;
-    later runs start in seconds. A lab left behind by a crash is cleaned up first.
+    later runs start in seconds. A lab left behind by a crash is cleaned up first; a lab
+    already running as asked is left as it is (exit 0).
 
     \b
     Examples:
@@ -87,7 +88,9 @@ def up(
         return
     reporter = app.reporter()
     with reporter.spinning("Starting the lab cluster"):
-        lab = lab_up(app.paths, spec, reporter)
+        lab, already = lab_up(app.paths, spec, reporter)
+    if already:
+        app.err.print(f"Lab '{lab.name}' is already running at {lab.server}; nothing to do.")
     from libresh_cli.lab.state import kubeconfig_path
 
     data = {

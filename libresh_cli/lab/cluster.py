@@ -99,10 +99,16 @@ def _node_names(count: int) -> list[str]:
     return [f"lab-node-{i}" for i in range(1, count + 1)]
 
 
-def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> state.LabState:
+def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabState, bool]:
+    """Start the lab; returns its state and whether it was already running as asked (then
+    nothing is done: re-running `lab up` is safe)."""
     name = state.validate_name(spec.name)
     _check_spec(spec)
-    _clear_previous_run(paths, name, reporter)
+    running = _running_lab(paths, name)
+    if running is not None:
+        _require_same_spec(running, spec)
+        return running, True
+    _clear_debris(paths, name, reporter)
     binaries = ensure_binaries(paths, reporter)
     layout = _choose_layout(paths, name, spec.api_port)
     lab = state.LabState(
@@ -122,7 +128,7 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> state.LabState:
         stop_in_order(lab.processes, grace=3.0)
         state.remove_state(paths, name)
         raise
-    return lab
+    return lab, False
 
 
 def _check_spec(spec: LabSpec) -> None:
@@ -137,18 +143,32 @@ def _check_spec(spec: LabSpec) -> None:
         )
 
 
-def _clear_previous_run(paths: Paths, name: str, reporter: Reporter) -> None:
-    """A healthy lab of that name is a conflict; the debris of a crashed one is cleaned up."""
+def _running_lab(paths: Paths, name: str) -> state.LabState | None:
+    previous = state.load_state(paths, name)
+    if previous and previous.processes and all(is_alive(p) for p in previous.processes):
+        return previous
+    return None
+
+
+def _require_same_spec(running: state.LabState, spec: LabSpec) -> None:
+    differs = len(running.nodes) != spec.nodes or (
+        spec.api_port is not None and spec.api_port != running.api_port
+    )
+    if differs:
+        raise ConflictError(
+            f"A lab named '{running.name}' is already running, with {len(running.nodes)} "
+            f"node(s) at {running.server}.",
+            hint=f"Stop it first (`libresh lab down --name {running.name}`) to start it "
+            "differently, or start another with --name.",
+        )
+
+
+def _clear_debris(paths: Paths, name: str, reporter: Reporter) -> None:
+    """What a crashed lab left behind (some processes, or only files) is cleaned up."""
     directory = state.lab_dir(paths, name)
     if not directory.exists():
         return
     previous = state.load_state(paths, name)
-    if previous and previous.processes and all(is_alive(p) for p in previous.processes):
-        raise ConflictError(
-            f"A lab named '{name}' is already running (API at {previous.server}).",
-            hint=f"Use it (`libresh lab kubeconfig --name {name}`), stop it first "
-            f"(`libresh lab down --name {name}`), or start another with --name.",
-        )
     killed = stop_in_order(previous.processes, grace=5.0) if previous else []
     state.remove_state(paths, name)
     detail = f" (killed leftover {', '.join(killed)})" if killed else ""

@@ -88,7 +88,7 @@ def lab_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
 
 @pytest.fixture(scope="session")
 def lab(lab_paths: Paths) -> Iterator[Lab]:
-    state = lab_up(lab_paths, LabSpec(name="pytest", nodes=2), SilentReporter())
+    state, _ = lab_up(lab_paths, LabSpec(name="pytest", nodes=2), SilentReporter())
     try:
         yield Lab(lab_paths, state, kubeconfig_path(lab_paths, "pytest"))
     finally:

@@ -59,11 +59,15 @@ def test_status_and_kubeconfig_of_the_running_lab(lab: Lab) -> None:
     assert stat.S_IMODE(lab.kubeconfig.stat().st_mode) == 0o600
 
 
-def test_a_second_lab_with_the_same_name_is_refused(lab: Lab) -> None:
-    again = libresh("lab", "up", "--name", "pytest", env=lab.cli_env())
-    assert again.returncode == ExitCode.CONFLICT
-    assert "A lab named 'pytest' is already running" in again.stderr
-    assert "libresh lab down --name pytest" in again.stderr
+def test_up_again_as_asked_is_a_no_op_and_otherwise_refused(lab: Lab) -> None:
+    again = libresh("lab", "up", "--name", "pytest", "--nodes", "2", env=lab.cli_env())
+    assert again.returncode == 0, again.stderr
+    assert f"Lab 'pytest' is already running at {lab.state.server}; nothing to do" in (again.stderr)
+    assert all(is_alive(r) for r in lab.state.processes)  # untouched
+    other = libresh("lab", "up", "--name", "pytest", "--nodes", "3", env=lab.cli_env())
+    assert other.returncode == ExitCode.CONFLICT
+    assert "A lab named 'pytest' is already running, with 2 node(s)" in other.stderr
+    assert "libresh lab down --name pytest" in other.stderr
 
 
 def test_a_taken_api_port_is_refused_before_anything_starts(
