@@ -14,6 +14,7 @@ from libresh_cli.progress import Reporter
 # Waiting reasons that will not fix themselves by waiting longer.
 HOPELESS = {"CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"}
 CRASHES_BEFORE_GIVING_UP = 3
+API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
 
 
 class UnhealthyError(OperationFailedError):
@@ -55,7 +56,7 @@ def wait_healthy(
     def probe() -> bool | None:
         waiting = []
         for kind, name in workloads:
-            current = kube.get("apps/v1", kind, name, namespace)
+            current = kube.get(API_VERSIONS[kind], kind, name, namespace)
             state = (
                 readiness.readiness(current)
                 if current

@@ -7,7 +7,7 @@ from typing import Any
 
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.lifecycle import (
-    existing_secret_values,
+    instance_for,
     prepare,
     require_record,
     save_record,
@@ -15,7 +15,7 @@ from libresh_cli.apps.lifecycle import (
 from libresh_cli.apps.model import App
 from libresh_cli.apps.plan import Plan, upgrade_path
 from libresh_cli.apps.record import RECORD_SELECTOR, HistoryEntry, InstanceRecord
-from libresh_cli.apps.render import INSTANCE, MANAGED_BY, Instance
+from libresh_cli.apps.render import INSTANCE, MANAGED_BY
 from libresh_cli.errors import LibreshError, NotFoundError
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, wait_for
@@ -122,8 +122,7 @@ def diff_instance(kube: KubeClient, catalog: Catalog, name: str) -> Plan:
     version = app.version(record.version)
     if version is None:
         raise NotFoundError(f"The catalog no longer has {app.name} {record.version}.")
-    instance = Instance(name, app, version, record.params, existing_secret_values(kube, name))
-    return prepare(kube, instance, record, record.version).plan
+    return prepare(kube, instance_for(kube, record, app, version), record, record.version).plan
 
 
 def uninstall(kube: KubeClient, name: str, purge_data: bool, reporter: Reporter) -> str:

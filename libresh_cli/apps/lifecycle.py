@@ -14,10 +14,12 @@ from libresh_cli.apps.health import wait_healthy
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import Asker, GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.plan import Plan, compare
+from libresh_cli.apps.providers import providers_for_new_instance, read_settings, services_for
 from libresh_cli.apps.record import (
     RECORD_NAME,
     HistoryEntry,
     InstanceRecord,
+    Ref,
     refs_of,
 )
 from libresh_cli.apps.render import (
@@ -28,7 +30,7 @@ from libresh_cli.apps.render import (
     render,
 )
 from libresh_cli.errors import ConflictError, NotFoundError
-from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.progress import Reporter
 
 Manifest = dict[str, Any]
@@ -140,8 +142,31 @@ def plan_install(
     chosen = _choose_version(app, version, record)
     plain, given_secrets = resolve(app, given, record.params if record else None, ask)
     secret_values = secret_values_for(app, existing_secret_values(kube, name), given_secrets)
-    instance = Instance(name, app, chosen, plain, secret_values)
+    settings, passwords = read_settings(kube)
+    pinned = (
+        record.services
+        if record and record.services
+        else providers_for_new_instance(settings, app.requires)
+    )
+    services, service_secrets = services_for(pinned, settings, passwords)
+    instance = Instance(name, app, chosen, plain, secret_values, services, service_secrets)
     return prepare(kube, instance, record, record.version if record else None)
+
+
+def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Version) -> Instance:
+    """An installed instance at `version`, with its kept values, secrets and providers."""
+    settings, passwords = read_settings(kube)
+    pinned = record.services or {kind: "embedded" for kind in app.requires}
+    services, service_secrets = services_for(pinned, settings, passwords)
+    return Instance(
+        record.name,
+        app,
+        version,
+        record.params,
+        existing_secret_values(kube, record.name),
+        services,
+        service_secrets,
+    )
 
 
 def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceRecord | None) -> None:
@@ -186,19 +211,43 @@ def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None)
 
 
 def health_workloads(instance: Instance, objects: list[Manifest]) -> list[tuple[str, str]]:
-    declared = [tuple(w.split("/", 1)) for w in instance.app.health.workloads]
-    if declared:
-        return [(k, n) for k, n in declared]
-    return [
-        (o["kind"], o["metadata"]["name"])
-        for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet")
+    """The declared workloads that this instance renders (a declared `StatefulSet/postgres`
+    is not there with an external postgres), else every Deployment and StatefulSet; and
+    every Job it renders, which must complete (e.g. provisioning its database)."""
+    rendered = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    declared = [
+        (k, n)
+        for k, n in (w.split("/", 1) for w in instance.app.health.workloads)
+        if (k, n) in rendered
     ]
+    if not declared:
+        declared = [(k, n) for k, n in rendered if k in ("Deployment", "StatefulSet")]
+    return declared + [(k, n) for k, n in rendered if k == "Job"]
+
+
+def replace_changed_jobs(kube: KubeClient, prepared: Prepared) -> None:
+    """A Job's pod template cannot change: a Job that would change is deleted first, then
+    created again (which also runs it again)."""
+    namespace = prepared.instance.namespace
+    for change in prepared.plan.changes:
+        if change.ref[1] == "Job" and change.action == "update":
+            _delete_and_wait(kube, change.ref, namespace)
+
+
+def _delete_and_wait(kube: KubeClient, ref: Ref, namespace: str) -> None:
+    api_version, kind, name = ref
+    kube.delete(api_version, kind, name, namespace)
+
+    def gone() -> bool | None:
+        return True if kube.get(api_version, kind, name, namespace) is None else None
+
+    wait_for(f"the old {kind} {name} to go", gone, timeout=120)
 
 
 def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> None:
     instance = prepared.instance
     reporter.step(f"Applying {len(prepared.objects)} objects")
+    replace_changed_jobs(kube, prepared)
     kube.apply_all(prepared.objects)
     prune(kube, prepared)
     wait_healthy(
@@ -255,4 +304,5 @@ def _record_for(prepared: Prepared) -> InstanceRecord:
         inventory=refs_of(prepared.objects),
         status="installing",
         history=list(previous.history) if previous else [],
+        services={kind: instance.provider(kind) for kind in instance.app.requires},
     )

@@ -38,6 +38,7 @@ class InstanceRecord:
     secret_keys: list[str]
     inventory: list[Ref]
     status: str = "installing"  # installing | installed | upgrading | failed | uninstalled
+    services: dict[str, str] = field(default_factory=dict)  # kind -> provider, pinned
     last_error: str | None = None
     history: list[HistoryEntry] = field(default_factory=list)
 

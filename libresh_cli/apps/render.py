@@ -58,7 +58,13 @@ class Instance:
     version: Version
     params: Mapping[str, Any]  # every parameter's value, secrets excluded
     secret_values: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # kind -> provider and its settings (host, port…); absent means `embedded`
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
+    service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def provider(self, kind: str) -> str:
+        return str(self.services.get(kind, {}).get("provider", "embedded"))
 
     @property
     def namespace(self) -> str:
@@ -92,15 +98,37 @@ def render(instance: Instance) -> list[Manifest]:
     objects.append(credentials_secret(instance))
     for kind in instance.app.requires:
         objects.append(connection_secret(kind, instance))
-        objects += _render_file(_service_template(kind, instance), instance)
+        objects += service_objects(kind, instance)
     for template in instance.app.templates:
         objects += _render_file(template, instance)
     return [_finish(o, instance) for o in objects]
 
 
-def _service_template(kind: str, instance: Instance) -> Path:
-    provider = instance.services.get(kind, {}).get("provider", "embedded")
-    return Path(str(resources.files(__package__).joinpath("services", f"{kind}-{provider}.yaml")))
+SERVICES_DIR = Path(str(resources.files(__package__).joinpath("services")))
+PROVISION_SCRIPT = SERVICES_DIR / "postgres-provision.sh"
+
+
+def service_objects(kind: str, instance: Instance) -> list[Manifest]:
+    """What meets a requirement inside the namespace: a whole server (embedded), a
+    provisioning Job with its admin credentials (external postgres), or nothing (external
+    redis, shared as it is)."""
+    provider = instance.provider(kind)
+    if provider == "embedded":
+        return _render_file(SERVICES_DIR / f"{kind}-embedded.yaml", instance)
+    if kind == "postgres":
+        admin = {"password": instance.service_secrets["postgres_admin_password"]}
+        script = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "libresh-postgres-provision"},
+            "data": {"provision.sh": PROVISION_SCRIPT.read_text()},
+        }
+        return [
+            _secret("libresh-postgres-admin", admin),
+            script,
+            *_render_file(SERVICES_DIR / "postgres-external.yaml", instance),
+        ]
+    return []
 
 
 def template_context(instance: Instance) -> dict[str, Any]:
@@ -255,22 +283,37 @@ def connection_secret(kind: str, instance: Instance) -> Manifest:
     """The fixed, documented shape an app reads a backing service from (README, "Backing
     services"): postgres -> host, port, database, username, password, uri;
     redis -> host, port, password, uri."""
-    password = instance.secret_values[f"{kind}_password"]
+    external = instance.provider(kind) == "external"
+    settings = instance.services.get(kind, {})
+    host = str(settings["host"]) if external else kind
+    port = str(settings.get("port") or (5432 if kind == "postgres" else 6379))
     if kind == "postgres":
-        user = database = instance.app.name.replace("-", "_")
+        password = instance.secret_values["postgres_password"]
+        # On a shared server every instance has its own role and database.
+        name = (
+            f"libresh_{instance.name.replace('-', '_')}"
+            if external
+            else instance.app.name.replace("-", "_")
+        )
+        sslmode = str(settings.get("sslmode", "require")) if external else "disable"
         values = {
-            "host": "postgres",
-            "port": "5432",
-            "database": database,
-            "username": user,
+            "host": host,
+            "port": port,
+            "database": name,
+            "username": name,
             "password": password,
-            "uri": f"postgresql://{user}:{quote(password)}@postgres:5432/{database}",
+            "uri": f"postgresql://{name}:{quote(password)}@{host}:{port}/{name}?sslmode={sslmode}",
         }
     else:
+        password = (
+            instance.service_secrets["redis_password"]
+            if external
+            else instance.secret_values["redis_password"]
+        )
         values = {
-            "host": "redis",
-            "port": "6379",
+            "host": host,
+            "port": port,
             "password": password,
-            "uri": f"redis://:{quote(password)}@redis:6379/0",
+            "uri": f"redis://:{quote(password)}@{host}:{port}/0",
         }
     return _secret(f"libresh-{kind}", values)

@@ -18,7 +18,7 @@ from libresh_cli.apps.lifecycle import (
     Prepared,
     Safeguard,
     apply_and_wait,
-    existing_secret_values,
+    instance_for,
     prepare,
     require_record,
     save_record,
@@ -73,9 +73,7 @@ def plan_upgrade(kube: KubeClient, catalog: Catalog, name: str, to: str | None) 
 
 
 def _instance(kube: KubeClient, record: InstanceRecord, app: App, version: Version) -> Instance:
-    return Instance(
-        record.name, app, version, record.params, existing_secret_values(kube, record.name)
-    )
+    return instance_for(kube, record, app, version)
 
 
 def upgrade(
@@ -104,7 +102,9 @@ def _step(
     reporter.step(f"Upgrading {record.name}: {current.version} -> {target.version}")
     token = safeguard.before_step(record.name, current.version, target.version)
     old = _instance(kube, record, app, current)
-    new = Instance(old.name, app, target, old.params, old.secret_values)
+    new = Instance(
+        old.name, app, target, old.params, old.secret_values, old.services, old.service_secrets
+    )
     old_objects = render(old)  # only what the pre_upgrade hooks are made from
     step = prepare(kube, new, record, current.version)
     record.status = "upgrading"

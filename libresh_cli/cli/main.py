@@ -18,6 +18,7 @@ from libresh_cli.cli.failure import (
     report_unexpected_error,
 )
 from libresh_cli.cli.lab import lab_app
+from libresh_cli.cli.services import services_app
 from libresh_cli.cli.upgrade import upgrade
 from libresh_cli.errors import ExitCode, LibreshError
 
@@ -55,6 +56,7 @@ app.command("upgrade")(upgrade)
 app.command("uninstall")(app_commands.uninstall)
 app.add_typer(app_commands.secret_app, name="secret")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(services_app, name="services")
 app.add_typer(lab_app, name="lab")
 
 

@@ -429,3 +429,74 @@ def test_an_unreachable_cluster_says_which_kubeconfig(lab: Lab, tmp_path: Path) 
     )
     assert result.returncode == ExitCode.UNREACHABLE
     assert "https://127.0.0.1:1" in result.stderr and str(moved) in result.stderr
+
+
+def test_external_postgres_is_given_once_and_pinned_per_instance(
+    lab: Lab, kube: KubeClient, tmp_path: Path
+) -> None:
+    password_file = tmp_path / "admin-password"
+    password_file.write_text("adm1n-secret\n")
+    password_file.chmod(0o600)
+    external, embedded = f"x{uuid.uuid4().hex[:7]}", f"e{uuid.uuid4().hex[:7]}"
+    try:
+        ok(
+            libresh(
+                lab,
+                "services",
+                "set",
+                "postgres",
+                "--provider",
+                "external",
+                "--host",
+                "db.example.org",
+                "--password-file",
+                str(password_file),
+            )
+        )
+        shown = ok(libresh(lab, "services", "show", "-o", "json")).stdout
+        assert "adm1n-secret" not in shown
+        assert json.loads(shown)[0]["host"] == "db.example.org"
+        ok(
+            libresh(
+                lab,
+                "install",
+                "nextcloud",
+                "--name",
+                external,
+                "--domain",
+                "x.example.org",
+                "--yes",
+            )
+        )
+        batch = k8s.BatchV1Api(lab.official_client())
+        assert batch.read_namespaced_job_status("postgres-provision", external).status.succeeded
+        core = k8s.CoreV1Api(lab.official_client())
+        connection = core.read_namespaced_secret("libresh-postgres", external).data
+        assert base64.b64decode(connection["host"]).decode() == "db.example.org"
+        assert not k8s.AppsV1Api(lab.official_client()).list_namespaced_stateful_set(external).items
+        assert read_record(kube, external).services == {
+            "postgres": "external",
+            "redis": "embedded",
+        }
+
+        ok(libresh(lab, "services", "set", "postgres", "--provider", "embedded"))
+        assert libresh(lab, "diff", external).returncode == 0  # still on its external server
+        ok(
+            libresh(
+                lab,
+                "install",
+                "nextcloud",
+                "--name",
+                embedded,
+                "--domain",
+                "e.example.org",
+                "--yes",
+            )
+        )
+        assert k8s.AppsV1Api(lab.official_client()).read_namespaced_stateful_set(
+            "postgres", embedded
+        )
+    finally:
+        kube.delete("v1", "Namespace", external)
+        kube.delete("v1", "Namespace", embedded)
+        kube.delete("v1", "Namespace", "libresh-system")
