@@ -185,8 +185,15 @@ def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceReco
             )
 
 
+def _never_installed(record: InstanceRecord) -> bool:
+    """A first install that failed: nothing ever ran, so another version may be tried."""
+    return record.status == "failed" and not any(
+        h.action == "install" and h.result == "ok" for h in record.history
+    )
+
+
 def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None) -> Version:
-    if record is not None and record.status != "uninstalled":
+    if record is not None and record.status != "uninstalled" and not _never_installed(record):
         if wanted and wanted != record.version:
             raise ConflictError(
                 f"{record.name} is installed at {record.version}; install does "
@@ -269,7 +276,11 @@ def prune(kube: KubeClient, prepared: Prepared) -> None:
 
 def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> InstanceRecord:
     instance = prepared.instance
-    first_time = prepared.record is None or prepared.record.status == "uninstalled"
+    first_time = (
+        prepared.record is None
+        or prepared.record.status == "uninstalled"
+        or (_never_installed(prepared.record))
+    )
     record = _record_for(prepared)
     kube.apply(prepared.objects[0])  # the namespace, so the record can be written first
     save_record(kube, record)  # a crash from here on leaves a record to resume from

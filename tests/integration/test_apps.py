@@ -500,3 +500,75 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
         kube.delete("v1", "Namespace", external)
         kube.delete("v1", "Namespace", embedded)
         kube.delete("v1", "Namespace", "libresh-system")
+
+
+def test_vaultwarden_needs_no_database_and_takes_a_boolean(lab: Lab, name: str) -> None:
+    ok(
+        libresh(
+            lab,
+            "install",
+            "vaultwarden",
+            "--name",
+            name,
+            "--domain",
+            "pw.example.org",
+            "--set",
+            "signups_allowed=yes",
+            "--yes",
+        )
+    )
+    api = lab.official_client()
+    deployment = k8s.AppsV1Api(api).read_namespaced_deployment("vaultwarden", name)
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert env["SIGNUPS_ALLOWED"] == "true" and env["DOMAIN"] == "https://pw.example.org"
+    assert not k8s.AppsV1Api(api).list_namespaced_stateful_set(name).items
+    token = ok(libresh(lab, "secret", "get", name, "admin_token")).stdout.strip()
+    assert len(token) == 48
+
+
+def test_a_failed_first_install_is_recorded_and_resumed(
+    lab: Lab, kube: KubeClient, name: str
+) -> None:
+    failed = libresh(
+        lab, "install", "demo", "--name", name, "--domain", "d.example.org", "--yes"
+    )  # the newest demo release is broken
+    assert failed.returncode == 1 and "CrashLoopBackOff" in failed.stderr
+    record = read_record(kube, name)
+    assert record is not None and record.status == "failed"
+    status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
+    assert status["status"] == "failed" and "CrashLoopBackOff" in status["last_error"]
+    # re-running is the fix: here with a working version
+    ok(
+        libresh(
+            lab,
+            "install",
+            "demo",
+            "--name",
+            name,
+            "--domain",
+            "d.example.org",
+            "--version",
+            "3.0.0",
+            "--yes",
+        )
+    )
+    record = read_record(kube, name)
+    assert record is not None and (record.status, record.version) == ("installed", "3.0.0")
+    jobs = (
+        k8s.BatchV1Api(lab.official_client())
+        .list_namespaced_job(name, label_selector="libresh.dev/hook=post-install")
+        .items
+    )
+    assert [j.metadata.name for j in jobs] == ["hook-post-install-welcome-3-0-0"]
+
+
+def test_a_malformed_values_file_names_the_file(lab: Lab, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("domain: [unclosed\n")
+    result = libresh(lab, "install", "demo", "-f", str(values), "--yes")
+    assert result.returncode == ExitCode.BAD_INPUT
+    assert f"{values} is not valid YAML" in result.stderr
+    values.write_text("- a list\n")
+    result = libresh(lab, "install", "demo", "-f", str(values), "--yes")
+    assert result.returncode == ExitCode.BAD_INPUT
+    assert "must be a mapping of parameter names to values" in result.stderr
