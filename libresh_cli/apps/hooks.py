@@ -97,12 +97,7 @@ def run_hooks(
 
 def _run_one(kube: KubeClient, job: Manifest, step: HookStep) -> None:
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
-    if kube.delete("batch/v1", "Job", name, namespace):  # left by an earlier attempt
-        wait_for(
-            f"the old Job {name} to go",
-            lambda: True if kube.get("batch/v1", "Job", name, namespace) is None else None,
-            timeout=60,
-        )
+    kube.delete_and_wait("batch/v1", "Job", name, namespace)  # left by an earlier attempt
     kube.apply(job)
 
     def finished() -> bool | None:

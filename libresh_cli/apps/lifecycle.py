@@ -19,7 +19,6 @@ from libresh_cli.apps.record import (
     RECORD_NAME,
     HistoryEntry,
     InstanceRecord,
-    Ref,
     refs_of,
 )
 from libresh_cli.apps.render import (
@@ -30,7 +29,7 @@ from libresh_cli.apps.render import (
     render,
 )
 from libresh_cli.errors import ConflictError, NotFoundError
-from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.client import KubeClient
 from libresh_cli.progress import Reporter
 
 Manifest = dict[str, Any]
@@ -185,15 +184,16 @@ def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceReco
             )
 
 
-def _never_installed(record: InstanceRecord) -> bool:
-    """A first install that failed: nothing ever ran, so another version may be tried."""
-    return record.status == "failed" and not any(
+def never_installed(record: InstanceRecord) -> bool:
+    """A first install that failed or was interrupted: it never completed, so another
+    version may be tried and the post_install hooks are still to run."""
+    return record.status in ("failed", "installing") and not any(
         h.action == "install" and h.result == "ok" for h in record.history
     )
 
 
 def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None) -> Version:
-    if record is not None and record.status != "uninstalled" and not _never_installed(record):
+    if record is not None and record.status != "uninstalled" and not never_installed(record):
         if wanted and wanted != record.version:
             raise ConflictError(
                 f"{record.name} is installed at {record.version}; install does "
@@ -238,17 +238,7 @@ def replace_changed_jobs(kube: KubeClient, prepared: Prepared) -> None:
     namespace = prepared.instance.namespace
     for change in prepared.plan.changes:
         if change.ref[1] == "Job" and change.action == "update":
-            _delete_and_wait(kube, change.ref, namespace)
-
-
-def _delete_and_wait(kube: KubeClient, ref: Ref, namespace: str) -> None:
-    api_version, kind, name = ref
-    kube.delete(api_version, kind, name, namespace)
-
-    def gone() -> bool | None:
-        return True if kube.get(api_version, kind, name, namespace) is None else None
-
-    wait_for(f"the old {kind} {name} to go", gone, timeout=120)
+            kube.delete_and_wait(*change.ref, namespace)
 
 
 def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> None:
@@ -279,7 +269,7 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
     first_time = (
         prepared.record is None
         or prepared.record.status == "uninstalled"
-        or (_never_installed(prepared.record))
+        or (never_installed(prepared.record))
     )
     record = _record_for(prepared)
     kube.apply(prepared.objects[0])  # the namespace, so the record can be written first

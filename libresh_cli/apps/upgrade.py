@@ -19,6 +19,7 @@ from libresh_cli.apps.lifecycle import (
     Safeguard,
     apply_and_wait,
     instance_for,
+    never_installed,
     prepare,
     require_record,
     save_record,
@@ -67,6 +68,12 @@ def plan_upgrade(kube: KubeClient, catalog: Catalog, name: str, to: str | None) 
         raise OperationFailedError(
             f"{name} is uninstalled (its data is kept).",
             hint=f"Install it again first: libresh install {record.app} --name {name}",
+        )
+    if never_installed(record):
+        raise OperationFailedError(
+            f"{name} was never installed completely ({record.status}): there is nothing to "
+            "upgrade yet.",
+            hint=f"Finish the install first: libresh install {record.app} --name {name}",
         )
     app = catalog.load(record.app)
     return UpgradePlan(record, app, upgrade_path(app, record.version, to))

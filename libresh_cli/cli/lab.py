@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from libresh_cli.cli.context import AppContext, OutputFormat
+from libresh_cli.cli.common import DryRunOption, OutputOption, app_context
+from libresh_cli.cli.context import OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
 from libresh_cli.errors import NotFoundError, OperationFailedError
 
@@ -32,26 +33,6 @@ Examples:
 )
 
 NameOption = Annotated[str, typer.Option("--name", "-n", help="Name of the lab.")]
-OutputOption = Annotated[
-    OutputFormat | None,
-    typer.Option("--output", "-o", help="Output format (overrides the global -o)."),
-]
-
-
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Show what would be done, change nothing.")
-]
-
-
-def _app(
-    ctx: typer.Context, output: OutputFormat | None = None, dry_run: bool = False
-) -> AppContext:
-    """The global context, with the options a command also accepts after its name applied."""
-    app: AppContext = ctx.obj
-    if output is not None:
-        app.output = output
-    app.dry_run = app.dry_run or dry_run
-    return app
 
 
 @lab_app.command("up")
@@ -80,7 +61,7 @@ def up(
     """
     from libresh_cli.lab.cluster import LabSpec, lab_up, plan_lab_up
 
-    app = _app(ctx, output, dry_run)
+    app = app_context(ctx, output, dry_run)
     spec = LabSpec(name=name, nodes=nodes, api_port=api_port)
     if app.dry_run:
         emit(app, plan_lab_up(app.paths, spec), _plan_table)
@@ -130,7 +111,7 @@ def down(
     from libresh_cli.lab.cluster import lab_down
     from libresh_cli.lab.state import lab_names
 
-    app = _app(ctx)
+    app = app_context(ctx)
     reporter = app.reporter()
     names = lab_names(app.paths) if all_labs else [name]
     stopped = [n for n in names if lab_down(app.paths, n, reporter)]
@@ -161,7 +142,7 @@ def status(
     """
     from libresh_cli.lab.cluster import all_statuses, lab_status
 
-    app = _app(ctx, output)
+    app = app_context(ctx, output)
     statuses = all_statuses(app.paths) if all_labs else [lab_status(app.paths, name)]
     if all_labs:
         emit(app, [s.to_dict() for s in statuses], _statuses_table)
@@ -218,7 +199,7 @@ def kubeconfig(ctx: typer.Context, name: NameOption = "default") -> None:
     """
     from libresh_cli.lab.state import kubeconfig_path, load_state, validate_name
 
-    app = _app(ctx)
+    app = app_context(ctx)
     validate_name(name)
     path = kubeconfig_path(app.paths, name)
     if load_state(app.paths, name) is None or not path.exists():
@@ -239,7 +220,7 @@ def build(
     """
     from libresh_cli.lab.binaries import build_binaries, ensure_binaries
 
-    app = _app(ctx)
+    app = app_context(ctx)
     reporter = app.reporter()
     with reporter.spinning("Building the lab binaries"):
         built = (

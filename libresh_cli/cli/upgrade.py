@@ -57,17 +57,35 @@ def upgrade(
             if name
             else [s.name for s in list_instances(kube, catalog(app)) if s.status != "uninstalled"]
         )
-        results = [_upgrade_one(app, kube, n, to) for n in names]
+        results = [_upgrade_one(app, kube, n, to, all_instances) for n in names]
     emit(app, results, _results_table)
     if any(r["result"] == "failed" for r in results):
         raise typer.Exit(1)
 
 
-def _upgrade_one(app: AppContext, kube: Any, name: str, to: str | None) -> dict[str, Any]:
+def _upgrade_one(
+    app: AppContext, kube: Any, name: str, to: str | None, keep_going: bool
+) -> dict[str, Any]:
+    """Upgrade one instance; with keep_going (--all) even a failure to plan is a result."""
     from libresh_cli.apps.lifecycle import NoSafeguard
     from libresh_cli.apps.upgrade import plan_upgrade, upgrade
 
-    plan = plan_upgrade(kube, catalog(app), name, to)
+    try:
+        plan = plan_upgrade(kube, catalog(app), name, to)
+    except LibreshError as error:
+        if not keep_going:
+            raise  # one instance asked for by name: its own message and exit code
+        app.reporter().warn(f"{name}: {error}")
+        return {
+            "instance": name,
+            "app": None,
+            "from": None,
+            "to": None,
+            "steps": [],
+            "nothing_to_do": False,
+            "result": "failed",
+            "message": error.message,
+        }
     result: dict[str, Any] = {**plan.to_dict(), "result": "up to date", "message": ""}
     if plan.nothing_to_do:
         return result

@@ -331,6 +331,20 @@ class KubeClient:
             raise
         return True
 
+    def delete_and_wait(
+        self, api_version: str, kind: str, name: str, namespace: str | None, timeout: float = 120
+    ) -> bool:
+        """Delete, then wait until the object is gone (a name about to be reused: a Job run
+        again). False when there was nothing to delete."""
+        if not self.delete(api_version, kind, name, namespace):
+            return False
+
+        def gone() -> bool | None:
+            return True if self.get(api_version, kind, name, namespace) is None else None
+
+        wait_for(f"{kind} {name} to be deleted", gone, timeout=timeout)
+        return True
+
     def server_version(self) -> str:
         return str(self.request("GET", "/version")["gitVersion"])
 

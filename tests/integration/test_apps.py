@@ -572,3 +572,43 @@ def test_a_malformed_values_file_names_the_file(lab: Lab, tmp_path: Path) -> Non
     result = libresh(lab, "install", "demo", "-f", str(values), "--yes")
     assert result.returncode == ExitCode.BAD_INPUT
     assert "must be a mapping of parameter names to values" in result.stderr
+
+
+def test_upgrade_all_goes_on_after_failures_and_reports_each(lab: Lab, kube: KubeClient) -> None:
+    good, bad = f"g{uuid.uuid4().hex[:7]}", f"b{uuid.uuid4().hex[:7]}"
+    try:
+        ok(
+            libresh(
+                lab,
+                "install",
+                "demo",
+                "--name",
+                good,
+                "--domain",
+                "g.example.org",
+                "--version",
+                "2.0.0",
+                "--yes",
+            )
+        )
+        assert (
+            libresh(
+                lab, "install", "demo", "--name", bad, "--domain", "b.example.org", "--yes"
+            ).returncode
+            == 1
+        )  # the newest demo is broken: never installed
+        result = libresh(lab, "upgrade", "--all", "--yes", "-o", "json")
+        assert result.returncode == 1
+        rows = {r["instance"]: r for r in json.loads(result.stdout)}
+        assert rows[bad]["result"] == "failed"
+        assert "never installed completely" in rows[bad]["message"]
+        # 2.0.0 -> 3.0.0 went through; 3.0.0 -> 4.0.0 (broken) was rolled back
+        assert rows[good]["result"] == "failed" and rows[good]["steps"] == [
+            "2.0.0 -> 3.0.0",
+            "3.0.0 -> 4.0.0",
+        ]
+        record = read_record(kube, good)
+        assert record is not None and (record.version, record.status) == ("3.0.0", "installed")
+    finally:
+        kube.delete("v1", "Namespace", good)
+        kube.delete("v1", "Namespace", bad)
