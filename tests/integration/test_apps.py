@@ -18,7 +18,8 @@ from kubernetes import client as k8s
 
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.inventory import list_instances
-from libresh_cli.apps.lifecycle import install, plan_install, read_record
+from libresh_cli.apps.lifecycle import install as install_prepared
+from libresh_cli.apps.lifecycle import plan_install, read_record
 from libresh_cli.apps.params import GivenValues
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient
@@ -42,6 +43,13 @@ def libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def install(
+    lab: Lab, app: str, name: str, domain: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`libresh install APP --name NAME --domain DOMAIN [EXTRA…] --yes`, as a script runs it."""
+    return libresh(lab, "install", app, "--name", name, "--domain", domain, *extra, "--yes")
+
+
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -57,11 +65,7 @@ def name(kube: KubeClient) -> Iterator[str]:
 
 
 def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: str) -> None:
-    result = ok(
-        libresh(
-            lab, "install", "nextcloud", "--name", name, "--domain", "cloud.example.org", "--yes"
-        )
-    )
+    result = ok(install(lab, "nextcloud", name, "cloud.example.org"))
     assert f"{name} is installed and healthy at https://cloud.example.org" in result.stderr
     assert f"libresh secret get {name} admin_password" in result.stderr
 
@@ -99,11 +103,7 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
     record_text = json.dumps(core.read_namespaced_config_map("libresh-instance", name).data)
     assert password not in record_text  # the record never holds secret values
 
-    again = ok(
-        libresh(
-            lab, "install", "nextcloud", "--name", name, "--domain", "cloud.example.org", "--yes"
-        )
-    )
+    again = ok(install(lab, "nextcloud", name, "cloud.example.org"))
     assert "is up to date: nothing to do" in again.stderr
     listed = json.loads(ok(libresh(lab, "list", "-o", "json")).stdout)
     assert password not in json.dumps(listed)
@@ -114,20 +114,7 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
 def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
     lab: Lab, kube: KubeClient, name: str
 ) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "nextcloud",
-            "--name",
-            name,
-            "--domain",
-            "c.example.org",
-            "--version",
-            "29.0.16",
-            "--yes",
-        )
-    )
+    ok(install(lab, "nextcloud", name, "c.example.org", "--version", "29.0.16"))
     planned = json.loads(ok(libresh(lab, "upgrade", name, "--dry-run", "-o", "json")).stdout)
     assert planned[0]["steps"] == ["29.0.16 -> 30.0.12", "30.0.12 -> 31.0.6"]
     assert read_record(kube, name).version == "29.0.16"
@@ -169,20 +156,7 @@ def _configmaps(lab: Lab, namespace: str) -> set[str]:
 
 
 def test_a_version_that_drops_objects_prunes_them_but_keeps_data(lab: Lab, name: str) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "1.1.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "1.1.0"))
     assert "legacy" in _configmaps(lab, name)
     ok(libresh(lab, "upgrade", name, "--to", "2.0.0", "--yes"))
     assert "legacy" not in _configmaps(lab, name)
@@ -196,20 +170,7 @@ def test_a_version_that_drops_objects_prunes_them_but_keeps_data(lab: Lab, name:
 
 
 def test_a_failing_upgrade_rolls_back_and_says_so(lab: Lab, kube: KubeClient, name: str) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "3.0.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
     failed = libresh(lab, "upgrade", name, "--to", "4.0.0", "--yes", "-o", "json")
     assert failed.returncode == 1
     result = json.loads(failed.stdout)[0]
@@ -233,20 +194,7 @@ def test_a_failing_upgrade_rolls_back_and_says_so(lab: Lab, kube: KubeClient, na
 
 
 def test_status_and_diff_exit_codes(lab: Lab, name: str) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "3.0.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
     status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
     assert status["version"] == "3.0.0" and status["upgrade"] == "4.0.0"
     assert {o["kind"] for o in status["objects"]} >= {"Deployment", "Service", "Namespace"}
@@ -267,20 +215,7 @@ def test_status_and_diff_exit_codes(lab: Lab, name: str) -> None:
 
 
 def test_uninstall_keeps_data_unless_purged(lab: Lab, kube: KubeClient, name: str) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "1.0.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "1.0.0"))
     key = ok(libresh(lab, "secret", "get", name, "api_key")).stdout
     ok(libresh(lab, "uninstall", name, "--yes"))
     core = k8s.CoreV1Api(lab.official_client())
@@ -290,20 +225,7 @@ def test_uninstall_keeps_data_unless_purged(lab: Lab, kube: KubeClient, name: st
     assert not k8s.AppsV1Api(lab.official_client()).list_namespaced_deployment(name).items
     assert read_record(kube, name).status == "uninstalled"
     # installing again finds the data and the credentials it was made with
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "1.0.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "1.0.0"))
     assert ok(libresh(lab, "secret", "get", name, "api_key")).stdout == key
     ok(libresh(lab, "uninstall", name, "--purge-data", "--yes"))
     assert kube.get("v1", "Namespace", name) is None
@@ -336,7 +258,7 @@ def _install_demo(kube: KubeClient, catalog: Catalog, instance: str) -> None:
     given = GivenValues()
     given.add("domain", f"{instance}.example.org", "--domain")
     prepared = plan_install(kube, catalog, "demo", instance, given, "3.0.0", None)
-    install(kube, prepared, SilentReporter())
+    install_prepared(kube, prepared, SilentReporter())
 
 
 @pytest.mark.parametrize(
@@ -382,31 +304,14 @@ def test_bad_input_is_refused_clearly(lab: Lab, args: list[str], code: int, mess
 def test_a_taken_name_and_a_foreign_namespace_are_refused(
     lab: Lab, kube: KubeClient, name: str
 ) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "3.0.0",
-            "--yes",
-        )
-    )
-    taken = libresh(
-        lab, "install", "vaultwarden", "--name", name, "--domain", "v.example.org", "--yes"
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
+    taken = install(lab, "vaultwarden", name, "v.example.org")
     assert taken.returncode == ExitCode.CONFLICT
     assert f"The name '{name}' is taken by an instance of demo" in taken.stderr
     foreign = f"f{uuid.uuid4().hex[:8]}"
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": foreign}})
     try:
-        refused = libresh(
-            lab, "install", "demo", "--name", foreign, "--domain", "d.example.org", "--yes"
-        )
+        refused = install(lab, "demo", foreign, "d.example.org")
         assert refused.returncode == ExitCode.CONFLICT
         assert "libresh does not manage it" in refused.stderr
     finally:
@@ -456,18 +361,7 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
         shown = ok(libresh(lab, "services", "show", "-o", "json")).stdout
         assert "adm1n-secret" not in shown
         assert json.loads(shown)[0]["host"] == "db.example.org"
-        ok(
-            libresh(
-                lab,
-                "install",
-                "nextcloud",
-                "--name",
-                external,
-                "--domain",
-                "x.example.org",
-                "--yes",
-            )
-        )
+        ok(install(lab, "nextcloud", external, "x.example.org"))
         batch = k8s.BatchV1Api(lab.official_client())
         assert batch.read_namespaced_job_status("postgres-provision", external).status.succeeded
         core = k8s.CoreV1Api(lab.official_client())
@@ -481,18 +375,7 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
 
         ok(libresh(lab, "services", "set", "postgres", "--provider", "embedded"))
         assert libresh(lab, "diff", external).returncode == 0  # still on its external server
-        ok(
-            libresh(
-                lab,
-                "install",
-                "nextcloud",
-                "--name",
-                embedded,
-                "--domain",
-                "e.example.org",
-                "--yes",
-            )
-        )
+        ok(install(lab, "nextcloud", embedded, "e.example.org"))
         assert k8s.AppsV1Api(lab.official_client()).read_namespaced_stateful_set(
             "postgres", embedded
         )
@@ -503,20 +386,7 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
 
 
 def test_vaultwarden_needs_no_database_and_takes_a_boolean(lab: Lab, name: str) -> None:
-    ok(
-        libresh(
-            lab,
-            "install",
-            "vaultwarden",
-            "--name",
-            name,
-            "--domain",
-            "pw.example.org",
-            "--set",
-            "signups_allowed=yes",
-            "--yes",
-        )
-    )
+    ok(install(lab, "vaultwarden", name, "pw.example.org", "--set", "signups_allowed=yes"))
     api = lab.official_client()
     deployment = k8s.AppsV1Api(api).read_namespaced_deployment("vaultwarden", name)
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
@@ -529,29 +399,14 @@ def test_vaultwarden_needs_no_database_and_takes_a_boolean(lab: Lab, name: str) 
 def test_a_failed_first_install_is_recorded_and_resumed(
     lab: Lab, kube: KubeClient, name: str
 ) -> None:
-    failed = libresh(
-        lab, "install", "demo", "--name", name, "--domain", "d.example.org", "--yes"
-    )  # the newest demo release is broken
+    failed = install(lab, "demo", name, "d.example.org")  # the newest demo release is broken
     assert failed.returncode == 1 and "CrashLoopBackOff" in failed.stderr
     record = read_record(kube, name)
     assert record is not None and record.status == "failed"
     status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
     assert status["status"] == "failed" and "CrashLoopBackOff" in status["last_error"]
     # re-running is the fix: here with a working version
-    ok(
-        libresh(
-            lab,
-            "install",
-            "demo",
-            "--name",
-            name,
-            "--domain",
-            "d.example.org",
-            "--version",
-            "3.0.0",
-            "--yes",
-        )
-    )
+    ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
     record = read_record(kube, name)
     assert record is not None and (record.status, record.version) == ("installed", "3.0.0")
     jobs = (
@@ -577,25 +432,9 @@ def test_a_malformed_values_file_names_the_file(lab: Lab, tmp_path: Path) -> Non
 def test_upgrade_all_goes_on_after_failures_and_reports_each(lab: Lab, kube: KubeClient) -> None:
     good, bad = f"g{uuid.uuid4().hex[:7]}", f"b{uuid.uuid4().hex[:7]}"
     try:
-        ok(
-            libresh(
-                lab,
-                "install",
-                "demo",
-                "--name",
-                good,
-                "--domain",
-                "g.example.org",
-                "--version",
-                "2.0.0",
-                "--yes",
-            )
-        )
+        ok(install(lab, "demo", good, "g.example.org", "--version", "2.0.0"))
         assert (
-            libresh(
-                lab, "install", "demo", "--name", bad, "--domain", "b.example.org", "--yes"
-            ).returncode
-            == 1
+            install(lab, "demo", bad, "b.example.org").returncode == 1
         )  # the newest demo is broken: never installed
         result = libresh(lab, "upgrade", "--all", "--yes", "-o", "json")
         assert result.returncode == 1
