@@ -169,6 +169,11 @@ def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Ve
 
 
 def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceRecord | None) -> None:
+    if record is not None and record.status == "upgrading":
+        raise ConflictError(
+            f"An upgrade of {name} was interrupted (from {record.version}).",
+            hint=f"Re-run it to finish or roll it back: libresh upgrade {name}",
+        )
     if record is not None and record.app != app.name:
         raise ConflictError(
             f"The name '{name}' is taken by an instance of {record.app}.",

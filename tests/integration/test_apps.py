@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.inventory import list_instances
 from libresh_cli.apps.lifecycle import install as install_prepared
-from libresh_cli.apps.lifecycle import plan_install, read_record
+from libresh_cli.apps.lifecycle import plan_install, read_record, save_record
 from libresh_cli.apps.params import GivenValues
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient
@@ -451,3 +451,19 @@ def test_upgrade_all_goes_on_after_failures_and_reports_each(lab: Lab, kube: Kub
     finally:
         kube.delete("v1", "Namespace", good)
         kube.delete("v1", "Namespace", bad)
+
+
+def test_an_interrupted_upgrade_is_finished_by_upgrade_not_install(
+    lab: Lab, kube: KubeClient, name: str
+) -> None:
+    ok(install(lab, "demo", name, "d.example.org", "--version", "2.0.0"))
+    record = read_record(kube, name)
+    assert record is not None
+    record.status = "upgrading"  # what a crash in the middle of `upgrade` leaves
+    save_record(kube, record)
+    refused = install(lab, "demo", name, "d.example.org")
+    assert refused.returncode == ExitCode.CONFLICT
+    assert f"libresh upgrade {name}" in refused.stderr
+    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--yes"))
+    record = read_record(kube, name)
+    assert record is not None and (record.version, record.status) == ("3.0.0", "installed")
