@@ -9,7 +9,7 @@ from typing import Any
 SCHEMA_VERSION = 1
 PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password")
 SERVICE_KINDS = ("postgres", "redis")
-HOOK_PHASES = ("post_install", "pre_upgrade", "post_upgrade")
+HOOK_PHASES = ("post_install", "pre_upgrade", "post_upgrade", "rollback")
 ARCHITECTURES = ("amd64", "arm64", "armhf")
 
 

@@ -4,7 +4,8 @@ A step: safeguard (the pre-upgrade backup, from the backup service) -> pre_upgra
 the old image -> apply the new version, prune what it no longer has -> wait for health ->
 post_upgrade hooks with the new image. If anything after the safeguard fails, the previous
 version's objects are applied again, what the new version added is removed, the safeguard
-restores its backup, and the record says what happened.
+restores its backup, the rollback hooks run with the old image (maintenance mode off), and the
+record says what happened.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def _roll_back(
         apply_and_wait(kube, back, reporter)
         if token is not None:
             safeguard.restore(record.name, token)
+        # e.g. maintenance mode off again: pre_upgrade may have turned it on
+        hooks.run_hooks(kube, "rollback", old, back.objects, reporter)
     except LibreshError as rollback_error:
         outcome = f"rollback failed too ({rollback_error.message})"
     record.status = "installed" if outcome == "rolled back" else "failed"

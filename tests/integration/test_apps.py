@@ -189,6 +189,11 @@ def test_a_failing_upgrade_rolls_back_and_says_so(lab: Lab, kube: KubeClient, na
     assert record.last_error is not None and "4.0.0" in record.last_error
     last = record.history[-1]
     assert (last.version_from, last.version_to, last.result) == ("3.0.0", "4.0.0", "rolled-back")
+    undo = k8s.BatchV1Api(lab.official_client()).read_namespaced_job_status(
+        "hook-rollback-undo-3-0-0", name
+    )  # the rollback hook ran, with the old version
+    assert undo.status.succeeded == 1
+    assert undo.spec.template.spec.containers[0].image == "example.org/demo:3.0.0"
     status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
     assert status["last_error"] == record.last_error
 

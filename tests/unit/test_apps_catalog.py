@@ -28,6 +28,10 @@ def test_nextcloud_has_three_consecutive_majors_one_at_a_time() -> None:
     majors = [v.major for v in app.versions]
     assert majors == sorted(set(majors)) and majors[-1] - majors[0] >= 2
     assert app.one_major_at_a_time and set(app.requires) == {"postgres", "redis"}
+    # maintenance mode goes on before an upgrade and off after it, or after a rollback
+    assert [s.name for s in app.hooks["pre_upgrade"]] == ["maintenance-on"]
+    assert app.hooks["post_upgrade"][-1].name == "maintenance-off"
+    assert [s.name for s in app.hooks["rollback"]] == ["maintenance-off"]
     assert all(":" in v.image and not v.image.endswith(":latest") for v in app.versions)
 
 
