@@ -13,7 +13,9 @@ from libresh_cli.progress import Reporter
 
 # Waiting reasons that will not fix themselves by waiting longer.
 HOPELESS = {"CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"}
-CRASHES_BEFORE_GIVING_UP = 3
+# Five restarts is about five minutes of the kubelet's back-off (10 s, 20 s, 40 s, 80 s, 160 s):
+# enough for an app that restarts while its database initialises on a slow board.
+CRASHES_BEFORE_GIVING_UP = 5
 API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
 
 

@@ -156,3 +156,34 @@ def test_statefulset_job_pod_node_pvc_readiness() -> None:
     pvc = {"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}
     assert not readiness.readiness(pvc).ready
     assert readiness.readiness({"kind": "ConfigMap"}).ready
+
+
+def test_a_pod_is_given_up_on_only_after_repeated_crashes() -> None:
+    from libresh_cli.apps.health import CRASHES_BEFORE_GIVING_UP, failing_pod
+
+    def pod(restarts: int, reason: str = "CrashLoopBackOff") -> dict[str, Any]:
+        return {
+            "metadata": {"name": "web-1"},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "web",
+                        "restartCount": restarts,
+                        "state": {"waiting": {"reason": reason}},
+                    }
+                ],
+            },
+        }
+
+    assert failing_pod([pod(CRASHES_BEFORE_GIVING_UP - 1)]) is None  # may still come up
+    assert failing_pod([pod(CRASHES_BEFORE_GIVING_UP)]) == (
+        "pod web-1: container web is in CrashLoopBackOff"
+    )
+    assert failing_pod([pod(0, "CreateContainerConfigError")]) is not None  # hopeless at once
+    assert failing_pod([pod(9, "ContainerCreating")]) is None
+    job_pod = {
+        "metadata": {"name": "j", "ownerReferences": [{"kind": "Job"}]},
+        "status": {"phase": "Failed"},
+    }
+    assert failing_pod([job_pod]) is None  # a Job's failed pod is the Job's business
