@@ -26,7 +26,7 @@ from libresh_cli.apps.lifecycle import (
     save_record,
 )
 from libresh_cli.apps.model import App, Version
-from libresh_cli.apps.plan import Plan, upgrade_path
+from libresh_cli.apps.plan import upgrade_path
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
 from libresh_cli.apps.render import Instance, render
 from libresh_cli.errors import LibreshError, OperationFailedError
@@ -174,19 +174,3 @@ def _roll_back(
         f"{cause.message} It was {outcome} to {old.version.version}.",
         hint=cause.hint,
     ) from cause
-
-
-def upgrade_preview(kube: KubeClient, plan: UpgradePlan) -> list[Plan]:
-    """The object changes of each step, for --dry-run and for people confirming."""
-    previews = []
-    record = plan.record
-    for target in plan.path:
-        instance = _instance(kube, record, plan.app, target)
-        prepared = prepare(kube, instance, record, record.version)
-        prepared.plan.steps = [
-            f"{phase}: {s.name}"
-            for phase in ("pre_upgrade", "post_upgrade")
-            for s in plan.app.hooks.get(phase, ())
-        ]
-        previews.append(prepared.plan)
-    return previews

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
@@ -425,7 +425,3 @@ def _api_error(response: httpx.Response, method: str, path: str) -> KubeApiError
         f"The Kubernetes API refused {method} {path}: {message} ({response.status_code})",
         hint=hint,
     )
-
-
-def iter_conditions(manifest: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    yield from manifest.get("status", {}).get("conditions", []) or []
