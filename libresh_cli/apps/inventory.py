@@ -46,18 +46,27 @@ def list_instances(kube: KubeClient, catalog: Catalog) -> list[InstanceSummary]:
         InstanceRecord.from_configmap(c)
         for c in kube.list("v1", "ConfigMap", label_selector=RECORD_SELECTOR)
     ]
-    workloads: dict[str, dict[str, readiness.Readiness]] = {}
-    for kind in ("Deployment", "StatefulSet"):
-        for item in kube.list("apps/v1", kind, label_selector=MANAGED):
-            owner = item["metadata"].get("labels", {}).get(INSTANCE, "")
-            workloads.setdefault(owner, {})[f"{kind}/{item['metadata']['name']}"] = (
-                readiness.readiness(item)
-            )
+    workloads = _workload_states(kube, namespace=None)
     latest = _latest_versions(catalog, {r.app for r in records})
     return [
         _summary(r, workloads.get(r.name, {}), latest.get(r.app))
         for r in sorted(records, key=lambda r: r.name)
     ]
+
+
+def _workload_states(
+    kube: KubeClient, namespace: str | None
+) -> dict[str, dict[str, readiness.Readiness]]:
+    """Readiness of libresh's Deployments and StatefulSets by instance: two list calls, in one
+    namespace or (namespace None) across the cluster."""
+    workloads: dict[str, dict[str, readiness.Readiness]] = {}
+    for kind in ("Deployment", "StatefulSet"):
+        for item in kube.list("apps/v1", kind, namespace, label_selector=MANAGED):
+            owner = item["metadata"].get("labels", {}).get(INSTANCE, "")
+            workloads.setdefault(owner, {})[f"{kind}/{item['metadata']['name']}"] = (
+                readiness.readiness(item)
+            )
+    return workloads
 
 
 def _latest_versions(catalog: Catalog, apps: set[str]) -> dict[str, App]:
@@ -97,10 +106,11 @@ def _summary(
 
 def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, Any]:
     record = require_record(kube, name)
-    summary = next((s for s in list_instances(kube, catalog) if s.name == name), None)
+    workloads = _workload_states(kube, namespace=name).get(name, {})
+    app = _latest_versions(catalog, {record.app}).get(record.app)
     objects = kube.get_many(record.inventory, name)
     return {
-        **(summary.to_dict() if summary else {}),
+        **_summary(record, workloads, app).to_dict(),
         "objects": [
             {
                 "kind": ref[1],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from libresh_cli.cli.common import (
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError, LibreshError
+
+if TYPE_CHECKING:
+    from libresh_cli.apps.catalog import Catalog
 
 
 def upgrade(
@@ -51,27 +54,28 @@ def upgrade(
         )
     if all_instances and to:
         raise BadInputError("--to goes with one instance, not with --all.")
+    apps = catalog(app)  # read once for every instance
     with kube_client(app) as kube:
         names = (
             [name]
             if name
-            else [s.name for s in list_instances(kube, catalog(app)) if s.status != "uninstalled"]
+            else [s.name for s in list_instances(kube, apps) if s.status != "uninstalled"]
         )
-        results = [_upgrade_one(app, kube, n, to, all_instances) for n in names]
+        results = [_upgrade_one(app, kube, apps, n, to, all_instances) for n in names]
     emit(app, results, _results_table)
     if any(r["result"] == "failed" for r in results):
         raise typer.Exit(1)
 
 
 def _upgrade_one(
-    app: AppContext, kube: Any, name: str, to: str | None, keep_going: bool
+    app: AppContext, kube: Any, apps: Catalog, name: str, to: str | None, keep_going: bool
 ) -> dict[str, Any]:
     """Upgrade one instance; with keep_going (--all) even a failure to plan is a result."""
     from libresh_cli.apps.lifecycle import NoSafeguard
     from libresh_cli.apps.upgrade import plan_upgrade, upgrade
 
     try:
-        plan = plan_upgrade(kube, catalog(app), name, to)
+        plan = plan_upgrade(kube, apps, name, to)
     except LibreshError as error:
         if not keep_going:
             raise  # one instance asked for by name: its own message and exit code

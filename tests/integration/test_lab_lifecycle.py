@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,11 +146,9 @@ def test_down_of_a_lab_that_is_not_there_is_a_no_op(own_state: dict[str, str]) -
     assert "nothing to do" in result.stderr
 
 
-def test_lab_up_is_quick_with_cached_binaries(own_state: dict[str, str]) -> None:
-    """Not a timing assertion (benchmarks/startup.py prints the figure): the cached path must
-    not rebuild, which would take minutes rather than seconds."""
-    start = time.monotonic()
+def test_lab_up_with_cached_binaries_does_not_rebuild(own_state: dict[str, str]) -> None:
+    """The cached path starts the lab without building (its speed is benchmarks/startup.py's)."""
     result = libresh("lab", "up", "--name", "quick", "--nodes", "3", env=own_state)
     assert result.returncode == 0, result.stderr
     assert "Building" not in result.stderr
-    assert time.monotonic() - start < 120
+    assert "3 simulated node(s) ready" in result.stderr

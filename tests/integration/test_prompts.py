@@ -70,10 +70,8 @@ class Terminal:
         return ANSI.sub("", self.seen.decode(errors="replace"))
 
 
-def test_install_asks_for_the_domain_checks_it_and_asks_to_confirm(
-    lab: Lab, kube: KubeClient
-) -> None:
-    name = f"p{uuid.uuid4().hex[:8]}"
+def install_demo(lab: Lab, name: str, *extra: str) -> Terminal:
+    """`libresh install demo --name NAME --version 3.0.0 [EXTRA…]` at a terminal."""
     argv = [
         LIBRESH,
         "--kubeconfig",
@@ -86,9 +84,16 @@ def test_install_asks_for_the_domain_checks_it_and_asks_to_confirm(
         name,
         "--version",
         "3.0.0",
+        *extra,
     ]
-    env = {**lab.cli_env(), "TERM": "xterm"}
-    terminal = Terminal(argv, env)
+    return Terminal(argv, {**lab.cli_env(), "TERM": "xterm"})
+
+
+def test_install_asks_for_the_domain_checks_it_and_asks_to_confirm(
+    lab: Lab, kube: KubeClient
+) -> None:
+    name = f"p{uuid.uuid4().hex[:8]}"
+    terminal = install_demo(lab, name)
     try:
         terminal.expect("? Domain")  # the demo app's prompt text
         terminal.type("not a domain\r")
