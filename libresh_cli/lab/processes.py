@@ -85,24 +85,33 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+# SIGKILL cannot be ignored, but its delivery is not instantaneous.
+KILL_SETTLE_SECONDS = 5.0
+
+
 def stop_all(records: Iterable[ProcessRecord], *, grace: float = 10.0) -> list[str]:
-    """SIGTERM every live daemon, SIGKILL those still there after `grace` seconds.
-    Returns the components that had to be killed."""
+    """SIGTERM every live daemon, SIGKILL those still there after `grace` seconds; returns
+    once all are gone. Returns the components that had to be killed."""
     alive = [r for r in records if is_alive(r)]
     for record in alive:
         _signal_group(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        for record in alive:
-            reap(record.pid)
-        alive = [r for r in alive if is_alive(r)]
-        if not alive:
-            return []
-        time.sleep(0.05)
-    for record in alive:
+    stubborn = _wait_gone(alive, grace)
+    for record in stubborn:
         _signal_group(record.pid, signal.SIGKILL)
-        reap(record.pid)
-    return [r.component for r in alive]
+    _wait_gone(stubborn, KILL_SETTLE_SECONDS)
+    return [r.component for r in stubborn]
+
+
+def _wait_gone(records: list[ProcessRecord], timeout: float) -> list[ProcessRecord]:
+    """Reap and poll until none of `records` is alive, or `timeout`; returns the survivors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in records:
+            reap(record.pid)
+        records = [r for r in records if is_alive(r)]
+        if not records or time.monotonic() >= deadline:
+            return records
+        time.sleep(0.05)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
