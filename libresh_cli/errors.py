@@ -63,7 +63,7 @@ class ConflictError(LibreshError):
 
 
 class PrerequisiteError(LibreshError):
-    """A tool or file libresh needs is missing on this machine."""
+    """A tool, file or setting libresh needs is missing (on this machine or the cluster)."""
 
     exit_code = ExitCode.PREREQUISITE_MISSING
 

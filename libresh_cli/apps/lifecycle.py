@@ -61,8 +61,8 @@ class NoSafeguard:
 
     def before_step(self, instance: str, version_from: str, version_to: str) -> str | None:
         self.reporter.warn(
-            f"No backup of {instance} is taken before {version_from} -> "
-            f"{version_to}: backups are not set up on this cluster yet."
+            f"No backup of {instance} is taken before {version_from} -> {version_to} "
+            "(--no-backup): a failed step can bring back the previous version, not its data."
         )
         return None
 

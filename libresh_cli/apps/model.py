@@ -9,7 +9,15 @@ from typing import Any
 SCHEMA_VERSION = 1
 PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password")
 SERVICE_KINDS = ("postgres", "redis")
-HOOK_PHASES = ("post_install", "pre_upgrade", "post_upgrade", "rollback")
+HOOK_PHASES = (
+    "post_install",
+    "pre_upgrade",
+    "post_upgrade",
+    "rollback",
+    "pre_backup",  # e.g. maintenance mode on, so files and database agree
+    "post_backup",  # run even when the backup failed
+    "post_restore",  # e.g. maintenance off, the clone's domain
+)
 ARCHITECTURES = ("amd64", "arm64", "armhf")
 
 

@@ -22,6 +22,7 @@ from libresh_cli.apps.lifecycle import (
     instance_for,
     never_installed,
     prepare,
+    read_record,
     require_record,
     save_record,
 )
@@ -109,6 +110,7 @@ def _step(
 ) -> InstanceRecord:
     reporter.step(f"Upgrading {record.name}: {current.version} -> {target.version}")
     token = safeguard.before_step(record.name, current.version, target.version)
+    record = read_record(kube, record.name) or record  # the backup wrote to its history
     old = _instance(kube, record, app, current)
     new = Instance(
         old.name, app, target, old.params, old.secret_values, old.services, old.service_secrets
@@ -148,15 +150,17 @@ def _roll_back(
     )
     rollback_record = InstanceRecord(**{**record.__dict__, "inventory": refs_of(failed.objects)})
     back = prepare(kube, old, rollback_record, target)
-    outcome = "rolled back"
+    outcome, restored = "rolled back", ""
     try:
         apply_and_wait(kube, back, reporter)
         if token is not None:
             safeguard.restore(record.name, token)
+            restored = f", its data restored from the backup {token} taken before the step"
         # e.g. maintenance mode off again: pre_upgrade may have turned it on
         hooks.run_hooks(kube, "rollback", old, back.objects, reporter)
     except LibreshError as rollback_error:
         outcome = f"rollback failed too ({rollback_error.message})"
+    record = read_record(kube, record.name) or record  # the restore wrote to its history
     record.status = "installed" if outcome == "rolled back" else "failed"
     record.last_error = f"upgrade to {target} failed: {cause.message}"
     record.add_history(
@@ -171,6 +175,7 @@ def _roll_back(
     save_record(kube, record)
     raise UpgradeFailedError(
         f"Upgrading {record.name} from {old.version.version} to {target} failed: "
-        f"{cause.message} It was {outcome} to {old.version.version}.",
+        f"{cause.message} It was {outcome} to {old.version.version}"
+        f"{restored if outcome == 'rolled back' else ''}.",
         hint=cause.hint,
     ) from cause

@@ -3,8 +3,10 @@ prompts and plan rendering."""
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -67,6 +69,21 @@ def confirm(app: AppContext, question: str) -> bool:
     import questionary
 
     return bool(questionary.confirm(question, default=False).unsafe_ask())
+
+
+def read_secret_file(app: AppContext, path: Path, option: str) -> str:
+    """A secret given as a file (never on the command line), its last newline dropped."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except OSError as error:
+        raise BadInputError(f"{option} {path}: {error.strerror}.") from error
+    if stat.S_IMODE(mode) & 0o077:
+        app.reporter().warn(f"{path} can be read by other users: chmod 600 {path}")
+    value = text.rstrip("\n")
+    if not value:
+        raise BadInputError(f"{option} {path} is empty.")
+    return value
 
 
 def asker(app: AppContext) -> Any:

@@ -10,6 +10,7 @@ import typer
 
 from libresh_cli import __version__
 from libresh_cli.cli import apps as app_commands
+from libresh_cli.cli.backup import backup_app, backups_app, restore
 from libresh_cli.cli.catalog import catalog_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
@@ -54,6 +55,9 @@ app.command("status")(app_commands.status)
 app.command("diff")(app_commands.diff)
 app.command("upgrade")(upgrade)
 app.command("uninstall")(app_commands.uninstall)
+app.add_typer(backup_app, name="backup")
+app.add_typer(backups_app, name="backups")
+app.command("restore")(restore)
 app.add_typer(app_commands.secret_app, name="secret")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(services_app, name="services")

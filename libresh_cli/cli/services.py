@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import stat
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from libresh_cli.cli.common import OutputOption, app_context, kube_client
+from libresh_cli.cli.common import OutputOption, app_context, kube_client, read_secret_file
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError
@@ -125,14 +124,7 @@ def set_provider(
 
 def _password(app: AppContext, kind: Kind, path: Path | None) -> str | None:
     if path is not None:
-        try:
-            mode = path.stat().st_mode
-            text = path.read_text()
-        except OSError as error:
-            raise BadInputError(f"--password-file {path}: {error.strerror}.") from error
-        if stat.S_IMODE(mode) & 0o077:
-            app.reporter().warn(f"{path} can be read by other users: chmod 600 {path}")
-        return text.rstrip("\n")
+        return read_secret_file(app, path, "--password-file")
     if not app.interactive:
         return None  # the service says which option gives it
     import questionary

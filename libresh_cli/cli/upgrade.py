@@ -28,15 +28,25 @@ def upgrade(
     name: Annotated[str | None, typer.Argument(help="Instance name.")] = None,
     to: Annotated[str | None, typer.Option(help="Target version (default: the newest).")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Upgrade every instance.")] = False,
+    no_backup: Annotated[
+        bool,
+        typer.Option(
+            "--no-backup",
+            help="Do not take a backup before each step (a failed step then cannot bring "
+            "the data back).",
+        ),
+    ] = False,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
 ) -> None:
     """Upgrade along the app's path (never skipping a major it forbids skipping).
 
-    Each step runs the app's hooks and waits for health; a failed step is rolled back to the
-    version before it. Exit code 0 when everything is upgraded (or already was), 1 when an
-    upgrade failed (the others still ran).
+    Each step takes a backup first (a failed backup stops the upgrade before the app is
+    touched), runs the app's hooks and waits for health; a failed step is rolled back to the
+    version before it and the backup is restored. Exit code 0 when everything is upgraded
+    (or already was), 1 when an upgrade failed (the others still ran), 6 when backups are
+    not set up (set them up, or pass --no-backup).
 
     \b
     Examples:
@@ -61,18 +71,29 @@ def upgrade(
             if name
             else [s.name for s in list_instances(kube, apps) if s.status != "uninstalled"]
         )
-        results = [_upgrade_one(app, kube, apps, n, to, all_instances) for n in names]
+        if not no_backup and not app.dry_run:
+            from libresh_cli.backup.storage import require_storage
+
+            require_storage(kube, hint_skip="--no-backup")
+        results = [_upgrade_one(app, kube, apps, n, to, all_instances, no_backup) for n in names]
     emit(app, results, _results_table)
     if any(r["result"] == "failed" for r in results):
         raise typer.Exit(1)
 
 
 def _upgrade_one(
-    app: AppContext, kube: Any, apps: Catalog, name: str, to: str | None, keep_going: bool
+    app: AppContext,
+    kube: Any,
+    apps: Catalog,
+    name: str,
+    to: str | None,
+    keep_going: bool,
+    no_backup: bool,
 ) -> dict[str, Any]:
     """Upgrade one instance; with keep_going (--all) even a failure to plan is a result."""
-    from libresh_cli.apps.lifecycle import NoSafeguard
+    from libresh_cli.apps.lifecycle import NoSafeguard, Safeguard
     from libresh_cli.apps.upgrade import plan_upgrade, upgrade
+    from libresh_cli.backup.service import BackupSafeguard
 
     try:
         plan = plan_upgrade(kube, apps, name, to)
@@ -98,9 +119,12 @@ def _upgrade_one(
     if not confirm(app, f"Upgrade {name}: {', '.join(plan.describe())}?"):
         return {**result, "result": "skipped"}
     reporter = app.reporter()
+    safeguard: Safeguard = (
+        NoSafeguard(reporter) if no_backup else BackupSafeguard(kube, apps, reporter)
+    )
     try:
         with reporter.spinning(f"Upgrading {name}"):
-            upgrade(kube, plan, NoSafeguard(reporter), reporter)
+            upgrade(kube, plan, safeguard, reporter)
     except LibreshError as error:
         reporter.warn(str(error))
         return {**result, "result": "failed", "message": error.message}

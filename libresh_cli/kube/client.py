@@ -345,6 +345,16 @@ class KubeClient:
         wait_for(f"{kind} {name} to be deleted", gone, timeout=timeout)
         return True
 
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int) -> None:
+        """Set a workload's replicas through its scale subresource (a merge patch, so the
+        rest of what `libresh` applied stays as it is; the next apply sets them back)."""
+        self.request(
+            "PATCH",
+            self.path_for(api_version, kind, name, namespace) + "/scale",
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+        )
+
     def server_version(self) -> str:
         return str(self.request("GET", "/version")["gitVersion"])
 

@@ -109,10 +109,11 @@ def scheduler_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:
 
 
 def stage_files(binaries: LabBinaries) -> list[Path]:
-    """kwok's default stages from the build, then libresh's own (libresh-fail.yaml)."""
+    """kwok's default stages from the build, then libresh's own (failing pods, the backup
+    runner's stand-in)."""
     shipped = sorted(binaries.stages.glob("*.yaml"))
-    ours = resources.files(__package__).joinpath("stages", "libresh-fail.yaml")
-    return [*shipped, Path(str(ours))]
+    ours = resources.files(__package__).joinpath("stages")
+    return [*shipped, *sorted(Path(str(ours)).glob("*.yaml"))]
 
 
 def kwok_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:

@@ -119,7 +119,9 @@ def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
     assert planned[0]["steps"] == ["29.0.16 -> 30.0.12", "30.0.12 -> 31.0.6"]
     assert read_record(kube, name).version == "29.0.16"
 
-    done = json.loads(ok(libresh(lab, "upgrade", name, "--yes", "-o", "json")).stdout)
+    done = json.loads(
+        ok(libresh(lab, "upgrade", name, "--no-backup", "--yes", "-o", "json")).stdout
+    )
     assert done[0]["result"] == "upgraded" and done[0]["to"] == "31.0.6"
     jobs = (
         k8s.BatchV1Api(lab.official_client())
@@ -158,20 +160,20 @@ def _configmaps(lab: Lab, namespace: str) -> set[str]:
 def test_a_version_that_drops_objects_prunes_them_but_keeps_data(lab: Lab, name: str) -> None:
     ok(install(lab, "demo", name, "d.example.org", "--version", "1.1.0"))
     assert "legacy" in _configmaps(lab, name)
-    ok(libresh(lab, "upgrade", name, "--to", "2.0.0", "--yes"))
+    ok(libresh(lab, "upgrade", name, "--to", "2.0.0", "--no-backup", "--yes"))
     assert "legacy" not in _configmaps(lab, name)
     plan = json.loads(
         ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--dry-run", "-o", "json")).stdout
     )
     assert plan[0]["result"] == "would upgrade"
-    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--yes"))
+    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--no-backup", "--yes"))
     claims = k8s.CoreV1Api(lab.official_client()).list_namespaced_persistent_volume_claim(name)
     assert [c.metadata.name for c in claims.items] == ["demo-data"]  # data is never pruned
 
 
 def test_a_failing_upgrade_rolls_back_and_says_so(lab: Lab, kube: KubeClient, name: str) -> None:
     ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
-    failed = libresh(lab, "upgrade", name, "--to", "4.0.0", "--yes", "-o", "json")
+    failed = libresh(lab, "upgrade", name, "--to", "4.0.0", "--no-backup", "--yes", "-o", "json")
     assert failed.returncode == 1
     result = json.loads(failed.stdout)[0]
     assert result["result"] == "failed" and "CrashLoopBackOff" in result["message"]
@@ -441,7 +443,7 @@ def test_upgrade_all_goes_on_after_failures_and_reports_each(lab: Lab, kube: Kub
         assert (
             install(lab, "demo", bad, "b.example.org").returncode == 1
         )  # the newest demo is broken: never installed
-        result = libresh(lab, "upgrade", "--all", "--yes", "-o", "json")
+        result = libresh(lab, "upgrade", "--all", "--no-backup", "--yes", "-o", "json")
         assert result.returncode == 1
         rows = {r["instance"]: r for r in json.loads(result.stdout)}
         assert rows[bad]["result"] == "failed"
@@ -469,6 +471,6 @@ def test_an_interrupted_upgrade_is_finished_by_upgrade_not_install(
     refused = install(lab, "demo", name, "d.example.org")
     assert refused.returncode == ExitCode.CONFLICT
     assert f"libresh upgrade {name}" in refused.stderr
-    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--yes"))
+    ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--no-backup", "--yes"))
     record = read_record(kube, name)
     assert record is not None and (record.version, record.status) == ("3.0.0", "installed")

@@ -76,8 +76,10 @@ def test_component_command_lines(tmp_path: Path) -> None:
     kwok = components.kwok_command(bins, layout)
     assert kwok[0] == str(bins.kwok)
     assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in kwok
-    # libresh's own failure stages always come along with kwok's defaults
-    assert kwok[-1].endswith("libresh-fail.yaml") and Path(kwok[-1].split("=", 1)[1]).is_file()
+    # libresh's own stages (failing pods, the backup runner's stand-in) come along with kwok's
+    ours = [a.split("=", 1)[1] for a in kwok if "/lab/stages/" in a]
+    assert [Path(p).name for p in ours] == ["libresh-backup-runner.yaml", "libresh-fail.yaml"]
+    assert all(Path(p).is_file() for p in ours)
 
 
 def test_failure_stages_select_the_documented_label() -> None:

@@ -1,0 +1,351 @@
+#!/bin/sh
+# libresh backup runner: backs up, restores and lists one instance's data with restic.
+#
+# It runs the same way in a backup Job's container (postgres image + the restic binary) and on
+# a test machine: every input is an environment variable or a mounted directory. POSIX sh, so
+# busybox (Alpine images) and dash both run it.
+#
+#   LIBRESH_ACTION        init | backup | restore | snapshots | forget | scheduled (backup,
+#                         then forget) | meta (a backup's record and Secrets, encrypted)
+#   LIBRESH_INSTANCE      instance name (tag instance:NAME)
+#   LIBRESH_BACKUP_ID     backup: the id to give (default: a UTC timestamp);
+#                         restore: the backup to restore (default: the newest complete one)
+#   LIBRESH_APP, LIBRESH_VERSION, LIBRESH_REASON   recorded as tags on a backup
+#   LIBRESH_VOLUMES_DIR   directory holding one directory per volume (the Job mounts /data)
+#   LIBRESH_VOLUMES       names of the volumes to back up / restore, space separated
+#   LIBRESH_DATABASES_DIR directory holding one directory per database, each with a file `uri`
+#                         (the instance's connection Secret, mounted)
+#   LIBRESH_DATABASES     names of the databases, space separated
+#   LIBRESH_META_DIR      the instance record and Secrets, mounted (backup only; optional)
+#   LIBRESH_KEEP_DAILY, LIBRESH_KEEP_WEEKLY, LIBRESH_KEEP_MONTHLY   forget: retention
+#   LIBRESH_PAD_FILE      meta: the one-time pad the record and Secrets are encrypted with
+#   LIBRESH_RESULT_FILE   where the one-line JSON result goes (the Job: /dev/termination-log)
+#   RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE (or RESTIC_PASSWORD), AWS_*   restic's own
+#
+# A backup is a group of snapshots sharing the tag backup:ID: one of the volumes' files, one per
+# database (pg_dump streamed into restic: no temporary copy of the dump), one of the record and
+# Secrets. Only when every part is stored does the group get the tag `complete`; a failed
+# backup's parts are forgotten. Restores only ever read complete backups.
+#
+# Exit codes (also in the result's "code"): 0 ok, 1 unexpected failure, 2 bad input,
+# 10 no repository, 11 storage unreachable, 12 wrong repository password, 13 storage full,
+# 14 no such backup, 15 database dump or restore failed, 16 volume files failed.
+
+set -u
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/libresh-runner.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+RESULT_FILE=${LIBRESH_RESULT_FILE:-/dev/null}
+HOST=libresh
+
+log() { printf '%s libresh-runner: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+json_string() {
+    # A JSON string literal: backslashes and quotes escaped, control characters dropped.
+    printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"
+}
+
+fail() {
+    code=$1
+    shift
+    log "error: $*"
+    printf '{"ok":false,"code":%s,"error":%s}\n' "$code" "$(json_string "$*")" >"$RESULT_FILE"
+    exit "$code"
+}
+
+require() {
+    for name in "$@"; do
+        eval "value=\${$name:-}"
+        [ -n "$value" ] || fail 2 "$name is not set"
+    done
+}
+
+# Runs restic with its stderr kept in $WORK/err (and shown), so failures can be explained.
+run_restic() {
+    restic "$@" 2>"$WORK/err"
+    status=$?
+    cat "$WORK/err" >&2
+    return "$status"
+}
+
+explain_restic_failure() {
+    # $1: what was being done. Maps restic's messages (0.14 to 0.18) to the runner's codes.
+    err=$(cat "$WORK/err" 2>/dev/null)
+    case $err in
+    *"wrong password"*) fail 12 "wrong repository password while $1" ;;
+    *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"*)
+        fail 13 "the backup storage is full ($1)" ;;
+    *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
+        *"network is unreachable"* | *"permission denied"* | *"Permission denied"*)
+        fail 11 "the backup storage cannot be reached while $1: $(grep -m 1 -i 'fatal' "$WORK/err")" ;;
+    *"no snapshot found"* | *"no matching ID found"*)
+        fail 14 "there is no complete backup ${BACKUP_ID:-} of $LIBRESH_INSTANCE ($1)" ;;
+    *"Is there a repository at the following location"* | *"repository does not exist"*)
+        fail 10 "there is no restic repository at $RESTIC_REPOSITORY ($1): set up the storage with \`libresh backup storage set\`, or mount the disk that holds it" ;;
+    esac
+    fail "${2:-1}" "restic failed while $1: $(tail -n 1 "$WORK/err")"
+}
+
+open_repository() {
+    run_restic cat config >/dev/null || explain_restic_failure "opening the repository"
+}
+
+do_init() {
+    # Only ever on request (`libresh backup storage set`): a backup that created a repository
+    # would happily write into an empty mount point when the backup disk is not mounted.
+    require RESTIC_REPOSITORY
+    if run_restic cat config >/dev/null; then
+        log "the repository exists already"
+    else
+        case $(cat "$WORK/err") in
+        *"wrong password"* | *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"*)
+            explain_restic_failure "opening the repository" ;;
+        esac
+        log "creating the restic repository"
+        run_restic init >/dev/null || explain_restic_failure "creating the repository"
+    fi
+    printf '{"ok":true}\n' >"$RESULT_FILE"
+}
+
+summary_number() {
+    # $1: field of restic's --json summary line in $WORK/out
+    grep '"message_type":"summary"' "$WORK/out" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | tail -n 1
+}
+
+backup_tags() {
+    printf 'instance:%s,backup:%s,app:%s,version:%s,reason:%s,part:%s' "$LIBRESH_INSTANCE" \
+        "$BACKUP_ID" "${LIBRESH_APP:-unknown}" "${LIBRESH_VERSION:-unknown}" \
+        "${LIBRESH_REASON:-manual}" "$1"
+}
+
+forget_partial_backup() {
+    log "forgetting the parts of the failed backup $BACKUP_ID"
+    # By id: `restic forget --tag` without a policy forgets nothing.
+    ids=$(restic snapshots --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID" \
+        2>/dev/null | grep -o '"id":"[0-9a-f]*"' | sed 's/"id":"\(.*\)"/\1/')
+    # shellcheck disable=SC2086 # one argument per id
+    [ -z "$ids" ] || restic forget $ids >/dev/null 2>&1 || true
+}
+
+backup_volumes() {
+    [ -n "${LIBRESH_VOLUMES:-}" ] || return 0
+    require LIBRESH_VOLUMES_DIR
+    for volume in $LIBRESH_VOLUMES; do
+        [ -d "$LIBRESH_VOLUMES_DIR/$volume" ] || fail 2 "volume $volume is not mounted at $LIBRESH_VOLUMES_DIR/$volume"
+    done
+    log "backing up volumes: $LIBRESH_VOLUMES"
+    # Relative paths: the snapshot holds /VOLUME/..., restored under any volumes directory.
+    # shellcheck disable=SC2086 # the volume names are split on purpose
+    (cd "$LIBRESH_VOLUMES_DIR" && run_restic backup --json --host "$HOST" \
+        --tag "$(backup_tags files)" $LIBRESH_VOLUMES >"$WORK/out")
+    status=$?
+    # restic 3: some files could not be read, so the snapshot is incomplete: not a backup.
+    [ "$status" -eq 0 ] || { forget_partial_backup; explain_restic_failure "backing up the volumes" 16; }
+    FILES=$(summary_number total_files_processed)
+    BYTES=$(summary_number total_bytes_processed)
+    ADDED=$(summary_number data_added)
+}
+
+dump_database() {
+    # pg_dump's output goes straight into restic: no copy of the dump on disk. Its exit status
+    # travels through a file, since POSIX sh has no pipefail.
+    database=$1
+    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
+    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
+    log "dumping database $database"
+    {
+        pg_dump --no-owner --no-privileges --dbname="$(cat "$uri_file")" 2>"$WORK/dump-err"
+        echo $? >"$WORK/dump-status"
+    } | run_restic backup --json --host "$HOST" --tag "$(backup_tags "db:$database")" \
+        --stdin --stdin-filename "databases/$database.sql" >"$WORK/out"
+    status=$?
+    cat "$WORK/dump-err" >&2
+    if [ "$(cat "$WORK/dump-status")" != 0 ]; then
+        forget_partial_backup
+        fail 15 "pg_dump of $database failed: $(tail -n 1 "$WORK/dump-err")"
+    fi
+    [ "$status" -eq 0 ] || { forget_partial_backup; explain_restic_failure "storing the dump of $database" 15; }
+    read_bytes=$(summary_number total_bytes_processed)
+    added=$(summary_number data_added)
+    BYTES=$((BYTES + ${read_bytes:-0}))
+    ADDED=$((ADDED + ${added:-0}))
+}
+
+backup_meta() {
+    [ -n "${LIBRESH_META_DIR:-}" ] || return 0
+    # Mounted ConfigMaps and Secrets are symlink farms (..data/...): copy the visible files.
+    mkdir -p "$WORK/meta"
+    (cd "$LIBRESH_META_DIR" && find . -name '..*' -prune -o -type f -print -o -type l -print) |
+        while read -r path; do
+            mkdir -p "$WORK/meta/$(dirname "$path")"
+            cp -L "$LIBRESH_META_DIR/$path" "$WORK/meta/$path"
+        done
+    (cd "$WORK/meta" && tar -cf - .) | run_restic backup --json --host "$HOST" \
+        --tag "$(backup_tags meta)" --stdin --stdin-filename meta.tar >"$WORK/out" ||
+        { forget_partial_backup; explain_restic_failure "storing the instance record"; }
+}
+
+record_field() {
+    # A top-level string field of the mounted instance record (libresh writes it with
+    # json.dumps(indent=1, sort_keys=True): top-level keys are the lines indented by one space).
+    sed -n "s/^ \"$1\": \"\([^\"]*\)\",\{0,1\}\$/\1/p" "$LIBRESH_META_DIR/record/record.json" 2>/dev/null | head -n 1
+}
+
+do_backup() {
+    require LIBRESH_INSTANCE RESTIC_REPOSITORY
+    BACKUP_ID=${LIBRESH_BACKUP_ID:-$(date -u +%Y%m%dT%H%M%SZ)}
+    # The record says what runs now: a CronJob's environment was written at scheduling time,
+    # and an upgrade since must not leave its backups tagged with the old version.
+    if [ -n "${LIBRESH_META_DIR:-}" ] && [ -n "$(record_field version)" ]; then
+        LIBRESH_APP=$(record_field app)
+        LIBRESH_VERSION=$(record_field version)
+    fi
+    FILES=0 BYTES=0 ADDED=0
+    open_repository
+    backup_volumes
+    for database in ${LIBRESH_DATABASES:-}; do
+        dump_database "$database"
+    done
+    backup_meta
+    run_restic tag --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID" --add complete \
+        >/dev/null || { forget_partial_backup; explain_restic_failure "marking the backup complete"; }
+    log "backup $BACKUP_ID complete: $FILES files, $BYTES bytes read, $ADDED bytes added"
+    printf '{"ok":true,"backup":%s,"files":%s,"bytes":%s,"added":%s}\n' \
+        "$(json_string "$BACKUP_ID")" "${FILES:-0}" "${BYTES:-0}" "${ADDED:-0}" >"$RESULT_FILE"
+}
+
+newest_backup_id() {
+    run_restic snapshots --json --host "$HOST" --latest 1 \
+        --tag "instance:$LIBRESH_INSTANCE,complete,part:meta" >"$WORK/out" ||
+        explain_restic_failure "listing snapshots"
+    grep -o '"backup:[^"]*"' "$WORK/out" | tail -n 1 | sed 's/"backup:\(.*\)"/\1/'
+}
+
+restore_database() {
+    database=$1
+    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
+    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
+    log "restoring database $database"
+    # One transaction: the schemas are emptied (so tables a failed upgrade added go too), the
+    # dump is loaded, and COMMIT is sent only when restic streamed the whole dump. Anything
+    # less and psql ends without COMMIT, so the server rolls the whole restore back.
+    {
+        printf '%s\n' '\set ON_ERROR_STOP on' 'BEGIN;' \
+            "DO \$\$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$;" \
+            'CREATE SCHEMA public;'
+        restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:db:$database" \
+            latest "/databases/$database.sql" 2>"$WORK/err"
+        dumped=$?
+        echo "$dumped" >"$WORK/dump-status"
+        [ "$dumped" -ne 0 ] || echo 'COMMIT;'
+    } | psql --quiet --no-psqlrc --dbname="$(cat "$uri_file")" >/dev/null 2>"$WORK/psql-err"
+    status=$?
+    cat "$WORK/err" "$WORK/psql-err" >&2
+    if [ "$(cat "$WORK/dump-status")" != 0 ]; then
+        explain_restic_failure "reading the dump of $database (nothing was changed)" 15
+    fi
+    [ "$status" -eq 0 ] || fail 15 "loading the dump of $database failed (nothing was changed): $(tail -n 1 "$WORK/psql-err")"
+}
+
+restore_volumes() {
+    [ -n "${LIBRESH_VOLUMES:-}" ] || return 0
+    require LIBRESH_VOLUMES_DIR
+    # Emptied first, so files that appeared after the backup go; if restic stops half-way,
+    # the snapshot is still there and a re-run finishes the restore.
+    for volume in $LIBRESH_VOLUMES; do
+        [ -d "$LIBRESH_VOLUMES_DIR/$volume" ] || fail 2 "volume $volume is not mounted at $LIBRESH_VOLUMES_DIR/$volume"
+        log "restoring volume $volume"
+        find "$LIBRESH_VOLUMES_DIR/$volume" -mindepth 1 -delete ||
+            fail 16 "could not empty $LIBRESH_VOLUMES_DIR/$volume before restoring it"
+        run_restic restore --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:files" \
+            --include "/$volume" --target "$LIBRESH_VOLUMES_DIR" latest >/dev/null ||
+            explain_restic_failure "restoring volume $volume" 16
+    done
+}
+
+do_restore() {
+    require LIBRESH_INSTANCE RESTIC_REPOSITORY
+    open_repository
+    BACKUP_ID=${LIBRESH_BACKUP_ID:-$(newest_backup_id)}
+    [ -n "$BACKUP_ID" ] || fail 14 "there is no complete backup of $LIBRESH_INSTANCE in the repository"
+    run_restic snapshots --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete" \
+        >"$WORK/out" || explain_restic_failure "listing snapshots"
+    grep -q '"id"' "$WORK/out" || fail 14 "there is no complete backup $BACKUP_ID of $LIBRESH_INSTANCE"
+    for database in ${LIBRESH_DATABASES:-}; do
+        restore_database "$database"
+    done
+    restore_volumes
+    log "restored backup $BACKUP_ID"
+    printf '{"ok":true,"backup":%s}\n' "$(json_string "$BACKUP_ID")" >"$RESULT_FILE"
+}
+
+do_snapshots() {
+    # One line per complete backup: "ID TIME VERSION REASON APP", newest last. The result file
+    # (a termination message: 4 KiB at most) gets the newest 50.
+    require LIBRESH_INSTANCE RESTIC_REPOSITORY
+    open_repository
+    run_restic snapshots --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,complete,part:meta" \
+        >"$WORK/out" || explain_restic_failure "listing snapshots"
+    sed 's/},{/}\n{/g' "$WORK/out" | while read -r snapshot; do
+        id=$(printf '%s' "$snapshot" | grep -o '"backup:[^"]*"' | sed 's/"backup:\(.*\)"/\1/')
+        [ -n "$id" ] || continue
+        time=$(printf '%s' "$snapshot" | sed -n 's/.*"time":"\([^".]*\)[^"]*".*/\1/p')
+        version=$(printf '%s' "$snapshot" | grep -o '"version:[^"]*"' | sed 's/"version:\(.*\)"/\1/')
+        reason=$(printf '%s' "$snapshot" | grep -o '"reason:[^"]*"' | sed 's/"reason:\(.*\)"/\1/')
+        app=$(printf '%s' "$snapshot" | grep -o '"app:[^"]*"' | sed 's/"app:\(.*\)"/\1/')
+        printf '%s %sZ %s %s %s\n' "$id" "$time" "$version" "$reason" "$app"
+    done | sort -k2 | tail -n 50 >"$WORK/list"
+    cat "$WORK/list"
+    printf '{"ok":true,"backups":%s}\n' "$(json_string "$(tr '\n' ';' <"$WORK/list")")" >"$RESULT_FILE"
+}
+
+do_meta() {
+    # The record and Secrets of one backup, for `libresh restore --as` on a cluster that does
+    # not have the instance. They leave through the Job's termination message, so they are
+    # encrypted first with a one-time pad the CLI made (a Secret it deletes afterwards):
+    # gzip'ed, XOR'ed byte by byte with the pad, in hex.
+    require LIBRESH_INSTANCE RESTIC_REPOSITORY LIBRESH_BACKUP_ID LIBRESH_PAD_FILE
+    [ -r "$LIBRESH_PAD_FILE" ] || fail 2 "no pad at $LIBRESH_PAD_FILE"
+    BACKUP_ID=$LIBRESH_BACKUP_ID
+    open_repository
+    run_restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:meta" \
+        latest /meta.tar >"$WORK/meta.tar" || explain_restic_failure "reading the record of backup $BACKUP_ID"
+    mkdir "$WORK/m"
+    (cd "$WORK/m" && tar -xf "$WORK/meta.tar") || fail 1 "the record of backup $BACKUP_ID cannot be unpacked"
+    # The history is not needed to make the instance again, and the message is 4 KiB at most.
+    sed -e '/^ "history": \[\],\{0,1\}$/d' -e '/^ "history": \[$/,/^ \],\{0,1\}$/d' \
+        "$WORK/m/record/record.json" >"$WORK/record.json" || fail 1 "backup $BACKUP_ID has no record"
+    mv "$WORK/record.json" "$WORK/m/record/record.json"
+    (cd "$WORK/m" && tar -cf - record secrets) | gzip -9 >"$WORK/meta.gz"
+    size=$(wc -c <"$WORK/meta.gz")
+    if [ "$size" -gt 1900 ] || [ "$size" -gt "$(wc -c <"$LIBRESH_PAD_FILE")" ]; then
+        fail 1 "the record and credentials of backup $BACKUP_ID are too large to hand over ($size bytes)"
+    fi
+    od -An -v -tu1 "$WORK/meta.gz" | tr -s ' ' '\n' | grep . >"$WORK/data"
+    head -c "$size" "$LIBRESH_PAD_FILE" | od -An -v -tu1 | tr -s ' ' '\n' | grep . >"$WORK/pad"
+    paste "$WORK/data" "$WORK/pad" | while read -r a b; do printf '%02x' $((a ^ b)); done >"$WORK/hex"
+    printf '{"ok":true,"backup":%s,"meta":"%s"}\n' "$(json_string "$BACKUP_ID")" "$(cat "$WORK/hex")" >"$RESULT_FILE"
+}
+
+do_forget() {
+    require LIBRESH_INSTANCE RESTIC_REPOSITORY
+    open_repository
+    log "applying retention: daily ${LIBRESH_KEEP_DAILY:-7}, weekly ${LIBRESH_KEEP_WEEKLY:-4}, monthly ${LIBRESH_KEEP_MONTHLY:-6}"
+    # Grouped by tags: each part of a backup (files, each database, meta) is kept or forgotten
+    # alike, so what stays is always whole backups.
+    run_restic forget --prune --host "$HOST" --tag "instance:$LIBRESH_INSTANCE" --group-by host,paths \
+        --keep-daily "${LIBRESH_KEEP_DAILY:-7}" --keep-weekly "${LIBRESH_KEEP_WEEKLY:-4}" \
+        --keep-monthly "${LIBRESH_KEEP_MONTHLY:-6}" >/dev/null || explain_restic_failure "applying retention"
+    printf '{"ok":true}\n' >"$RESULT_FILE"
+}
+
+case ${LIBRESH_ACTION:-} in
+init) do_init ;;
+backup) do_backup ;;
+restore) do_restore ;;
+snapshots) do_snapshots ;;
+forget) do_forget ;;
+meta) do_meta ;;
+scheduled) do_backup && do_forget ;;
+*) fail 2 "LIBRESH_ACTION must be init, backup, restore, snapshots, forget, scheduled or meta (got '${LIBRESH_ACTION:-}')" ;;
+esac

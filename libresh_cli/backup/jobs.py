@@ -1,0 +1,262 @@
+"""The Jobs and CronJobs that run the backup runner: pure functions from an instance to
+manifests.
+
+The runner needs a shell, pg_dump/psql and restic. The container is the PostgreSQL image the
+embedded service runs (pg_dump of the same major, and already on the node); restic, a static
+binary, is copied in from the official restic image by an init container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from libresh_cli.apps.model import App
+from libresh_cli.apps.record import RECORD_NAME
+from libresh_cli.apps.render import CREDENTIALS_SECRET, INSTANCE, MANAGED_BY
+from libresh_cli.backup.runner import runner_script
+from libresh_cli.backup.storage import (
+    REPOSITORY_CLAIM,
+    REPOSITORY_MOUNT,
+    REPOSITORY_SECRET,
+    BackupStorage,
+)
+
+Manifest = dict[str, Any]
+RUNNER_IMAGE = "docker.io/library/postgres:16.6-alpine"  # as services/postgres-embedded.yaml
+RESTIC_IMAGE = "docker.io/restic/restic:0.18.1"
+RUNNER_CONFIGMAP = "libresh-backup-runner"
+RUNNER_LABEL = "libresh.dev/backup-runner"  # its value: the action
+KEEP_FINISHED_SECONDS = 7 * 24 * 3600
+VOLUMES_DIR = "/data"
+DATABASES_DIR = "/databases"
+META_DIR = "/meta"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one runner works on: an instance, or (for `init`) only the repository."""
+
+    name: str  # the namespace the Job runs in
+    app: str = ""
+    version: str = ""
+    volumes: tuple[str, ...] = ()  # PersistentVolumeClaims, in the app's backup.volumes
+    databases: tuple[str, ...] = ()  # backing services dumped (backup.databases)
+    services: tuple[str, ...] = ()  # every backing service: their Secrets are kept
+
+    @classmethod
+    def of(cls, name: str, app: App, version: str) -> Target:
+        return cls(
+            name,
+            app.name,
+            version,
+            app.backup_volumes,
+            tuple(d for d in app.backup_databases if d in app.requires),
+            app.requires,
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 6
+
+
+def runner_configmap(namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": RUNNER_CONFIGMAP,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: "libresh"},
+        },
+        "data": {"backup-runner.sh": runner_script().read_text()},
+    }
+
+
+def job_name(action: str, backup_id: str) -> str:
+    return f"libresh-{action}-{backup_id.lower()}"[:63].rstrip("-")
+
+
+def _env(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def _labels(target: Target, action: str) -> dict[str, str]:
+    return {MANAGED_BY: "libresh", INSTANCE: target.name, RUNNER_LABEL: action}
+
+
+def runner_pod_spec(
+    target: Target, storage: BackupStorage, action: str, env: dict[str, str]
+) -> Manifest:
+    """The pod that runs `action` (backup, restore, snapshots, forget, scheduled, init)."""
+    touches_data = action in ("backup", "restore", "scheduled")
+    mounts: list[Manifest] = [
+        {"name": "tools", "mountPath": "/tools"},
+        {"name": "runner", "mountPath": "/runner"},
+        {"name": "work", "mountPath": "/work"},
+    ]
+    volumes: list[Manifest] = [
+        {"name": "tools", "emptyDir": {}},
+        {"name": "runner", "configMap": {"name": RUNNER_CONFIGMAP}},
+        {"name": "work", "emptyDir": {}},
+    ]
+    if storage.kind == "path":
+        mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
+        volumes.append(
+            {"name": "repository", "persistentVolumeClaim": {"claimName": REPOSITORY_CLAIM}}
+        )
+    if touches_data:
+        for volume in target.volumes:
+            mounts.append({"name": f"data-{volume}", "mountPath": f"{VOLUMES_DIR}/{volume}"})
+            volumes.append(
+                {"name": f"data-{volume}", "persistentVolumeClaim": {"claimName": volume}}
+            )
+        for database in target.databases:
+            mounts.append(
+                {
+                    "name": f"db-{database}",
+                    "mountPath": f"{DATABASES_DIR}/{database}",
+                    "readOnly": True,
+                }
+            )
+            volumes.append(
+                {"name": f"db-{database}", "secret": {"secretName": f"libresh-{database}"}}
+            )
+    if action in ("backup", "scheduled"):
+        mounts.append({"name": "record", "mountPath": f"{META_DIR}/record", "readOnly": True})
+        volumes.append({"name": "record", "configMap": {"name": RECORD_NAME}})
+        for secret in (CREDENTIALS_SECRET, *(f"libresh-{kind}" for kind in target.services)):
+            mounts.append(
+                {
+                    "name": f"meta-{secret}",
+                    "mountPath": f"{META_DIR}/secrets/{secret}",
+                    "readOnly": True,
+                }
+            )
+            volumes.append(
+                {"name": f"meta-{secret}", "secret": {"secretName": secret, "optional": True}}
+            )
+    runner_env = {
+        "LIBRESH_ACTION": action,
+        "LIBRESH_INSTANCE": target.name,
+        "LIBRESH_APP": target.app,
+        "LIBRESH_VERSION": target.version,
+        "LIBRESH_VOLUMES_DIR": VOLUMES_DIR,
+        "LIBRESH_VOLUMES": " ".join(target.volumes),
+        "LIBRESH_DATABASES_DIR": DATABASES_DIR,
+        "LIBRESH_DATABASES": " ".join(target.databases),
+        "LIBRESH_RESULT_FILE": "/dev/termination-log",
+        "PATH": "/tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TMPDIR": "/work",
+        "RESTIC_CACHE_DIR": "/work/cache",
+        **({"LIBRESH_META_DIR": META_DIR} if action in ("backup", "scheduled") else {}),
+        **env,
+    }
+    spec: Manifest = {
+        "restartPolicy": "Never",
+        # Nothing in this pod talks to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "initContainers": [
+            {
+                "name": "restic",
+                "image": RESTIC_IMAGE,
+                "command": ["cp", "/usr/bin/restic", "/tools/restic"],
+                "volumeMounts": [{"name": "tools", "mountPath": "/tools"}],
+            }
+        ],
+        "containers": [
+            {
+                "name": "runner",
+                "image": RUNNER_IMAGE,
+                "command": ["sh", "/runner/backup-runner.sh"],
+                "env": _env(runner_env),
+                "envFrom": [{"secretRef": {"name": REPOSITORY_SECRET}}],
+                "volumeMounts": mounts,
+                # root: it reads and restores every file of the volumes with its owner.
+                "securityContext": {"runAsUser": 0},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            }
+        ],
+        "volumes": volumes,
+    }
+    if touches_data and target.volumes:
+        # A ReadWriteOnce volume can only be mounted on the node that has it: go where the
+        # instance's pods are.
+        spec["affinity"] = {
+            "podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {"matchLabels": {INSTANCE: target.name}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        }
+    return spec
+
+
+def runner_job(
+    target: Target,
+    storage: BackupStorage,
+    action: str,
+    run_id: str,
+    env: dict[str, str],
+    timeout: int,
+) -> Manifest:
+    labels = _labels(target, action)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(action, run_id), "namespace": target.name, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,  # a retry is the next `libresh backup`, not a silent second run
+            "activeDeadlineSeconds": timeout,
+            "ttlSecondsAfterFinished": KEEP_FINISHED_SECONDS,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": runner_pod_spec(target, storage, action, env),
+            },
+        },
+    }
+
+
+SCHEDULE_NAME = "libresh-backup"
+
+
+def schedule_cronjob(
+    target: Target, storage: BackupStorage, cron: str, retention: Retention, timeout: int
+) -> Manifest:
+    labels = _labels(target, "scheduled")
+    env = {
+        "LIBRESH_REASON": "scheduled",
+        "LIBRESH_KEEP_DAILY": str(retention.daily),
+        "LIBRESH_KEEP_WEEKLY": str(retention.weekly),
+        "LIBRESH_KEEP_MONTHLY": str(retention.monthly),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": SCHEDULE_NAME, "namespace": target.name, "labels": labels},
+        "spec": {
+            "schedule": cron,
+            "concurrencyPolicy": "Forbid",  # never two backups of one instance at once
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": 0,
+                    "activeDeadlineSeconds": timeout,
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": runner_pod_spec(target, storage, "scheduled", env),
+                    },
+                },
+            },
+        },
+    }

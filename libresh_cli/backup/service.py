@@ -1,0 +1,656 @@
+"""Backup, restore, clone and schedules of instances, each done by a runner Job in the
+instance's namespace; and the safeguard that takes a backup before every upgrade step.
+
+A backup runs the app's pre_backup hooks (maintenance mode on), the runner, then its
+post_backup hooks whatever happened. A restore first checks that the repository answers and
+the backup exists (the app still running), takes a safety backup of the present state, stops
+the app's workloads that use the volumes, runs the runner, starts them again, waits for
+health and runs the post_restore hooks.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets as random_secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from libresh_cli.apps import hooks
+from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.health import wait_healthy
+from libresh_cli.apps.lifecycle import (
+    existing_secret_values,
+    health_workloads,
+    install,
+    instance_for,
+    never_installed,
+    prepare,
+    read_record,
+    require_record,
+    save_record,
+)
+from libresh_cli.apps.model import App, Version
+from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
+from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
+from libresh_cli.apps.record import HistoryEntry, InstanceRecord
+from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
+from libresh_cli.backup.jobs import (
+    SCHEDULE_NAME,
+    Retention,
+    Target,
+    job_name,
+    runner_configmap,
+    runner_job,
+    schedule_cronjob,
+)
+from libresh_cli.backup.runner import (
+    BackupEntry,
+    BackupMeta,
+    RunnerResult,
+    decode_meta,
+    parse_backups,
+    parse_result,
+)
+from libresh_cli.backup.storage import BackupStorage, repository_objects, require_storage
+from libresh_cli.errors import BadInputError, ConflictError, NotFoundError, OperationFailedError
+from libresh_cli.kube import readiness
+from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
+from libresh_cli.progress import Reporter
+
+Manifest = dict[str, Any]
+PAD_SIZE = 2048  # the runner hands over at most 1900 bytes
+BACKUP_TIMEOUT = 6 * 3600  # a first backup of a large Nextcloud over a slow uplink
+QUICK_TIMEOUT = 600  # listing, retention, creating the repository
+CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+
+
+MetaReader = Callable[[KubeClient, str, BackupEntry, Reporter], BackupMeta]
+
+
+class BackupFailedError(OperationFailedError):
+    pass
+
+
+class RestoreFailedError(OperationFailedError):
+    pass
+
+
+@dataclass
+class BackupResult:
+    instance: str
+    backup: str
+    reason: str
+    version: str
+    files: int | None = None
+    bytes: int | None = None
+    added: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RestoreResult:
+    instance: str
+    backup: str
+    version: str
+    safety_backup: str | None
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def new_backup_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + random_secrets.token_hex(2)
+
+
+# -- running the runner -----------------------------------------------------------------------
+
+
+def prepare_namespace(
+    kube: KubeClient, namespace: str, storage: BackupStorage, secret_values: dict[str, str]
+) -> None:
+    """The runner script and what reaches the repository, in the namespace the Job runs in."""
+    objects = [runner_configmap(namespace), *repository_objects(storage, secret_values, namespace)]
+    for manifest in objects:
+        if manifest["kind"] == "PersistentVolume":
+            _release_stale_volume(kube, manifest["metadata"]["name"])
+    kube.apply_all(objects)
+
+
+def _release_stale_volume(kube: KubeClient, name: str) -> None:
+    # A claim deleted with its namespace leaves the volume Released, bound to the old claim's
+    # uid: it would never bind again. Deleting a Retain volume keeps the files on the node.
+    current = kube.get("v1", "PersistentVolume", name)
+    if current and current.get("status", {}).get("phase") == "Released":
+        kube.delete_and_wait("v1", "PersistentVolume", name, None)
+
+
+def run_runner(
+    kube: KubeClient, job: Manifest, reporter: Reporter, what: str, timeout: int
+) -> RunnerResult | None:
+    """Run one runner Job to its end; its result, or None when it left none. A failed Job
+    raises with what the runner said."""
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    kube.delete_and_wait("batch/v1", "Job", name, namespace)
+    kube.apply(job)
+    reporter.step(f"{what} (Job {name})")
+    started = time.monotonic()
+
+    def finished() -> readiness.Readiness | None:
+        current = kube.get("batch/v1", "Job", name, namespace)
+        state = readiness.job(current) if current else readiness.Readiness(False, "")
+        return state if state.ready or state.failed else None
+
+    try:
+        state = wait_for(what, finished, timeout=timeout + 120, interval=0.5, max_interval=5.0)
+    except WaitTimeoutError as error:
+        raise BackupFailedError(
+            f"{what} did not finish in {timeout}s.",
+            hint=f"Its log: kubectl -n {namespace} logs job/{name}",
+        ) from error
+    result = _result_of(kube, name, namespace)
+    if state.failed or (result is not None and not result.ok):
+        detail = result.error if result and result.error else f"its Job failed ({state.reason})"
+        raise BackupFailedError(
+            f"{what} failed: {detail}.",
+            hint=(result.hint if result and result.hint else None)
+            or f"Its log: kubectl -n {namespace} logs job/{name}",
+        )
+    reporter.done(f"{what}: done in {time.monotonic() - started:.0f}s")
+    return result
+
+
+def _result_of(kube: KubeClient, job: str, namespace: str) -> RunnerResult | None:
+    for pod in kube.list("v1", "Pod", namespace, label_selector=f"job-name={job}"):
+        for status in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") == "runner" and terminated.get("message"):
+                return parse_result(terminated["message"])
+    return None
+
+
+def _int(result: RunnerResult | None, key: str) -> int | None:
+    value = (result.data or {}).get(key) if result else None
+    return int(str(value)) if value is not None else None
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+
+def _installed(
+    kube: KubeClient, catalog: Catalog, name: str
+) -> tuple[InstanceRecord, App, Version]:
+    record = require_record(kube, name)
+    if record.status == "uninstalled" or never_installed(record):
+        raise OperationFailedError(
+            f"{name} is {record.status}: there is nothing running to back up or restore into.",
+            hint=f"`libresh status {name}` shows its state.",
+        )
+    app = catalog.load(record.app)
+    version = app.version(record.version)
+    if version is None:
+        raise NotFoundError(
+            f"{name} runs {app.name} {record.version}, which the catalog no longer has."
+        )
+    return record, app, version
+
+
+def take_backup(
+    kube: KubeClient, catalog: Catalog, name: str, reason: str, reporter: Reporter
+) -> BackupResult:
+    """Back the instance up now, its hooks around the runner; recorded in its history."""
+    record, app, version = _installed(kube, catalog, name)
+    storage, secret_values = require_storage(kube)
+    backup_id = new_backup_id()
+    instance = instance_for(kube, record, app, version)
+    objects = render(instance)
+    prepare_namespace(kube, name, storage, secret_values)
+    env = {"LIBRESH_BACKUP_ID": backup_id, "LIBRESH_REASON": reason}
+    job = runner_job(
+        Target.of(name, app, version.version), storage, "backup", backup_id, env, BACKUP_TIMEOUT
+    )
+    try:
+        hooks.run_hooks(kube, "pre_backup", instance, objects, reporter)
+        try:
+            result = run_runner(kube, job, reporter, f"Backing up {name}", BACKUP_TIMEOUT)
+        finally:
+            hooks.run_hooks(kube, "post_backup", instance, objects, reporter)
+    except OperationFailedError as error:
+        _add_history(
+            kube, name, HistoryEntry("backup", None, version.version, "failed", error.message)
+        )
+        raise
+    _add_history(
+        kube, name, HistoryEntry("backup", None, version.version, "ok", f"{backup_id} ({reason})")
+    )
+    return BackupResult(
+        name,
+        backup_id,
+        reason,
+        version.version,
+        _int(result, "files"),
+        _int(result, "bytes"),
+        _int(result, "added"),
+    )
+
+
+def _add_history(kube: KubeClient, name: str, entry: HistoryEntry) -> None:
+    record = read_record(kube, name)  # fresh: never write back an older copy
+    if record is not None:
+        record.add_history(entry)
+        save_record(kube, record)
+
+
+def list_backups(kube: KubeClient, name: str, reporter: Reporter) -> list[BackupEntry]:
+    """The complete backups of `name` in the repository, oldest first. A Job reads them: in
+    the instance's namespace (the app is not touched), or in libresh-system for an instance
+    this cluster does not have (its backups came from another cluster)."""
+    record = read_record(kube, name)
+    storage, secret_values = require_storage(kube)
+    where = name if record is not None else SYSTEM_NAMESPACE
+    prepare_namespace(kube, where, storage, secret_values)
+    run_id = new_backup_id()
+    target = Target(where, record.app, record.version) if record else Target(where)
+    env = {"LIBRESH_INSTANCE": name}
+    job = runner_job(target, storage, "snapshots", run_id, env, QUICK_TIMEOUT)
+    result = run_runner(kube, job, reporter, f"Reading the backups of {name}", QUICK_TIMEOUT)
+    if result is None:
+        raise BackupFailedError(
+            f"The Job listing the backups of {name} left no listing.",
+            hint=f"Its log: kubectl -n {where} logs job/{job_name('snapshots', run_id)}",
+        )
+    return parse_backups(str((result.data or {}).get("backups", "")))
+
+
+def find_backup(backups: list[BackupEntry], wanted: str | None, name: str) -> BackupEntry:
+    if not backups:
+        raise NotFoundError(
+            f"There is no backup of {name} in the repository.",
+            hint=f"Take one: libresh backup {name}",
+        )
+    if wanted is None:
+        return backups[-1]
+    for entry in backups:
+        if entry.backup == wanted:
+            return entry
+    raise NotFoundError(
+        f"There is no backup {wanted} of {name}.",
+        hint=f"`libresh backups list {name}` shows the {len(backups)} there are.",
+    )
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+
+def _data_workloads(objects: list[Manifest], volumes: tuple[str, ...]) -> list[Manifest]:
+    """The Deployments and StatefulSets whose pods mount one of the backed-up volumes: they
+    stop while their files are replaced. The database keeps running (its restore is SQL)."""
+    found = []
+    for manifest in objects:
+        if manifest["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        pod_volumes = manifest["spec"]["template"]["spec"].get("volumes", []) or []
+        claims = {v.get("persistentVolumeClaim", {}).get("claimName") for v in pod_volumes}
+        if claims & set(volumes):
+            found.append(manifest)
+    return found
+
+
+@contextmanager
+def _stopped(
+    kube: KubeClient, instance: Instance, objects: list[Manifest], reporter: Reporter
+) -> Iterator[None]:
+    """Stop the workloads that use the volumes; afterwards apply everything again (which
+    restores their replicas) and wait for health, even when the restore failed."""
+    workloads = _data_workloads(objects, instance.app.backup_volumes)
+    for manifest in workloads:
+        reporter.step(f"Stopping {manifest['kind']} {manifest['metadata']['name']}")
+        kube.scale(
+            manifest["apiVersion"],
+            manifest["kind"],
+            manifest["metadata"]["name"],
+            instance.namespace,
+            0,
+        )
+    for manifest in workloads:
+        _wait_stopped(kube, manifest, instance.namespace)
+    try:
+        yield
+    finally:
+        reporter.step(f"Starting {instance.name} again")
+        kube.apply_all(objects)
+        wait_healthy(
+            kube,
+            instance.namespace,
+            health_workloads(instance, objects),
+            instance.version.version,
+            instance.app.health.timeout,
+            reporter,
+        )
+
+
+def _wait_stopped(kube: KubeClient, manifest: Manifest, namespace: str) -> None:
+    name = manifest["metadata"]["name"]
+
+    def stopped() -> bool | None:
+        current = kube.get(manifest["apiVersion"], manifest["kind"], name, namespace) or {}
+        return True if int(current.get("status", {}).get("replicas", 0) or 0) == 0 else None
+
+    wait_for(f"{manifest['kind']} {name} to stop", stopped, timeout=300, interval=0.5)
+
+
+def restore_backup(
+    kube: KubeClient,
+    catalog: Catalog,
+    name: str,
+    backup: BackupEntry,
+    reporter: Reporter,
+    *,
+    safety_backup: bool = True,
+    source: str | None = None,
+) -> RestoreResult:
+    """Restore `backup` (of `source`, default this instance) into the instance `name`, at the
+    version the backup was taken with."""
+    record, app, current = _installed(kube, catalog, name)
+    storage, secret_values = require_storage(kube)
+    version = app.version(backup.version)
+    if version is None:
+        raise NotFoundError(
+            f"Backup {backup.backup} was taken with {app.name} {backup.version}, which the "
+            "catalog no longer has."
+        )
+    safety = (
+        take_backup(kube, catalog, name, "pre-restore", reporter).backup if safety_backup else None
+    )
+    instance = instance_for(kube, record, app, version)
+    objects = render(instance)
+    env = {"LIBRESH_BACKUP_ID": backup.backup, "LIBRESH_INSTANCE": source or name}
+    job = runner_job(
+        Target.of(name, app, version.version),
+        storage,
+        "restore",
+        new_backup_id(),
+        env,
+        BACKUP_TIMEOUT,
+    )
+    prepare_namespace(kube, name, storage, secret_values)
+    try:
+        with _stopped(kube, instance, objects, reporter):
+            run_runner(
+                kube, job, reporter, f"Restoring {backup.backup} into {name}", BACKUP_TIMEOUT
+            )
+    except OperationFailedError as error:
+        _add_history(
+            kube,
+            name,
+            HistoryEntry("restore", current.version, current.version, "failed", error.message),
+        )
+        hint = (
+            f"What was there before is in backup {safety}: "
+            f"libresh restore {name} --snapshot {safety}"
+            if safety
+            else error.hint
+        )
+        raise RestoreFailedError(f"Restoring {name} failed: {error.message}", hint=hint) from error
+    hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
+    fresh = require_record(kube, name)
+    fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
+    origin = f" of {source}" if source else ""
+    fresh.add_history(
+        HistoryEntry("restore", current.version, version.version, "ok", f"{backup.backup}{origin}")
+    )
+    save_record(kube, fresh)
+    return RestoreResult(name, backup.backup, version.version, safety, source)
+
+
+def read_backup_meta(
+    kube: KubeClient, source: str, backup: BackupEntry, reporter: Reporter
+) -> BackupMeta:
+    """The record and Secrets stored in a backup, read by a Job in libresh-system. They come
+    back in its termination message, encrypted with a one-time pad kept in a Secret for the
+    Job's lifetime only."""
+    storage, secret_values = require_storage(kube)
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, secret_values)
+    run_id = new_backup_id()
+    pad = random_secrets.token_bytes(PAD_SIZE)
+    pad_secret = f"libresh-pad-{run_id.lower()}"
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": pad_secret, "namespace": SYSTEM_NAMESPACE},
+            "type": "Opaque",
+            "data": {"pad": base64.b64encode(pad).decode()},
+        }
+    )
+    env = {
+        "LIBRESH_INSTANCE": source,
+        "LIBRESH_BACKUP_ID": backup.backup,
+        "LIBRESH_PAD_FILE": "/pad/pad",
+    }
+    job = runner_job(Target(SYSTEM_NAMESPACE), storage, "meta", run_id, env, QUICK_TIMEOUT)
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"].append({"name": "pad", "secret": {"secretName": pad_secret}})
+    pod["containers"][0]["volumeMounts"].append(
+        {"name": "pad", "mountPath": "/pad", "readOnly": True}
+    )
+    try:
+        result = run_runner(kube, job, reporter, f"Reading backup {backup.backup}", QUICK_TIMEOUT)
+    finally:
+        kube.delete("v1", "Secret", pad_secret, SYSTEM_NAMESPACE)
+    sealed = str((result.data or {}).get("meta", "")) if result else ""
+    try:
+        return decode_meta(sealed, pad)
+    except ValueError as error:
+        raise BackupFailedError(f"Backup {backup.backup} of {source}: {error}.") from error
+
+
+def migrate(
+    kube: KubeClient,
+    catalog: Catalog,
+    source: str,
+    new_name: str,
+    domain: str | None,
+    backup: BackupEntry,
+    reporter: Reporter,
+    read_meta: MetaReader = read_backup_meta,
+) -> RestoreResult:
+    """`restore SOURCE --as NEW` where this cluster has no SOURCE (its backups come from
+    another cluster sharing the repository): the settings and credentials come from the
+    backup itself."""
+    validate_instance_name(new_name)
+    check_clone_target_free(kube, new_name)
+    meta = read_meta(kube, source, backup, reporter)
+    app = catalog.load(str(meta.record.get("app", backup.app)))
+    origin = Origin(
+        source,
+        dict(meta.record.get("params", {})),
+        dict(meta.record.get("services") or {}),
+        meta.secrets.get(CREDENTIALS_SECRET, {}),
+    )
+    return _copy(kube, catalog, app, origin, new_name, domain, backup, reporter)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a copy's settings and credentials come from."""
+
+    name: str
+    params: dict[str, Any]
+    services: dict[str, str]
+    secret_values: dict[str, str] = field(repr=False)
+
+
+def _copy(
+    kube: KubeClient,
+    catalog: Catalog,
+    app: App,
+    origin: Origin,
+    new_name: str,
+    domain: str | None,
+    backup: BackupEntry,
+    reporter: Reporter,
+) -> RestoreResult:
+    """Install `new_name` at the backup's version with the origin's settings and
+    credentials, then restore the backup into it."""
+    version = _version_of_backup(app, backup)
+    plain = _params_for_copy(app, origin.name, origin.params, domain)
+    settings, passwords = read_settings(kube)
+    pinned = origin.services or {kind: "embedded" for kind in app.requires}
+    services, service_secrets = services_for(pinned, settings, passwords)
+    instance = Instance(
+        new_name, app, version, plain, origin.secret_values, services, service_secrets
+    )
+    reporter.step(f"Installing {new_name} ({app.name} {version.version}) to restore into")
+    install(kube, prepare(kube, instance, None, None), reporter)
+    return restore_backup(
+        kube, catalog, new_name, backup, reporter, safety_backup=False, source=origin.name
+    )
+
+
+def _version_of_backup(app: App, backup: BackupEntry) -> Version:
+    version = app.version(backup.version)
+    if version is None:
+        raise NotFoundError(
+            f"Backup {backup.backup} was taken with {app.name} {backup.version}, which the "
+            "catalog no longer has."
+        )
+    return version
+
+
+def _params_for_copy(
+    app: App, source: str, params: dict[str, Any], domain: str | None
+) -> dict[str, Any]:
+    given = GivenValues()
+    if domain is not None:
+        given.add("domain", domain, "--domain")
+    elif app.parameter("domain") is not None:
+        raise BadInputError(
+            f"The copy needs its own domain: {source} answers at {params.get('domain')}.",
+            hint="Give it with --domain.",
+        )
+    plain, _ = resolve(app, given, params, None)
+    return plain
+
+
+def check_clone_target_free(kube: KubeClient, new_name: str) -> None:
+    existing = read_record(kube, new_name)
+    if existing is not None and existing.status != "uninstalled":
+        raise ConflictError(
+            f"An instance named {new_name} exists already ({existing.app} {existing.version}).",
+            hint=f"Choose another name for --as, or restore into it: libresh restore {new_name}",
+        )
+
+
+def clone(
+    kube: KubeClient,
+    catalog: Catalog,
+    source: str,
+    new_name: str,
+    domain: str | None,
+    backup: BackupEntry,
+    reporter: Reporter,
+) -> RestoreResult:
+    """A new instance `new_name` made from a backup of `source`: installed at the backup's
+    version with the source's settings and credentials (its files hold them, e.g. Nextcloud's
+    database password in config.php), then restored. The new one gets its own namespace,
+    volumes and (embedded) database."""
+    record = require_record(kube, source)
+    validate_instance_name(new_name)
+    check_clone_target_free(kube, new_name)
+    app = catalog.load(record.app)
+    secret_values = existing_secret_values(kube, source)
+    origin = Origin(source, record.params, record.services, secret_values)
+    return _copy(kube, catalog, app, origin, new_name, domain, backup, reporter)
+
+
+# -- the safeguard of upgrades ----------------------------------------------------------------
+
+
+class BackupSafeguard:
+    """Before each upgrade step a backup (its failure stops the upgrade before anything is
+    touched); after a failed step, its restore."""
+
+    def __init__(self, kube: KubeClient, catalog: Catalog, reporter: Reporter) -> None:
+        self.kube, self.catalog, self.reporter = kube, catalog, reporter
+        self._taken: dict[str, BackupEntry] = {}
+
+    def before_step(self, instance: str, version_from: str, version_to: str) -> str | None:
+        try:
+            result = take_backup(self.kube, self.catalog, instance, "pre-upgrade", self.reporter)
+        except OperationFailedError as error:
+            raise BackupFailedError(
+                f"The backup before upgrading {instance} to {version_to} failed, so the upgrade "
+                f"did not start: {error.message}",
+                hint=error.hint,
+            ) from error
+        self._taken[result.backup] = BackupEntry(result.backup, "", version_from, "pre-upgrade")
+        return result.backup
+
+    def restore(self, instance: str, token: str) -> None:
+        restore_backup(
+            self.kube,
+            self.catalog,
+            instance,
+            self._taken[token],
+            self.reporter,
+            safety_backup=False,
+        )
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+def check_cron(expression: str) -> str:
+    fields = expression.split()
+    macro = expression.strip().startswith("@")
+    if not macro and (len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields)):
+        raise BadInputError(
+            f"--cron {expression!r} is not a cron schedule of five fields.",
+            hint='For example --cron "30 3 * * *" (every night at 03:30), or @daily.',
+        )
+    return expression.strip()
+
+
+def set_schedule(
+    kube: KubeClient, catalog: Catalog, name: str, cron: str, retention: Retention
+) -> Manifest:
+    _, app, version = _installed(kube, catalog, name)
+    storage, secret_values = require_storage(kube)
+    for value, flag in (
+        (retention.daily, "daily"),
+        (retention.weekly, "weekly"),
+        (retention.monthly, "monthly"),
+    ):
+        if value < 0:
+            raise BadInputError(f"--keep-{flag} {value} must be 0 or more.")
+    if retention.daily + retention.weekly + retention.monthly == 0:
+        raise BadInputError(
+            "Keeping no backup at all would delete every scheduled backup.",
+            hint="Give at least one of --keep-daily, --keep-weekly, --keep-monthly above 0.",
+        )
+    prepare_namespace(kube, name, storage, secret_values)
+    cronjob = schedule_cronjob(
+        Target.of(name, app, version.version), storage, check_cron(cron), retention, BACKUP_TIMEOUT
+    )
+    return kube.apply(cronjob)
+
+
+def remove_schedule(kube: KubeClient, name: str) -> bool:
+    require_record(kube, name)
+    return kube.delete("batch/v1", "CronJob", SCHEDULE_NAME, name)
+
+
+def init_repository(kube: KubeClient, reporter: Reporter) -> None:
+    """Create the restic repository (or check it opens with the kept password)."""
+    storage, secret_values = require_storage(kube)
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, secret_values)
+    job = runner_job(Target(SYSTEM_NAMESPACE), storage, "init", new_backup_id(), {}, QUICK_TIMEOUT)
+    run_runner(kube, job, reporter, "Opening the backup repository", QUICK_TIMEOUT)

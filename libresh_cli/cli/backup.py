@@ -1,0 +1,390 @@
+"""`libresh backup`, `libresh backups list` and `libresh restore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer._click.core import Context as ClickContext  # the Context typer's groups take
+from typer.core import TyperGroup
+
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    catalog,
+    confirm,
+    kube_client,
+    read_secret_file,
+)
+from libresh_cli.cli.output import emit, rows_table
+from libresh_cli.errors import BadInputError
+
+
+class InstanceOrCommandGroup(TyperGroup):
+    """`libresh backup NAME` backs NAME up; `libresh backup storage …` etc. stay commands."""
+
+    default_command = "now"
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        first = next((a for a in args if not a.startswith("-")), None)
+        if first is not None and first not in self.commands:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+backup_app = typer.Typer(
+    cls=InstanceOrCommandGroup,
+    help="""Back up instances: now, on a schedule; where backups go; the repository key.
+
+Backups are encrypted restic snapshots: the instance's databases (pg_dump, streamed), the
+files of its volumes, its record and credentials. `libresh upgrade` takes one before each
+step.
+
+\b
+Examples:
+  libresh backup storage set --path /var/backups/libresh --node node-1
+  libresh backup storage set --s3-endpoint https://s3.example.org --bucket coop-backups \\
+      --access-key-id AKIA… --secret-key-file s3.key
+  libresh backup key export --file restic-key.txt     # keep it somewhere safe
+  libresh backup nextcloud
+  libresh backup schedule nextcloud --cron "30 3 * * *" --keep-daily 7 --keep-weekly 4
+""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+storage_app = typer.Typer(
+    help="Where backups go (one repository per cluster).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+key_app = typer.Typer(
+    help="The repository's key: without it, backups cannot be read.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+backup_app.add_typer(storage_app, name="storage")
+backup_app.add_typer(key_app, name="key")
+backups_app = typer.Typer(
+    help="The backups of an instance.", no_args_is_help=True, rich_markup_mode=None
+)
+
+
+@backup_app.command("now")
+def backup_now(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    output: OutputOption = None,
+) -> None:
+    """Back an instance up now (`libresh backup NAME` is the same).
+
+    The app's pre_backup hooks run first (Nextcloud: maintenance mode on), its post_backup
+    hooks after, even when the backup failed.
+
+    \b
+    Examples:
+      libresh backup nextcloud
+      libresh backup nextcloud -o json
+    """
+    from libresh_cli.backup.service import take_backup
+
+    app = app_context(ctx, output)
+    reporter = app.reporter()
+    with kube_client(app) as kube, reporter.spinning(f"Backing up {name}"):
+        result = take_backup(kube, catalog(app), name, "manual", reporter)
+    emit(app, result.to_dict(), _backup_text)
+
+
+def _backup_text(result: dict[str, Any]) -> str:
+    size = f", {result['bytes'] / 1e6:.1f} MB read" if result.get("bytes") is not None else ""
+    return f"✓ Backup {result['backup']} of {result['instance']} ({result['version']}){size}."
+
+
+@backup_app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    cron: Annotated[str | None, typer.Option(help='When, as cron: "30 3 * * *", @daily.')] = None,
+    keep_daily: Annotated[int, typer.Option(help="Daily backups kept.")] = 7,
+    keep_weekly: Annotated[int, typer.Option(help="Weekly backups kept.")] = 4,
+    keep_monthly: Annotated[int, typer.Option(help="Monthly backups kept.")] = 6,
+    remove: Annotated[bool, typer.Option("--remove", help="Stop the scheduled backups.")] = False,
+) -> None:
+    """Back an instance up on a schedule (a CronJob), then apply the retention
+    (`restic forget --prune`). Scheduled backups run without the app's hooks.
+
+    \b
+    Examples:
+      libresh backup schedule nextcloud --cron "30 3 * * *" --keep-daily 7 --keep-weekly 4
+      libresh backup schedule nextcloud --remove
+    """
+    from libresh_cli.backup.jobs import Retention
+    from libresh_cli.backup.service import remove_schedule, set_schedule
+
+    app = app_context(ctx)
+    with kube_client(app) as kube:
+        if remove:
+            gone = remove_schedule(kube, name)
+            app.err.print(f"✓ {name}: {'schedule removed' if gone else 'had no schedule'}.")
+            return
+        if cron is None:
+            raise BadInputError("Say when with --cron, or stop the schedule with --remove.")
+        set_schedule(
+            kube, catalog(app), name, cron, Retention(keep_daily, keep_weekly, keep_monthly)
+        )
+    app.err.print(
+        f"✓ {name} is backed up at {cron!r}, keeping {keep_daily} daily, {keep_weekly} "
+        f"weekly and {keep_monthly} monthly backups."
+    )
+
+
+@storage_app.command("set")
+def storage_set(
+    ctx: typer.Context,
+    s3_endpoint: Annotated[str | None, typer.Option(help="S3-compatible endpoint URL.")] = None,
+    bucket: Annotated[str | None, typer.Option(help="S3 bucket.")] = None,
+    prefix: Annotated[str, typer.Option(help="Folder in the bucket.")] = "libresh",
+    access_key_id: Annotated[str | None, typer.Option(help="S3 access key id.")] = None,
+    secret_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the S3 secret key (never on the command line)."),
+    ] = None,
+    path: Annotated[str | None, typer.Option(help="A directory on one node.")] = None,
+    node: Annotated[str | None, typer.Option(help="The node that has --path.")] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The key of an existing repository (from `backup key export` on another "
+            "cluster); by default a new key is made once and kept."
+        ),
+    ] = None,
+) -> None:
+    """Set where backups go, and create the encrypted repository there.
+
+    \b
+    Examples:
+      libresh backup storage set --path /var/backups/libresh --node node-1
+      libresh backup storage set --s3-endpoint https://s3.fr-par.scw.cloud --bucket coop \\
+          --access-key-id SCW123 --secret-key-file s3.key
+    """
+    from libresh_cli.backup.service import init_repository
+    from libresh_cli.backup.storage import (
+        BackupStorage,
+        S3Keys,
+        check_storage,
+        ensure_node_exists,
+        save_storage,
+    )
+
+    app = app_context(ctx)
+    if (s3_endpoint is None) == (path is None):
+        raise BadInputError(
+            "Give either --s3-endpoint (with --bucket) or --path (with --node).",
+            hint="libresh backup storage set --help",
+        )
+    keys = None
+    if s3_endpoint is not None:
+        if not bucket or not access_key_id or secret_key_file is None:
+            raise BadInputError(
+                "--s3-endpoint needs --bucket, --access-key-id and --secret-key-file."
+            )
+        storage = BackupStorage("s3", endpoint=s3_endpoint, bucket=bucket, prefix=prefix)
+        keys = S3Keys(access_key_id, read_secret_file(app, secret_key_file, "--secret-key-file"))
+    else:
+        if not node:
+            raise BadInputError("--path needs --node: the node whose disk holds the backups.")
+        storage = BackupStorage("path", path=str(path), node=node)
+    check_storage(storage)
+    imported = read_secret_file(app, password_file, "--password-file") if password_file else None
+    reporter = app.reporter()
+    with kube_client(app) as kube:
+        if storage.kind == "path":
+            ensure_node_exists(kube, storage.node)
+        made = save_storage(kube, storage, keys, imported)
+        with reporter.spinning("Opening the backup repository"):
+            init_repository(kube, reporter)
+    app.err.print(f"✓ Backups go to {storage.describe()}.")
+    if made:
+        app.err.print(
+            "! A new repository key was made. Without it the backups cannot be read: "
+            "export it now and keep it off this cluster: libresh backup key export --file KEYFILE"
+        )
+
+
+@storage_app.command("show")
+def storage_show(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Show where backups go (never the keys).
+
+    \b
+    Example:
+      libresh backup storage show -o json
+    """
+    from libresh_cli.backup.storage import read_storage
+
+    app = app_context(ctx, output)
+    with kube_client(app) as kube:
+        storage, _ = read_storage(kube)
+    shown = storage.to_dict() if storage else {"kind": "none"}
+    emit(app, shown, lambda s: "Backups are not set up." if storage is None else storage.describe())
+
+
+@key_app.command("export")
+def key_export(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Option(help="Write it to this file (mode 0600) instead of stdout.")
+    ] = None,
+) -> None:
+    """Print (or write) the repository's key, to keep somewhere safe off this cluster.
+
+    Without it the backups are unreadable, for example after losing the cluster.
+
+    \b
+    Examples:
+      libresh backup key export --file ~/coop-restic-key.txt
+      libresh backup key export | pass insert -m libresh/restic
+    """
+    from libresh_cli.backup.storage import PASSWORD_KEY, require_storage
+    from libresh_cli.settings import write_private_file
+
+    app = app_context(ctx)
+    with kube_client(app) as kube:
+        _, values = require_storage(kube)
+    app.err.print(
+        "! Keep this key off the cluster: without it the backups cannot be read, and with it "
+        "anyone who reaches the storage can read them."
+    )
+    if file is None:
+        typer.echo(values[PASSWORD_KEY])
+        return
+    write_private_file(file, values[PASSWORD_KEY] + "\n")
+    app.err.print(f"✓ Written to {file} (mode 0600).")
+
+
+@backups_app.command("list")
+def backups_list(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance name.")],
+    output: OutputOption = None,
+) -> None:
+    """List an instance's backups in the repository, oldest first.
+
+    \b
+    Examples:
+      libresh backups list nextcloud
+      libresh backups list nextcloud -o json
+    """
+    from libresh_cli.backup.service import list_backups
+
+    app = app_context(ctx, output)
+    reporter = app.reporter()
+    with kube_client(app) as kube, reporter.spinning(f"Reading the backups of {name}"):
+        entries = list_backups(kube, name, reporter)
+    emit(app, [e.to_dict() for e in entries], _backups_table)
+
+
+def _backups_table(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return "No backups."
+    return rows_table(
+        ["BACKUP", "TIME", "VERSION", "REASON"],
+        [[r["backup"], r["time"], r["version"], r["reason"]] for r in rows],
+    )
+
+
+def restore(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Instance whose backup is restored.")],
+    snapshot: Annotated[
+        str | None, typer.Option(help="Backup to restore (default: the newest).")
+    ] = None,
+    as_name: Annotated[
+        str | None, typer.Option("--as", help="Restore into a new instance of this name (clone).")
+    ] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="The new instance's domain (with --as).")
+    ] = None,
+    no_backup: Annotated[
+        bool,
+        typer.Option(
+            "--no-backup", help="Do not back up the present state before restoring over it."
+        ),
+    ] = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Restore a backup into its instance, or into a new one (--as).
+
+    Restoring over an instance asks first (or --yes), backs up its present state (unless
+    --no-backup), stops the app while its files are replaced, then checks its health.
+    The repository and the backup are checked before anything is stopped. With --as, NAME
+    may be an instance of another cluster that backs up to the same repository (set this
+    cluster's storage with that repository's key): its settings and credentials come from
+    the backup.
+
+    \b
+    Examples:
+      libresh restore nextcloud                         # the newest backup
+      libresh restore nextcloud --snapshot 20261122T031500Z-3fa2
+      libresh restore nextcloud --as nextcloud-test --domain test.example.org
+    """
+    from libresh_cli.apps.lifecycle import read_record
+    from libresh_cli.backup.service import (
+        check_clone_target_free,
+        clone,
+        find_backup,
+        list_backups,
+        migrate,
+        restore_backup,
+    )
+
+    app = app_context(ctx, output, dry_run, yes)
+    if domain and not as_name:
+        raise BadInputError("--domain goes with --as (the new instance's domain).")
+    reporter = app.reporter()
+    with kube_client(app) as kube:
+        if as_name:
+            check_clone_target_free(kube, as_name)
+        with reporter.spinning(f"Reading the backups of {name}"):
+            backup = find_backup(list_backups(kube, name, reporter), snapshot, name)
+        target = as_name or name
+        summary = (
+            f"Restore backup {backup.backup} of {name} ({backup.version}, {backup.time}) "
+            f"into {target}"
+        )
+        if app.dry_run:
+            emit(
+                app,
+                {**backup.to_dict(), "into": target, "dry_run": True},
+                lambda _: summary + " (dry run).",
+            )
+            return
+        if not as_name and not confirm(app, f"{summary}, replacing its present data?"):
+            raise typer.Exit(1)
+        apps = catalog(app)
+        with reporter.spinning(summary):
+            if as_name and read_record(kube, name) is None:  # backed up on another cluster
+                result = migrate(kube, apps, name, as_name, domain, backup, reporter)
+            elif as_name:
+                result = clone(kube, apps, name, as_name, domain, backup, reporter)
+            else:
+                result = restore_backup(
+                    kube, apps, name, backup, reporter, safety_backup=not no_backup
+                )
+    emit(app, result.to_dict(), _restore_text)
+
+
+def _restore_text(result: dict[str, Any]) -> str:
+    source = f" (from {result['source']})" if result.get("source") else ""
+    safety = (
+        f" The state before is kept as backup {result['safety_backup']}."
+        if result.get("safety_backup")
+        else ""
+    )
+    return (
+        f"✓ {result['instance']} restored from {result['backup']}{source} at "
+        f"{result['version']}.{safety}"
+    )
