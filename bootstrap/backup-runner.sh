@@ -22,16 +22,19 @@
 #   LIBRESH_RESULT_FILE   where the one-line JSON result goes (the Job: /dev/termination-log)
 #   RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE (or RESTIC_PASSWORD), AWS_*   restic's own
 #
-# A backup is a group of snapshots sharing the tag backup:ID: one of the volumes' files, one per
-# database (pg_dump streamed into restic: no temporary copy of the dump), one of the record and
-# Secrets. Only when every part is stored does the group get the tag `complete`; a failed
-# backup's parts are forgotten. Restores only ever read complete backups.
+# A backup is a group of snapshots sharing the tag backup:ID: one per database (pg_dump streamed
+# into restic: no temporary copy of the dump), then one of the volumes' files with the record
+# and Secrets (in /.libresh-meta). That last one is written only once every dump is stored and
+# carries the tag `complete`: it is the proof that the backup is whole. A failed backup's parts
+# are forgotten. Restores only ever read complete backups. (One restic run per part and no
+# more: each run pays restic's key derivation, most of a second.)
 #
 # Exit codes (also in the result's "code"): 0 ok, 1 unexpected failure, 2 bad input,
 # 10 no repository, 11 storage unreachable, 12 wrong repository password, 13 storage full,
 # 14 no such backup, 15 database dump or restore failed, 16 volume files failed.
 
 set -u
+export TZ=UTC  # restic's times, as the listing prints them
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/libresh-runner.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
@@ -68,6 +71,17 @@ run_restic() {
     return "$status"
 }
 
+repository_failure() {
+    # Did the last restic run fail because of the repository or its storage?
+    case $(cat "$WORK/err" 2>/dev/null) in
+    *"wrong password"* | *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"* | \
+        *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
+        *"network is unreachable"* | *"Is there a repository at the following location"* | \
+        *"repository does not exist"*) return 0 ;;
+    esac
+    return 1
+}
+
 explain_restic_failure() {
     # $1: what was being done. Maps restic's messages (0.14 to 0.18) to the runner's codes.
     err=$(cat "$WORK/err" 2>/dev/null)
@@ -84,10 +98,6 @@ explain_restic_failure() {
         fail 10 "there is no restic repository at $RESTIC_REPOSITORY ($1): set up the storage with \`libresh backup storage set\`, or mount the disk that holds it" ;;
     esac
     fail "${2:-1}" "restic failed while $1: $(tail -n 1 "$WORK/err")"
-}
-
-open_repository() {
-    run_restic cat config >/dev/null || explain_restic_failure "opening the repository"
 }
 
 do_init() {
@@ -127,23 +137,47 @@ forget_partial_backup() {
     [ -z "$ids" ] || restic forget $ids >/dev/null 2>&1 || true
 }
 
-backup_volumes() {
+check_volumes() {
     [ -n "${LIBRESH_VOLUMES:-}" ] || return 0
     require LIBRESH_VOLUMES_DIR
     for volume in $LIBRESH_VOLUMES; do
         [ -d "$LIBRESH_VOLUMES_DIR/$volume" ] || fail 2 "volume $volume is not mounted at $LIBRESH_VOLUMES_DIR/$volume"
     done
-    log "backing up volumes: $LIBRESH_VOLUMES"
+}
+
+stage_meta() {
+    # The record and Secrets go next to the volumes as .libresh-meta, into the same snapshot.
+    # Mounted ConfigMaps and Secrets are symlink farms (..data/...): copy the visible files.
+    META_STAGE="$1/.libresh-meta"
+    rm -rf "$META_STAGE"
+    mkdir -p "$META_STAGE"
+    [ -n "${LIBRESH_META_DIR:-}" ] || return 0
+    (cd "$LIBRESH_META_DIR" && find . -name '..*' -prune -o -type f -print -o -type l -print) |
+        while read -r path; do
+            mkdir -p "$META_STAGE/$(dirname "$path")"
+            cp -L "$LIBRESH_META_DIR/$path" "$META_STAGE/$path"
+        done
+}
+
+backup_files_and_meta() {
     # Relative paths: the snapshot holds /VOLUME/..., restored under any volumes directory.
+    base=${LIBRESH_VOLUMES_DIR:-$WORK}
+    [ -n "${LIBRESH_VOLUMES:-}" ] || base=$WORK
+    stage_meta "$base"
+    log "backing up volumes (${LIBRESH_VOLUMES:-none}) and the instance record"
     # shellcheck disable=SC2086 # the volume names are split on purpose
-    (cd "$LIBRESH_VOLUMES_DIR" && run_restic backup --json --host "$HOST" \
-        --tag "$(backup_tags files)" $LIBRESH_VOLUMES >"$WORK/out")
+    (cd "$base" && run_restic backup --json --host "$HOST" \
+        --tag "$(backup_tags files),complete" ${LIBRESH_VOLUMES:-} .libresh-meta >"$WORK/out")
     status=$?
+    rm -rf "$META_STAGE"
     # restic 3: some files could not be read, so the snapshot is incomplete: not a backup.
     [ "$status" -eq 0 ] || { forget_partial_backup; explain_restic_failure "backing up the volumes" 16; }
-    FILES=$(summary_number total_files_processed)
-    BYTES=$(summary_number total_bytes_processed)
-    ADDED=$(summary_number data_added)
+    files=$(summary_number total_files_processed)
+    read_bytes=$(summary_number total_bytes_processed)
+    added=$(summary_number data_added)
+    FILES=${files:-0}
+    BYTES=$((BYTES + ${read_bytes:-0}))
+    ADDED=$((ADDED + ${added:-0}))
 }
 
 dump_database() {
@@ -160,6 +194,12 @@ dump_database() {
         --stdin --stdin-filename "databases/$database.sql" >"$WORK/out"
     status=$?
     cat "$WORK/dump-err" >&2
+    # When restic stops for a reason of its own (password, storage), pg_dump fails too (its pipe
+    # is gone): restic's reason is the one to give.
+    if [ "$status" -ne 0 ] && repository_failure; then
+        forget_partial_backup
+        explain_restic_failure "storing the dump of $database" 15
+    fi
     if [ "$(cat "$WORK/dump-status")" != 0 ]; then
         forget_partial_backup
         fail 15 "pg_dump of $database failed: $(tail -n 1 "$WORK/dump-err")"
@@ -169,20 +209,6 @@ dump_database() {
     added=$(summary_number data_added)
     BYTES=$((BYTES + ${read_bytes:-0}))
     ADDED=$((ADDED + ${added:-0}))
-}
-
-backup_meta() {
-    [ -n "${LIBRESH_META_DIR:-}" ] || return 0
-    # Mounted ConfigMaps and Secrets are symlink farms (..data/...): copy the visible files.
-    mkdir -p "$WORK/meta"
-    (cd "$LIBRESH_META_DIR" && find . -name '..*' -prune -o -type f -print -o -type l -print) |
-        while read -r path; do
-            mkdir -p "$WORK/meta/$(dirname "$path")"
-            cp -L "$LIBRESH_META_DIR/$path" "$WORK/meta/$path"
-        done
-    (cd "$WORK/meta" && tar -cf - .) | run_restic backup --json --host "$HOST" \
-        --tag "$(backup_tags meta)" --stdin --stdin-filename meta.tar >"$WORK/out" ||
-        { forget_partial_backup; explain_restic_failure "storing the instance record"; }
 }
 
 record_field() {
@@ -201,24 +227,37 @@ do_backup() {
         LIBRESH_VERSION=$(record_field version)
     fi
     FILES=0 BYTES=0 ADDED=0
-    open_repository
-    backup_volumes
+    check_volumes
+    # No separate check that the repository opens: the first restic run says why it does not.
     for database in ${LIBRESH_DATABASES:-}; do
         dump_database "$database"
     done
-    backup_meta
-    run_restic tag --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID" --add complete \
-        >/dev/null || { forget_partial_backup; explain_restic_failure "marking the backup complete"; }
+    backup_files_and_meta
     log "backup $BACKUP_ID complete: $FILES files, $BYTES bytes read, $ADDED bytes added"
     printf '{"ok":true,"backup":%s,"files":%s,"bytes":%s,"added":%s}\n' \
         "$(json_string "$BACKUP_ID")" "${FILES:-0}" "${BYTES:-0}" "${ADDED:-0}" >"$RESULT_FILE"
 }
 
-newest_backup_id() {
-    run_restic snapshots --json --host "$HOST" --latest 1 \
-        --tag "instance:$LIBRESH_INSTANCE,complete,part:meta" >"$WORK/out" ||
-        explain_restic_failure "listing snapshots"
-    grep -o '"backup:[^"]*"' "$WORK/out" | tail -n 1 | sed 's/"backup:\(.*\)"/\1/'
+list_complete_backups() {
+    # $WORK/list: one line per complete backup, "ID TIME VERSION REASON APP", oldest first.
+    # Without a lock: listing must work on a full disk too.
+    run_restic snapshots --no-lock --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,complete,part:files" \
+        >"$WORK/out" || explain_restic_failure "listing snapshots"
+    sed 's/},{/}\n{/g' "$WORK/out" | while read -r snapshot; do
+        id=$(printf '%s' "$snapshot" | grep -o '"backup:[^"]*"' | sed 's/"backup:\(.*\)"/\1/')
+        [ -n "$id" ] || continue
+        time=$(printf '%s' "$snapshot" | sed -n 's/.*"time":"\([^".]*\)[^"]*".*/\1/p')
+        version=$(printf '%s' "$snapshot" | grep -o '"version:[^"]*"' | sed 's/"version:\(.*\)"/\1/')
+        reason=$(printf '%s' "$snapshot" | grep -o '"reason:[^"]*"' | sed 's/"reason:\(.*\)"/\1/')
+        app=$(printf '%s' "$snapshot" | grep -o '"app:[^"]*"' | sed 's/"app:\(.*\)"/\1/')
+        printf '%s %sZ %s %s %s\n' "$id" "$time" "$version" "$reason" "$app"
+    done | sort -k2 >"$WORK/list"
+}
+
+find_newest_backup() {
+    # Sets BACKUP_ID (not a command substitution: its `fail` must end the runner).
+    list_complete_backups
+    BACKUP_ID=$(tail -n 1 "$WORK/list" | cut -d ' ' -f 1)
 }
 
 restore_database() {
@@ -233,7 +272,7 @@ restore_database() {
         printf '%s\n' '\set ON_ERROR_STOP on' 'BEGIN;' \
             "DO \$\$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$;" \
             'CREATE SCHEMA public;'
-        restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:db:$database" \
+        restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,part:db:$database" \
             latest "/databases/$database.sql" 2>"$WORK/err"
         dumped=$?
         echo "$dumped" >"$WORK/dump-status"
@@ -265,10 +304,10 @@ restore_volumes() {
 
 do_restore() {
     require LIBRESH_INSTANCE RESTIC_REPOSITORY
-    open_repository
-    BACKUP_ID=${LIBRESH_BACKUP_ID:-$(newest_backup_id)}
+    BACKUP_ID=${LIBRESH_BACKUP_ID:-}
+    [ -n "$BACKUP_ID" ] || find_newest_backup
     [ -n "$BACKUP_ID" ] || fail 14 "there is no complete backup of $LIBRESH_INSTANCE in the repository"
-    run_restic snapshots --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete" \
+    run_restic snapshots --no-lock --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete" \
         >"$WORK/out" || explain_restic_failure "listing snapshots"
     grep -q '"id"' "$WORK/out" || fail 14 "there is no complete backup $BACKUP_ID of $LIBRESH_INSTANCE"
     for database in ${LIBRESH_DATABASES:-}; do
@@ -283,20 +322,10 @@ do_snapshots() {
     # One line per complete backup: "ID TIME VERSION REASON APP", newest last. The result file
     # (a termination message: 4 KiB at most) gets the newest 50.
     require LIBRESH_INSTANCE RESTIC_REPOSITORY
-    open_repository
-    run_restic snapshots --json --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,complete,part:meta" \
-        >"$WORK/out" || explain_restic_failure "listing snapshots"
-    sed 's/},{/}\n{/g' "$WORK/out" | while read -r snapshot; do
-        id=$(printf '%s' "$snapshot" | grep -o '"backup:[^"]*"' | sed 's/"backup:\(.*\)"/\1/')
-        [ -n "$id" ] || continue
-        time=$(printf '%s' "$snapshot" | sed -n 's/.*"time":"\([^".]*\)[^"]*".*/\1/p')
-        version=$(printf '%s' "$snapshot" | grep -o '"version:[^"]*"' | sed 's/"version:\(.*\)"/\1/')
-        reason=$(printf '%s' "$snapshot" | grep -o '"reason:[^"]*"' | sed 's/"reason:\(.*\)"/\1/')
-        app=$(printf '%s' "$snapshot" | grep -o '"app:[^"]*"' | sed 's/"app:\(.*\)"/\1/')
-        printf '%s %sZ %s %s %s\n' "$id" "$time" "$version" "$reason" "$app"
-    done | sort -k2 | tail -n 50 >"$WORK/list"
-    cat "$WORK/list"
-    printf '{"ok":true,"backups":%s}\n' "$(json_string "$(tr '\n' ';' <"$WORK/list")")" >"$RESULT_FILE"
+    list_complete_backups
+    tail -n 50 "$WORK/list" >"$WORK/newest"
+    cat "$WORK/newest"
+    printf '{"ok":true,"backups":%s}\n' "$(json_string "$(tr '\n' ';' <"$WORK/newest")")" >"$RESULT_FILE"
 }
 
 do_meta() {
@@ -307,16 +336,17 @@ do_meta() {
     require LIBRESH_INSTANCE RESTIC_REPOSITORY LIBRESH_BACKUP_ID LIBRESH_PAD_FILE
     [ -r "$LIBRESH_PAD_FILE" ] || fail 2 "no pad at $LIBRESH_PAD_FILE"
     BACKUP_ID=$LIBRESH_BACKUP_ID
-    open_repository
-    run_restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:meta" \
-        latest /meta.tar >"$WORK/meta.tar" || explain_restic_failure "reading the record of backup $BACKUP_ID"
+    run_restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:files" \
+        latest /.libresh-meta >"$WORK/meta.tar" || explain_restic_failure "reading the record of backup $BACKUP_ID"
     mkdir "$WORK/m"
     (cd "$WORK/m" && tar -xf "$WORK/meta.tar") || fail 1 "the record of backup $BACKUP_ID cannot be unpacked"
+    meta="$WORK/m/.libresh-meta"
     # The history is not needed to make the instance again, and the message is 4 KiB at most.
     sed -e '/^ "history": \[\],\{0,1\}$/d' -e '/^ "history": \[$/,/^ \],\{0,1\}$/d' \
-        "$WORK/m/record/record.json" >"$WORK/record.json" || fail 1 "backup $BACKUP_ID has no record"
-    mv "$WORK/record.json" "$WORK/m/record/record.json"
-    (cd "$WORK/m" && tar -cf - record secrets) | gzip -9 >"$WORK/meta.gz"
+        "$meta/record/record.json" >"$WORK/record.json" || fail 1 "backup $BACKUP_ID has no record"
+    mv "$WORK/record.json" "$meta/record/record.json"
+    mkdir -p "$meta/secrets"
+    (cd "$meta" && tar -cf - record secrets) | gzip -9 >"$WORK/meta.gz"
     size=$(wc -c <"$WORK/meta.gz")
     if [ "$size" -gt 1900 ] || [ "$size" -gt "$(wc -c <"$LIBRESH_PAD_FILE")" ]; then
         fail 1 "the record and credentials of backup $BACKUP_ID are too large to hand over ($size bytes)"
@@ -329,7 +359,6 @@ do_meta() {
 
 do_forget() {
     require LIBRESH_INSTANCE RESTIC_REPOSITORY
-    open_repository
     log "applying retention: daily ${LIBRESH_KEEP_DAILY:-7}, weekly ${LIBRESH_KEEP_WEEKLY:-4}, monthly ${LIBRESH_KEEP_MONTHLY:-6}"
     # Grouped by tags: each part of a backup (files, each database, meta) is kept or forgotten
     # alike, so what stays is always whole backups.

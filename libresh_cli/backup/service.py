@@ -14,8 +14,7 @@ import base64
 import re
 import secrets as random_secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +35,7 @@ from libresh_cli.apps.lifecycle import (
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
-from libresh_cli.apps.record import HistoryEntry, InstanceRecord
+from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
 from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
@@ -56,7 +55,13 @@ from libresh_cli.backup.runner import (
     parse_result,
 )
 from libresh_cli.backup.storage import BackupStorage, repository_objects, require_storage
-from libresh_cli.errors import BadInputError, ConflictError, NotFoundError, OperationFailedError
+from libresh_cli.errors import (
+    BadInputError,
+    ConflictError,
+    LibreshError,
+    NotFoundError,
+    OperationFailedError,
+)
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
 from libresh_cli.progress import Reporter
@@ -100,7 +105,6 @@ class RestoreResult:
     version: str
     safety_backup: str | None
     source: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -303,12 +307,10 @@ def _data_workloads(objects: list[Manifest], volumes: tuple[str, ...]) -> list[M
     return found
 
 
-@contextmanager
-def _stopped(
+def _stop(
     kube: KubeClient, instance: Instance, objects: list[Manifest], reporter: Reporter
-) -> Iterator[None]:
-    """Stop the workloads that use the volumes; afterwards apply everything again (which
-    restores their replicas) and wait for health, even when the restore failed."""
+) -> None:
+    """Stop the workloads that use the volumes (the database keeps running)."""
     workloads = _data_workloads(objects, instance.app.backup_volumes)
     for manifest in workloads:
         reporter.step(f"Stopping {manifest['kind']} {manifest['metadata']['name']}")
@@ -321,19 +323,22 @@ def _stopped(
         )
     for manifest in workloads:
         _wait_stopped(kube, manifest, instance.namespace)
-    try:
-        yield
-    finally:
-        reporter.step(f"Starting {instance.name} again")
-        kube.apply_all(objects)
-        wait_healthy(
-            kube,
-            instance.namespace,
-            health_workloads(instance, objects),
-            instance.version.version,
-            instance.app.health.timeout,
-            reporter,
-        )
+
+
+def _start(
+    kube: KubeClient, instance: Instance, objects: list[Manifest], reporter: Reporter
+) -> None:
+    """Apply everything again (which restores the replicas) and wait for health."""
+    reporter.step(f"Starting {instance.name} ({instance.version.version})")
+    kube.apply_all(objects)
+    wait_healthy(
+        kube,
+        instance.namespace,
+        health_workloads(instance, objects),
+        instance.version.version,
+        instance.app.health.timeout,
+        reporter,
+    )
 
 
 def _wait_stopped(kube: KubeClient, manifest: Manifest, namespace: str) -> None:
@@ -369,6 +374,8 @@ def restore_backup(
     safety = (
         take_backup(kube, catalog, name, "pre-restore", reporter).backup if safety_backup else None
     )
+    running = instance_for(kube, record, app, current)
+    running_objects = render(running)
     instance = instance_for(kube, record, app, version)
     objects = render(instance)
     env = {"LIBRESH_BACKUP_ID": backup.backup, "LIBRESH_INSTANCE": source or name}
@@ -381,12 +388,17 @@ def restore_backup(
         BACKUP_TIMEOUT,
     )
     prepare_namespace(kube, name, storage, secret_values)
+    _stop(kube, running, running_objects, reporter)
     try:
-        with _stopped(kube, instance, objects, reporter):
+        try:
             run_runner(
                 kube, job, reporter, f"Restoring {backup.backup} into {name}", BACKUP_TIMEOUT
             )
-    except OperationFailedError as error:
+        except LibreshError:
+            _start(kube, running, running_objects, reporter)  # as it was, at its version
+            raise
+        _start(kube, instance, objects, reporter)
+    except LibreshError as error:
         _add_history(
             kube,
             name,
@@ -402,6 +414,7 @@ def restore_backup(
     hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
     fresh = require_record(kube, name)
     fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
+    fresh.inventory = refs_of(objects)
     origin = f" of {source}" if source else ""
     fresh.add_history(
         HistoryEntry("restore", current.version, version.version, "ok", f"{backup.backup}{origin}")

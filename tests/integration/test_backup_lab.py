@@ -279,6 +279,28 @@ def test_restore_asks_first_and_checks_the_backup_before_stopping_anything(
     assert history(kube, notes)[-1] == ("restore", "ok", f"lab-{notes}")
 
 
+def test_a_failed_restore_starts_the_app_again_and_names_the_safety_backup(
+    lab: Lab, kube: KubeClient, storage: str
+) -> None:
+    name = "backup-fails"  # the stand-in lists backup lab-backup-fails, whose restore fails
+    ok(install(lab, "notes", name, "bf.example.org", "--version", "1.0.0"))
+    try:
+        result = libresh(lab, "restore", name, "--yes")
+        assert result.returncode == ExitCode.FAILURE
+        assert "Restoring backup-fails failed" in result.stderr
+        (safety,) = runner_jobs(kube, name, "backup")
+        safety_id = env_of(safety["spec"]["template"]["spec"])["LIBRESH_BACKUP_ID"]
+        assert f"libresh restore {name} --snapshot {safety_id}" in result.stderr
+        deployment = kube.get("apps/v1", "Deployment", "notes", name)
+        assert deployment is not None and deployment["spec"]["replicas"] == 1
+        assert deployment["status"].get("availableReplicas") == 1
+        record = read_record(kube, name)
+        assert record is not None and (record.version, record.status) == ("1.0.0", "installed")
+        assert (record.history[-1].action, record.history[-1].result) == ("restore", "failed")
+    finally:
+        kube.delete("v1", "Namespace", name)
+
+
 def test_restore_as_makes_a_new_instance_with_the_same_credentials(
     lab: Lab, kube: KubeClient, notes: str
 ) -> None:
