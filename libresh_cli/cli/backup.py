@@ -331,7 +331,7 @@ def restore(
       libresh restore nextcloud --snapshot 20261122T031500Z-3fa2
       libresh restore nextcloud --as nextcloud-test --domain test.example.org
     """
-    from libresh_cli.apps.lifecycle import read_record
+    from libresh_cli.apps.lifecycle import read_record, require_record
     from libresh_cli.backup.service import (
         check_clone_target_free,
         clone,
@@ -348,6 +348,8 @@ def restore(
     with kube_client(app) as kube:
         if as_name:
             check_clone_target_free(kube, as_name)
+        else:
+            require_record(kube, name)  # before any Job: restoring needs the instance here
         with reporter.spinning(f"Reading the backups of {name}"):
             backup = find_backup(list_backups(kube, name, reporter), snapshot, name)
         target = as_name or name

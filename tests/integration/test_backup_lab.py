@@ -368,6 +368,9 @@ def test_restore_as_from_another_cluster_takes_settings_and_credentials_from_the
     # repository. Reading a backup's record needs the real runner (test_backup_runner.py), so
     # the lab's stand-in refuses it, and nothing is created.
     source, copy = f"elsewhere-{uuid.uuid4().hex[:6]}", f"moved-{uuid.uuid4().hex[:6]}"
+    absent = libresh(lab, "restore", source, "--yes")
+    assert absent.returncode == ExitCode.NOT_FOUND
+    assert f"No instance named '{source}'" in absent.stderr
     refused = libresh(lab, "restore", source, "--as", copy, "--domain", "moved.example.org")
     assert refused.returncode == ExitCode.FAILURE
     assert "cannot read the record of a backup (lab stand-in)" in refused.stderr
