@@ -121,8 +121,18 @@ def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, 
             for ref, obj in zip(record.inventory, objects, strict=True)
         ],
         "last_error": record.last_error,
+        "last_backup": last_backup(record),
         "history": [asdict(h) for h in record.history],
     }
+
+
+def last_backup(record: InstanceRecord) -> dict[str, str] | None:
+    """When and which: the newest backup that worked, from the history (the repository may
+    hold newer scheduled ones: `libresh backups list`)."""
+    for entry in reversed(record.history):
+        if entry.action == "backup" and entry.result == "ok":
+            return {"at": entry.at, "backup": entry.message.split(" ")[0]}
+    return None
 
 
 def diff_instance(kube: KubeClient, catalog: Catalog, name: str) -> Plan:

@@ -656,6 +656,12 @@ def set_schedule(
     return kube.apply(cronjob)
 
 
+def schedule_of(kube: KubeClient, name: str) -> str | None:
+    """The instance's backup schedule (cron), if it has one."""
+    cronjob = kube.get("batch/v1", "CronJob", SCHEDULE_NAME, name)
+    return str(cronjob["spec"]["schedule"]) if cronjob else None
+
+
 def remove_schedule(kube: KubeClient, name: str) -> bool:
     require_record(kube, name)
     return kube.delete("batch/v1", "CronJob", SCHEDULE_NAME, name)

@@ -130,10 +130,12 @@ def status(
       libresh status nextcloud
     """
     from libresh_cli.apps.inventory import instance_status
+    from libresh_cli.backup.service import schedule_of
 
     app = app_context(ctx, output)
     with kube_client(app) as kube:
         data = instance_status(kube, catalog(app), name)
+        data["backup_schedule"] = schedule_of(kube, name)
     emit(app, data, _status_view)
 
 
@@ -148,6 +150,8 @@ def _status_view(data: dict[str, Any]) -> Any:
             "status": data.get("status"),
             "url": data.get("url"),
             "upgrade available": data.get("upgrade") or "no",
+            "last backup": _last_backup_text(data.get("last_backup")),
+            "backup schedule": data.get("backup_schedule") or "none",
             "last error": data.get("last_error"),
         }
     )
@@ -155,13 +159,24 @@ def _status_view(data: dict[str, Any]) -> Any:
         ["KIND", "NAME", "STATE"], [[o["kind"], o["name"], o["state"]] for o in data["objects"]]
     )
     history = rows_table(
-        ["WHEN", "ACTION", "FROM", "TO", "RESULT"],
+        ["WHEN", "ACTION", "FROM", "TO", "RESULT", "NOTE"],
         [
-            [h["at"], h["action"], h["version_from"] or "", h["version_to"], h["result"]]
+            [
+                h["at"],
+                h["action"],
+                h["version_from"] or "",
+                h["version_to"],
+                h["result"],
+                h["message"][:60],
+            ]
             for h in data["history"][-5:]
         ],
     )
     return Group(summary, "", objects, "", history)
+
+
+def _last_backup_text(last: dict[str, str] | None) -> str:
+    return f"{last['at']} ({last['backup']})" if last else "never (libresh backup NAME)"
 
 
 def diff(

@@ -154,6 +154,12 @@ def test_backup_runs_the_runner_with_the_instance_data_between_its_hooks(
     assert created == sorted(created)
     assert ("backup", "ok", f"{result['backup']} (manual)") in history(kube, notes)
 
+    status = json.loads(ok(libresh(lab, "status", notes, "-o", "json")).stdout)
+    assert status["last_backup"]["backup"] == result["backup"]
+    assert status["backup_schedule"] is None
+    shown = ok(libresh(lab, "status", notes)).stdout
+    assert f"({result['backup']})" in shown and "backup schedule" in shown
+
     listed = json.loads(ok(libresh(lab, "backups", "list", notes, "-o", "json")).stdout)
     assert [(b["backup"], b["version"]) for b in listed] == [(f"lab-{notes}", "1.0.0")]
 
@@ -179,6 +185,8 @@ def test_schedule_makes_a_cronjob_with_retention(lab: Lab, kube: KubeClient, not
     assert cronjob is not None
     assert cronjob["spec"]["schedule"] == "30 3 * * *"
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    status = json.loads(ok(libresh(lab, "status", notes, "-o", "json")).stdout)
+    assert status["backup_schedule"] == "30 3 * * *"
     spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     env = env_of(spec)
     assert env["LIBRESH_ACTION"] == "scheduled" and env["LIBRESH_REASON"] == "scheduled"
