@@ -54,7 +54,12 @@ from libresh_cli.backup.runner import (
     parse_backups,
     parse_result,
 )
-from libresh_cli.backup.storage import BackupStorage, repository_objects, require_storage
+from libresh_cli.backup.storage import (
+    REPOSITORY_CLAIM,
+    BackupStorage,
+    repository_objects,
+    require_storage,
+)
 from libresh_cli.errors import (
     BadInputError,
     ConflictError,
@@ -126,6 +131,24 @@ def prepare_namespace(
         if manifest["kind"] == "PersistentVolume":
             _release_stale_volume(kube, manifest["metadata"]["name"])
     kube.apply_all(objects)
+    if storage.kind == "path":
+        _wait_bound(kube, namespace, storage)
+
+
+def _wait_bound(kube: KubeClient, namespace: str, storage: BackupStorage) -> None:
+    # A pod whose claim is not bound yet is unschedulable, and the scheduler only retries it
+    # after a back-off (~15 s): waiting here for the binding (well under a second) is faster.
+    def bound() -> bool | None:
+        claim = kube.get("v1", "PersistentVolumeClaim", REPOSITORY_CLAIM, namespace) or {}
+        return True if claim.get("status", {}).get("phase") == "Bound" else None
+
+    try:
+        wait_for("the backup volume to bind", bound, timeout=60, interval=0.1, max_interval=1.0)
+    except WaitTimeoutError as error:
+        raise BackupFailedError(
+            f"The backup volume ({storage.describe()}) did not bind in {namespace}.",
+            hint=f"kubectl -n {namespace} describe pvc {REPOSITORY_CLAIM}",
+        ) from error
 
 
 def _release_stale_volume(kube: KubeClient, name: str) -> None:
