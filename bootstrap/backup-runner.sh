@@ -37,7 +37,12 @@ set -u
 export TZ=UTC  # restic's times, as the listing prints them
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/libresh-runner.XXXXXX") || exit 1
-trap 'rm -rf "$WORK"' EXIT
+META_STAGE=
+cleanup() {
+    rm -rf "$WORK"
+    [ -z "$META_STAGE" ] || rm -rf "$META_STAGE"
+}
+trap cleanup EXIT
 RESULT_FILE=${LIBRESH_RESULT_FILE:-/dev/null}
 HOST=libresh
 
@@ -71,31 +76,35 @@ run_restic() {
     return "$status"
 }
 
+restic_failure_code() {
+    # The runner's code for why the last restic run failed, from its messages (restic 0.14 to
+    # 0.18 print the same ones); nothing when it is none of these.
+    case $(cat "$WORK/err" 2>/dev/null) in
+    *"wrong password"*) echo 12 ;;
+    *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"*) echo 13 ;;
+    *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
+        *"network is unreachable"* | *"permission denied"* | *"Permission denied"*) echo 11 ;;
+    *"no snapshot found"* | *"no matching ID found"*) echo 14 ;;
+    *"Is there a repository at the following location"* | *"repository does not exist"*) echo 10 ;;
+    esac
+}
+
 repository_failure() {
     # Did the last restic run fail because of the repository or its storage?
-    case $(cat "$WORK/err" 2>/dev/null) in
-    *"wrong password"* | *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"* | \
-        *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
-        *"network is unreachable"* | *"Is there a repository at the following location"* | \
-        *"repository does not exist"*) return 0 ;;
+    case $(restic_failure_code) in
+    10 | 11 | 12 | 13) return 0 ;;
     esac
     return 1
 }
 
 explain_restic_failure() {
-    # $1: what was being done. Maps restic's messages (0.14 to 0.18) to the runner's codes.
-    err=$(cat "$WORK/err" 2>/dev/null)
-    case $err in
-    *"wrong password"*) fail 12 "wrong repository password while $1" ;;
-    *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"*)
-        fail 13 "the backup storage is full ($1)" ;;
-    *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
-        *"network is unreachable"* | *"permission denied"* | *"Permission denied"*)
-        fail 11 "the backup storage cannot be reached while $1: $(grep -m 1 -i 'fatal' "$WORK/err")" ;;
-    *"no snapshot found"* | *"no matching ID found"*)
-        fail 14 "there is no complete backup ${BACKUP_ID:-} of $LIBRESH_INSTANCE ($1)" ;;
-    *"Is there a repository at the following location"* | *"repository does not exist"*)
-        fail 10 "there is no restic repository at $RESTIC_REPOSITORY ($1): set up the storage with \`libresh backup storage set\`, or mount the disk that holds it" ;;
+    # $1: what was being done; $2: the code when the cause is none restic names.
+    case $(restic_failure_code) in
+    12) fail 12 "wrong repository password while $1" ;;
+    13) fail 13 "the backup storage is full ($1)" ;;
+    11) fail 11 "the backup storage cannot be reached while $1: $(grep -m 1 -i 'fatal' "$WORK/err")" ;;
+    14) fail 14 "there is no complete backup ${BACKUP_ID:-} of $LIBRESH_INSTANCE ($1)" ;;
+    10) fail 10 "there is no restic repository at $RESTIC_REPOSITORY ($1): set up the storage with \`libresh backup storage set\`, or mount the disk that holds it" ;;
     esac
     fail "${2:-1}" "restic failed while $1: $(tail -n 1 "$WORK/err")"
 }
@@ -107,9 +116,8 @@ do_init() {
     if run_restic cat config >/dev/null; then
         log "the repository exists already"
     else
-        case $(cat "$WORK/err") in
-        *"wrong password"* | *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"*)
-            explain_restic_failure "opening the repository" ;;
+        case $(restic_failure_code) in
+        11 | 12) explain_restic_failure "opening the repository" ;;
         esac
         log "creating the restic repository"
         run_restic init >/dev/null || explain_restic_failure "creating the repository"
@@ -161,8 +169,13 @@ stage_meta() {
 
 backup_files_and_meta() {
     # Relative paths: the snapshot holds /VOLUME/..., restored under any volumes directory.
-    base=${LIBRESH_VOLUMES_DIR:-$WORK}
-    [ -n "${LIBRESH_VOLUMES:-}" ] || base=$WORK
+    # Without volumes, a fixed place (not $WORK, whose name changes): retention groups
+    # snapshots by their paths.
+    base=${LIBRESH_VOLUMES_DIR:-}
+    if [ -z "${LIBRESH_VOLUMES:-}" ]; then
+        base="${TMPDIR:-/tmp}/libresh-stage"
+        mkdir -p "$base"
+    fi
     stage_meta "$base"
     log "backing up volumes (${LIBRESH_VOLUMES:-none}) and the instance record"
     # shellcheck disable=SC2086 # the volume names are split on purpose

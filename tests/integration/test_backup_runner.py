@@ -519,3 +519,31 @@ def test_backups_are_tagged_with_the_version_in_the_record(
     listing = run_runner(site, repository, "snapshots")
     (entry,) = parse_backups(str(listing.result["backups"]))
     assert (entry.version, entry.reason, entry.app) == ("2.5.0", "scheduled", "demo")
+
+
+def test_an_app_without_volumes_backs_up_its_database_and_record(
+    site: Site, repository: dict[str, str]
+) -> None:
+    init(site, repository)
+    fill(site)
+    for backup_id in ("x", "y"):
+        run = run_runner(
+            site, repository, "backup", LIBRESH_VOLUMES="", LIBRESH_BACKUP_ID=backup_id
+        )
+        assert run.returncode == 0, run.stderr
+    # Same paths every time, so retention sees one series and keeps the newest.
+    forget = run_runner(
+        site,
+        repository,
+        "forget",
+        LIBRESH_KEEP_DAILY="1",
+        LIBRESH_KEEP_WEEKLY="0",
+        LIBRESH_KEEP_MONTHLY="0",
+    )
+    assert forget.returncode == 0, forget.stderr
+    listing = run_runner(site, repository, "snapshots")
+    assert [b.backup for b in parse_backups(str(listing.result["backups"]))] == ["y"]
+    before = database_checksum(site)
+    site.sql("DROP TABLE notes")
+    assert run_runner(site, repository, "restore", LIBRESH_VOLUMES="").returncode == 0
+    assert database_checksum(site) == before
