@@ -437,22 +437,21 @@ def test_storage_full_is_named_and_leaves_no_complete_backup(
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
+def backups_after_keeping_one_a_day(site: Site, repository: dict[str, str]) -> list[str]:
+    """Apply a retention of one daily backup (all of today's are one day), then list."""
+    retention = {"LIBRESH_KEEP_DAILY": "1", "LIBRESH_KEEP_WEEKLY": "0", "LIBRESH_KEEP_MONTHLY": "0"}
+    forget = run_runner(site, repository, "forget", **retention)
+    assert forget.returncode == 0, forget.stderr
+    listing = run_runner(site, repository, "snapshots")
+    return [b.backup for b in parse_backups(str(listing.result["backups"]))]
+
+
 def test_retention_keeps_whole_backups(site: Site, repository: dict[str, str]) -> None:
     init(site, repository)
     fill(site)
     for backup_id in ("a", "b", "c"):
         assert run_runner(site, repository, "backup", LIBRESH_BACKUP_ID=backup_id).returncode == 0
-    run = run_runner(
-        site,
-        repository,
-        "forget",
-        LIBRESH_KEEP_DAILY="1",
-        LIBRESH_KEEP_WEEKLY="0",
-        LIBRESH_KEEP_MONTHLY="0",
-    )
-    assert run.returncode == 0, run.stderr
-    listing = run_runner(site, repository, "snapshots")
-    assert [b.backup for b in parse_backups(str(listing.result["backups"]))] == ["c"]
+    assert backups_after_keeping_one_a_day(site, repository) == ["c"]
     # ...and the kept one is whole: it restores.
     site.sql("DROP TABLE notes")
     assert run_runner(site, repository, "restore").returncode == 0
@@ -532,17 +531,7 @@ def test_an_app_without_volumes_backs_up_its_database_and_record(
         )
         assert run.returncode == 0, run.stderr
     # Same paths every time, so retention sees one series and keeps the newest.
-    forget = run_runner(
-        site,
-        repository,
-        "forget",
-        LIBRESH_KEEP_DAILY="1",
-        LIBRESH_KEEP_WEEKLY="0",
-        LIBRESH_KEEP_MONTHLY="0",
-    )
-    assert forget.returncode == 0, forget.stderr
-    listing = run_runner(site, repository, "snapshots")
-    assert [b.backup for b in parse_backups(str(listing.result["backups"]))] == ["y"]
+    assert backups_after_keeping_one_a_day(site, repository) == ["y"]
     before = database_checksum(site)
     site.sql("DROP TABLE notes")
     assert run_runner(site, repository, "restore", LIBRESH_VOLUMES="").returncode == 0
