@@ -44,7 +44,10 @@ class BackupStorage:
     node: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v}
+        shown = {k: v for k, v in asdict(self).items() if v}
+        if self.kind == "path":
+            shown.pop("prefix", None)  # a folder in a bucket: S3 only
+        return shown
 
     @property
     def repository(self) -> str:

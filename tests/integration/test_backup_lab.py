@@ -72,7 +72,7 @@ def test_storage_settings_and_key_export(
     lab: Lab, kube: KubeClient, storage: str, tmp_path: Path
 ) -> None:
     shown = json.loads(ok(libresh(lab, "backup", "storage", "show", "-o", "json")).stdout)
-    assert shown == {"kind": "path", "path": BACKUP_PATH, "node": storage, "prefix": "libresh"}
+    assert shown == {"kind": "path", "path": BACKUP_PATH, "node": storage}
     secret = kube.get("v1", "Secret", SETTINGS_NAME, SYSTEM_NAMESPACE)
     assert secret is not None
     password = base64.b64decode(secret["data"][PASSWORD_KEY]).decode()
