@@ -57,8 +57,12 @@ from libresh_cli.backup.runner import (
 from libresh_cli.backup.storage import (
     REPOSITORY_CLAIM,
     BackupStorage,
+    S3Keys,
     repository_objects,
     require_storage,
+    save_secret_values,
+    save_storage,
+    storage_values,
 )
 from libresh_cli.errors import (
     BadInputError,
@@ -690,9 +694,24 @@ def remove_schedule(kube: KubeClient, name: str) -> bool:
     return kube.delete("batch/v1", "CronJob", SCHEDULE_NAME, name)
 
 
-def init_repository(kube: KubeClient, reporter: Reporter) -> None:
-    """Create the restic repository (or check it opens with the kept password)."""
-    storage, secret_values = require_storage(kube)
-    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, secret_values)
+def configure_storage(
+    kube: KubeClient,
+    storage: BackupStorage,
+    keys: S3Keys | None,
+    imported_password: str | None,
+    reporter: Reporter,
+) -> bool:
+    """Open (or create) the repository with these settings, then keep them: settings that
+    cannot reach the repository are never saved. True when a new key was made."""
+    values, made = storage_values(kube, storage, keys, imported_password)
+    if made:  # the key the repository is about to be made with is kept before, never lost
+        save_secret_values(kube, values)
+    else:
+        kube.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
+        )
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, values)
     job = runner_job(Target(SYSTEM_NAMESPACE), storage, "init", new_backup_id(), {}, QUICK_TIMEOUT)
     run_runner(kube, job, reporter, "Opening the backup repository", QUICK_TIMEOUT)
+    save_storage(kube, storage, values)
+    return made

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE
-from libresh_cli.errors import BadInputError, PrerequisiteError
+from libresh_cli.errors import BadInputError, ConflictError, PrerequisiteError
 from libresh_cli.kube.client import KubeClient
 
 Manifest = dict[str, Any]
@@ -116,14 +116,16 @@ def require_storage(
     return storage, secret_values
 
 
-def save_storage(
+def storage_values(
     kube: KubeClient,
     storage: BackupStorage,
     keys: S3Keys | None,
     imported_password: str | None,
-) -> bool:
-    """Keep the settings; the repository password is made once and kept (or imported, to
-    reach a repository another cluster made). True when a new password was made."""
+) -> tuple[dict[str, str], bool]:
+    """The secret values the storage will be used with, and whether a new repository key was
+    made. The key is made once and kept; an imported one (to reach a repository another
+    cluster made) never replaces a different key this cluster has: its backups would become
+    unreadable."""
     check_storage(storage)
     if storage.kind == "s3" and keys is None:
         raise BadInputError(
@@ -131,7 +133,15 @@ def save_storage(
             hint="Give them with --access-key-id and --secret-key-file FILE.",
         )
     _, current = read_storage(kube)
-    values = {PASSWORD_KEY: imported_password or current.get(PASSWORD_KEY) or ""}
+    kept = current.get(PASSWORD_KEY)
+    if imported_password and kept and imported_password != kept:
+        raise ConflictError(
+            "This cluster has a repository key already, and --password-file holds another: "
+            "replacing it would make the backups made with it unreadable.",
+            hint="Keep the current key (libresh backup key export --file FILE) and leave out "
+            "--password-file, or delete the Secret libresh-backup in libresh-system first.",
+        )
+    values = {PASSWORD_KEY: imported_password or kept or ""}
     made = not values[PASSWORD_KEY]
     if made:
         values[PASSWORD_KEY] = random_secrets.token_urlsafe(32)
@@ -140,7 +150,16 @@ def save_storage(
             "aws_access_key_id": keys.access_key_id,
             "aws_secret_access_key": keys.secret_access_key,
         }
+    return values, made
+
+
+def save_secret_values(kube: KubeClient, values: Mapping[str, str]) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
+    kube.apply(_secret(SETTINGS_NAME, SYSTEM_NAMESPACE, values))
+
+
+def save_storage(kube: KubeClient, storage: BackupStorage, values: Mapping[str, str]) -> None:
+    save_secret_values(kube, values)
     kube.apply(
         {
             "apiVersion": "v1",
@@ -149,8 +168,6 @@ def save_storage(
             "data": {"storage.json": json.dumps(storage.to_dict(), sort_keys=True)},
         }
     )
-    kube.apply(_secret(SETTINGS_NAME, SYSTEM_NAMESPACE, values))
-    return made
 
 
 def repository_objects(

@@ -169,14 +169,8 @@ def storage_set(
       libresh backup storage set --s3-endpoint https://s3.fr-par.scw.cloud --bucket coop \\
           --access-key-id SCW123 --secret-key-file s3.key
     """
-    from libresh_cli.backup.service import init_repository
-    from libresh_cli.backup.storage import (
-        BackupStorage,
-        S3Keys,
-        check_storage,
-        ensure_node_exists,
-        save_storage,
-    )
+    from libresh_cli.backup.service import configure_storage
+    from libresh_cli.backup.storage import BackupStorage, S3Keys, check_storage, ensure_node_exists
 
     app = app_context(ctx)
     if (s3_endpoint is None) == (path is None):
@@ -202,9 +196,8 @@ def storage_set(
     with kube_client(app) as kube:
         if storage.kind == "path":
             ensure_node_exists(kube, storage.node)
-        made = save_storage(kube, storage, keys, imported)
         with reporter.spinning("Opening the backup repository"):
-            init_repository(kube, reporter)
+            made = configure_storage(kube, storage, keys, imported, reporter)
     app.err.print(f"✓ Backups go to {storage.describe()}.")
     if made:
         app.err.print(

@@ -87,6 +87,20 @@ def test_storage_settings_and_key_export(
     ok(libresh(lab, "backup", "storage", "set", "--path", BACKUP_PATH, "--node", storage))
     again = kube.get("v1", "Secret", SETTINGS_NAME, SYSTEM_NAMESPACE)
     assert again is not None and again["data"][PASSWORD_KEY] == secret["data"][PASSWORD_KEY]
+    # Importing another key would orphan the backups made with this one: refused.
+    other = tmp_path / "other-key"
+    other.write_text("a key from somewhere else")
+    other.chmod(0o600)
+    args = ["--path", BACKUP_PATH, "--node", storage, "--password-file", str(other)]
+    refused = libresh(lab, "backup", "storage", "set", *args)
+    assert refused.returncode == ExitCode.CONFLICT
+    assert "replacing it would make the backups made with it unreadable" in refused.stderr
+    kept = kube.get("v1", "Secret", SETTINGS_NAME, SYSTEM_NAMESPACE)
+    assert kept is not None and kept["data"][PASSWORD_KEY] == secret["data"][PASSWORD_KEY]
+    # The same key again is fine (a re-run of the migration recipe).
+    key_file.chmod(0o600)
+    same = ["--path", BACKUP_PATH, "--node", storage, "--password-file", str(key_file)]
+    ok(libresh(lab, "backup", "storage", "set", *same))
     init = runner_jobs(kube, SYSTEM_NAMESPACE, "init")
     assert init and env_of(init[-1]["spec"]["template"]["spec"])["LIBRESH_ACTION"] == "init"
 
