@@ -492,7 +492,7 @@ def read_backup_meta(
         raise BackupFailedError(f"Backup {backup.backup} of {source}: {error}.") from error
 
 
-def migrate(
+def restore_as(
     kube: KubeClient,
     catalog: Catalog,
     source: str,
@@ -502,19 +502,28 @@ def migrate(
     reporter: Reporter,
     read_meta: MetaReader = read_backup_meta,
 ) -> RestoreResult:
-    """`restore SOURCE --as NEW` where this cluster has no SOURCE (its backups come from
-    another cluster sharing the repository): the settings and credentials come from the
-    backup itself."""
+    """A new instance `new_name` made from a backup of `source`: installed at the backup's
+    version with the source's settings and credentials (its files hold them, e.g. Nextcloud's
+    database password in config.php), then restored into. It gets its own namespace, volumes
+    and (embedded) database. The settings and credentials come from `source` when this cluster
+    has it (a clone), else from the backup itself (a migration from another cluster sharing
+    the repository)."""
     validate_instance_name(new_name)
     check_clone_target_free(kube, new_name)
-    meta = read_meta(kube, source, backup, reporter)
-    app = catalog.load(str(meta.record.get("app", backup.app)))
-    origin = Origin(
-        source,
-        dict(meta.record.get("params", {})),
-        dict(meta.record.get("services") or {}),
-        meta.secrets.get(CREDENTIALS_SECRET, {}),
-    )
+    record = read_record(kube, source)
+    if record is not None:
+        app = catalog.load(record.app)
+        secret_values = existing_secret_values(kube, source)
+        origin = Origin(source, record.params, record.services, secret_values)
+    else:
+        meta = read_meta(kube, source, backup, reporter)
+        app = catalog.load(str(meta.record.get("app", backup.app)))
+        origin = Origin(
+            source,
+            dict(meta.record.get("params", {})),
+            dict(meta.record.get("services") or {}),
+            meta.secrets.get(CREDENTIALS_SECRET, {}),
+        )
     return _copy(kube, catalog, app, origin, new_name, domain, backup, reporter)
 
 
@@ -587,28 +596,6 @@ def check_clone_target_free(kube: KubeClient, new_name: str) -> None:
             f"An instance named {new_name} exists already ({existing.app} {existing.version}).",
             hint=f"Choose another name for --as, or restore into it: libresh restore {new_name}",
         )
-
-
-def clone(
-    kube: KubeClient,
-    catalog: Catalog,
-    source: str,
-    new_name: str,
-    domain: str | None,
-    backup: BackupEntry,
-    reporter: Reporter,
-) -> RestoreResult:
-    """A new instance `new_name` made from a backup of `source`: installed at the backup's
-    version with the source's settings and credentials (its files hold them, e.g. Nextcloud's
-    database password in config.php), then restored. The new one gets its own namespace,
-    volumes and (embedded) database."""
-    record = require_record(kube, source)
-    validate_instance_name(new_name)
-    check_clone_target_free(kube, new_name)
-    app = catalog.load(record.app)
-    secret_values = existing_secret_values(kube, source)
-    origin = Origin(source, record.params, record.services, secret_values)
-    return _copy(kube, catalog, app, origin, new_name, domain, backup, reporter)
 
 
 # -- the safeguard of upgrades ----------------------------------------------------------------

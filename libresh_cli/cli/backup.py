@@ -324,13 +324,12 @@ def restore(
       libresh restore nextcloud --snapshot 20261122T031500Z-3fa2
       libresh restore nextcloud --as nextcloud-test --domain test.example.org
     """
-    from libresh_cli.apps.lifecycle import read_record, require_record
+    from libresh_cli.apps.lifecycle import require_record
     from libresh_cli.backup.service import (
         check_clone_target_free,
-        clone,
         find_backup,
         list_backups,
-        migrate,
+        restore_as,
         restore_backup,
     )
 
@@ -361,10 +360,8 @@ def restore(
             raise typer.Exit(1)
         apps = catalog(app)
         with reporter.spinning(summary):
-            if as_name and read_record(kube, name) is None:  # backed up on another cluster
-                result = migrate(kube, apps, name, as_name, domain, backup, reporter)
-            elif as_name:
-                result = clone(kube, apps, name, as_name, domain, backup, reporter)
+            if as_name:
+                result = restore_as(kube, apps, name, as_name, domain, backup, reporter)
             else:
                 result = restore_backup(
                     kube, apps, name, backup, reporter, safety_backup=not no_backup

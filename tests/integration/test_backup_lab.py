@@ -24,7 +24,7 @@ from libresh_cli.apps.lifecycle import read_record
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
-from libresh_cli.backup.service import migrate
+from libresh_cli.backup.service import restore_as
 from libresh_cli.backup.storage import PASSWORD_KEY, REPOSITORY_SECRET, SETTINGS_NAME
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient
@@ -416,7 +416,7 @@ def test_restore_as_from_another_cluster_takes_settings_and_credentials_from_the
     backup = BackupEntry(f"lab-{source}", "2026-11-22T03:00:00Z", "1.0.0", "scheduled", "notes")
     catalog = Catalog.from_sources([TEST_CATALOG])
     try:
-        result = migrate(
+        result = restore_as(
             kube, catalog, source, copy, "moved.example.org", backup, SilentReporter(), read_meta
         )
         assert (result.instance, result.source) == (copy, source)
