@@ -38,6 +38,17 @@ class Paths:
         )
 
 
+def bootstrap_file(name: str) -> Path:
+    """A file of bootstrap/ (what runs on hosts and in Jobs): the wheel carries the folder as
+    libresh_cli/_bootstrap, a checkout has it at the top."""
+    from importlib import resources
+
+    packaged = Path(str(resources.files("libresh_cli"))) / "_bootstrap" / name
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "bootstrap" / name
+
+
 def write_private_file(path: Path, content: str | bytes) -> None:
     """Write a file only its owner can read (kubeconfigs, keys), creating parent directories.
 

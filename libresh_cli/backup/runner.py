@@ -10,9 +10,10 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from libresh_cli.settings import bootstrap_file
 
 RUNNER_NAME = "backup-runner.sh"
 
@@ -38,11 +39,7 @@ EXIT_HINTS = {
 
 
 def runner_script() -> Path:
-    """The wheel carries bootstrap/ as libresh_cli/_bootstrap; a checkout has it at the top."""
-    packaged = Path(str(resources.files("libresh_cli"))) / "_bootstrap" / RUNNER_NAME
-    if packaged.is_file():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "bootstrap" / RUNNER_NAME
+    return bootstrap_file(RUNNER_NAME)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import typer
 from libresh_cli import __version__
 from libresh_cli.cli import apps as app_commands
 from libresh_cli.cli.backup import backup_app, backups_app, restore
+from libresh_cli.cli.bootstrap import bootstrap_app
 from libresh_cli.cli.catalog import catalog_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
@@ -28,6 +29,8 @@ Turn a VPS, an ARM board or a Hetzner Cloud project into a self-hosting platform
 
 \b
 Examples:
+  # a server becomes a k3s cluster; its kubeconfig is written here
+  libresh bootstrap ssh root@203.0.113.10
   # a local Kubernetes control plane with simulated nodes, to try things out
   libresh lab up --nodes 3
   export KUBECONFIG=$(libresh lab kubeconfig)
@@ -49,6 +52,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(bootstrap_app, name="bootstrap")
 app.command("install")(app_commands.install)
 app.command("list")(app_commands.list_instances)
 app.command("status")(app_commands.status)

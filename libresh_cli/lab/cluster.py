@@ -56,6 +56,14 @@ class LabSpec:
     name: str = "default"
     nodes: int = 1
     api_port: int | None = None
+    # For the k3s stand-in of the bootstrap tests: serve on all addresses of a test host, with
+    # the names k3s' tls-san would add, and nodes named as k3s names them.
+    bind_address: str = "127.0.0.1"
+    extra_names: tuple[str, ...] = ()
+    node_names: tuple[str, ...] = ()
+
+    def names_of_nodes(self) -> list[str]:
+        return list(self.node_names) or [f"lab-node-{i}" for i in range(1, self.nodes + 1)]
 
 
 @dataclass
@@ -90,13 +98,9 @@ def plan_lab_up(paths: Paths, spec: LabSpec) -> dict[str, object]:
         "api_server": f"https://127.0.0.1:{spec.api_port}"
         if spec.api_port
         else "https://127.0.0.1:<a free port>",
-        "nodes": _node_names(spec.nodes),
+        "nodes": spec.names_of_nodes(),
         "state": str(state.lab_dir(paths, name)),
     }
-
-
-def _node_names(count: int) -> list[str]:
-    return [f"lab-node-{i}" for i in range(1, count + 1)]
 
 
 def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabState, bool]:
@@ -110,12 +114,12 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabSt
         return running, True
     _clear_debris(paths, name, reporter)
     binaries = ensure_binaries(paths, reporter)
-    layout = _choose_layout(paths, name, spec.api_port)
+    layout = _choose_layout(paths, name, spec)
     lab = state.LabState(
         name=name,
         api_port=layout.api_port,
         etcd_port=layout.etcd_port,
-        nodes=_node_names(spec.nodes),
+        nodes=spec.names_of_nodes(),
         kubernetes_version=KUBERNETES_VERSION,
         kwok_version=KWOK_VERSION,
         binaries=str(binaries.root),
@@ -175,7 +179,8 @@ def _clear_debris(paths: Paths, name: str, reporter: Reporter) -> None:
     reporter.warn(f"Cleaned up the remains of an earlier lab '{name}' that had crashed{detail}.")
 
 
-def _choose_layout(paths: Paths, name: str, api_port: int | None) -> LabLayout:
+def _choose_layout(paths: Paths, name: str, spec: LabSpec) -> LabLayout:
+    api_port = spec.api_port
     if api_port is not None:
         require_free_port(
             api_port,
@@ -185,7 +190,9 @@ def _choose_layout(paths: Paths, name: str, api_port: int | None) -> LabLayout:
         etcd, peer = free_ports(2, avoid=[api_port])
     else:
         api_port, etcd, peer = free_ports(3)
-    return LabLayout(state.lab_dir(paths, name), api_port, etcd, peer)
+    return LabLayout(
+        state.lab_dir(paths, name), api_port, etcd, peer, spec.bind_address, spec.extra_names
+    )
 
 
 def _start(
@@ -197,7 +204,7 @@ def _start(
 ) -> None:
     layout.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     reporter.step("Writing certificates and kubeconfig")
-    pki = create_pki(layout.pki.directory, lab.name)
+    pki = create_pki(layout.pki.directory, lab.name, layout.extra_names)
     document = components.kubeconfig_document(
         lab.name,
         lab.server,

@@ -25,6 +25,9 @@ class LabLayout:
     api_port: int
     etcd_port: int
     etcd_peer_port: int
+    # The k3s stand-in serves on every address of its test host, like k3s does.
+    bind_address: str = "127.0.0.1"
+    extra_names: tuple[str, ...] = ()
 
     @property
     def pki(self) -> LabPki:
@@ -63,7 +66,7 @@ def apiserver_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:
         str(binaries.controlplane),
         "kube-apiserver",
         f"--etcd-servers=http://127.0.0.1:{layout.etcd_port}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={layout.bind_address}",
         "--advertise-address=127.0.0.1",
         f"--secure-port={layout.api_port}",
         f"--tls-cert-file={pki.serving_cert}",

@@ -140,21 +140,35 @@ def _issue_leaf(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def serving_names() -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = [
-        x509.DNSName(dns)
-        for dns in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
-    ]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", API_SERVICE_IP)]
+def serving_names(extra: tuple[str, ...] = ()) -> list[x509.GeneralName]:
+    """The API server's names; `extra` adds addresses or DNS names (like k3s' tls-san)."""
+    dns_names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    ips = ["127.0.0.1", API_SERVICE_IP]
+    for name in extra:
+        (ips if _is_ip(name) else dns_names).append(name)
+    names: list[x509.GeneralName] = [x509.DNSName(dns) for dns in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     return names
 
 
-def create_pki(directory: Path, lab_name: str) -> LabPki:
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def create_pki(directory: Path, lab_name: str, extra_names: tuple[str, ...] = ()) -> LabPki:
     """Write every key and certificate the lab needs; private keys are 0600."""
     pki = LabPki(directory)
     ca_key, ca_cert = _issue_ca(lab_name)
     serving_key, serving_cert = _issue_leaf(
-        ca_key, ca_cert, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, serving_names()
+        ca_key,
+        ca_cert,
+        _name("kube-apiserver"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        serving_names(extra_names),
     )
     # system:masters is the group Kubernetes grants every permission: the lab's owner is admin.
     admin_key, admin_cert = _issue_leaf(

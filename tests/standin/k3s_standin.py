@@ -1,0 +1,135 @@
+"""STAND-IN for the k3s installer, for tests only: k3s cannot be downloaded here.
+
+Run on a test host (inside its network and mount namespaces) by the script that
+`tests/integration/sshhosts.py` writes and passes to `libresh bootstrap --install-script`.
+It does what the real installer leaves behind, where k3s leaves it:
+- reads /etc/rancher/k3s/config.yaml (node-name, tls-san, write-kubeconfig-mode);
+- puts a `k3s` command in /usr/local/bin that answers `--version`;
+- starts the lab control plane (real kube-apiserver, etcd, controllers, kwok) serving on
+  every address of the host at port 6443, its certificate carrying the tls-san names, with one
+  simulated node named as k3s would name it;
+- writes /etc/rancher/k3s/k3s.yaml (names "default", server https://127.0.0.1:6443, the mode
+  asked) and /var/lib/rancher/k3s/server/node-token.
+Re-running it keeps a running control plane, as re-running the real installer keeps the data.
+
+Test hooks: while /var/lib/rancher/standin-hold exists, it waits there (after writing
+/var/lib/rancher/standin-started) so a test can cut the connection mid-install; the file
+/var/lib/rancher/standin-fail makes it fail like a broken download would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from libresh_cli.lab.cluster import LabSpec, lab_up
+from libresh_cli.lab.state import kubeconfig_path
+from libresh_cli.progress import SilentReporter
+from libresh_cli.settings import Paths
+
+CONFIG = Path("/etc/rancher/k3s/config.yaml")
+KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+TOKEN = Path("/var/lib/rancher/k3s/server/node-token")
+STATE = Path("/var/lib/rancher/k3s/standin")
+K3S_BIN = Path("/usr/local/bin/k3s")
+AIRGAP_IMAGES = Path("/var/lib/rancher/k3s/agent/images")
+HOLD = Path("/var/lib/rancher/standin-hold")
+STARTED = Path("/var/lib/rancher/standin-started")
+FAIL = Path("/var/lib/rancher/standin-fail")
+CHANNEL_VERSIONS = {"stable": "v1.34.4+k3s1", "latest": "v1.35.1+k3s1"}
+
+K3S_COMMAND = """#!/bin/sh
+# STAND-IN k3s command (tests only): answers --version like k3s does.
+case "$1" in
+  --version|-v|version) echo "k3s version $(cat /var/lib/rancher/k3s/standin/version) (stand-in)"
+                        echo "go version go1.24.0" ;;
+  *) echo "k3s stand-in: only --version is implemented" >&2; exit 1 ;;
+esac
+"""
+
+
+def main() -> int:
+    STARTED.parent.mkdir(parents=True, exist_ok=True)
+    STARTED.write_text(str(os.getpid()))
+    while HOLD.exists():
+        time.sleep(0.1)
+    if FAIL.exists():
+        print("[ERROR]  Download failed (stand-in told to fail)", file=sys.stderr)
+        return 1
+    config = yaml.safe_load(CONFIG.read_text()) or {}
+    version = _version()
+    if os.environ.get("INSTALL_K3S_SKIP_DOWNLOAD") == "true":
+        _check_airgap_files()
+    else:
+        K3S_BIN.parent.mkdir(parents=True, exist_ok=True)
+        K3S_BIN.write_text(K3S_COMMAND)
+        K3S_BIN.chmod(0o755)
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / "version").write_text(version)
+    print(f"[INFO]  Using {version} as release (stand-in)")
+    paths = Paths(
+        config=STATE / "config",
+        data=STATE / "data",
+        state=STATE / "state",
+        cache=Path(os.environ["STANDIN_CACHE"]),
+    )
+    spec = LabSpec(
+        name="k3s",
+        nodes=1,
+        api_port=6443,
+        bind_address="0.0.0.0",  # noqa: S104 - every address of the test host, as k3s
+        extra_names=tuple(config.get("tls-san") or ()),
+        node_names=(str(config["node-name"]),),
+    )
+    lab_up(paths, spec, SilentReporter())
+    _write_kubeconfig(
+        kubeconfig_path(paths, "k3s"), int(str(config.get("write-kubeconfig-mode", "0600")), 8)
+    )
+    if not TOKEN.exists():
+        TOKEN.parent.mkdir(parents=True, exist_ok=True)
+        TOKEN.write_text(f"K10{secrets.token_hex(32)}::server:{secrets.token_hex(16)}\n")
+        TOKEN.chmod(0o600)
+    print("[INFO]  systemd: Starting k3s (stand-in: lab control plane started)")
+    return 0
+
+
+def _version() -> str:
+    version = os.environ.get("INSTALL_K3S_VERSION")
+    if version:
+        return version
+    return CHANNEL_VERSIONS.get(os.environ.get("INSTALL_K3S_CHANNEL", "stable"), "v1.34.4+k3s1")
+
+
+def _check_airgap_files() -> None:
+    """INSTALL_K3S_SKIP_DOWNLOAD=true: the binary and images must already be in place."""
+    if not os.access(K3S_BIN, os.X_OK):
+        raise SystemExit("[ERROR]  /usr/local/bin/k3s is missing or not executable")
+    if not any(AIRGAP_IMAGES.glob("k3s-airgap-images-*")):
+        raise SystemExit(f"[ERROR]  no airgap images in {AIRGAP_IMAGES}")
+
+
+def _write_kubeconfig(lab_kubeconfig: Path, mode: int) -> None:
+    document = yaml.safe_load(lab_kubeconfig.read_text())
+    cluster = document["clusters"][0]["cluster"]
+    user = document["users"][0]["user"]
+    cluster["server"] = "https://127.0.0.1:6443"
+    k3s_style = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "default", "cluster": cluster}],
+        "users": [{"name": "default", "user": user}],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+        "current-context": "default",
+        "preferences": {},
+    }
+    KUBECONFIG.write_text(yaml.safe_dump(k3s_style))
+    KUBECONFIG.chmod(mode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
