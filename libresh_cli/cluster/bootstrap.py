@@ -25,6 +25,9 @@ from libresh_cli.errors import (
     PrerequisiteError,
     UnreachableError,
 )
+from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.connection import KubeTarget
+from libresh_cli.kube.readiness import node as node_readiness
 from libresh_cli.progress import Reporter
 from libresh_cli.remote.base import Host
 from libresh_cli.settings import bootstrap_file
@@ -368,10 +371,6 @@ def _fetch_kubeconfig(host: Host, reporter: Reporter) -> str:
 def _wait_node_ready(
     path: Path, context: str, node_name: str, server: str, reporter: Reporter
 ) -> None:
-    from libresh_cli.kube.client import KubeClient, wait_for
-    from libresh_cli.kube.connection import KubeTarget
-    from libresh_cli.kube.readiness import node as node_readiness
-
     reporter.step(f"Waiting for node {node_name} to be Ready")
     first_try = time.monotonic()
     try:

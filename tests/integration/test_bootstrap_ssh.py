@@ -9,13 +9,19 @@ kubeconfig libresh fetched.
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -25,6 +31,7 @@ from kubernetes import config as k8s_config
 from tests.integration import sshhosts
 from tests.integration.sshhosts import TestHost
 from tests.integration.test_prompts import Terminal
+from tests.standin.k3s_standin import K3S_COMMAND
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 GIB_KB = 1024 * 1024
@@ -386,3 +393,86 @@ def test_unsupported_system_and_disabled_memory_cgroup(spare_host: TestHost) -> 
     finally:
         release.write_text(original)
         spare_host.drop_overrides()
+
+
+# -- airgap: k3s fetched here, verified, sent ------------------------------------------------
+
+
+class FakeRelease:
+    """FAKE of GitHub's k3s release downloads (unreachable from here), on loopback: the
+    stand-in k3s command as the binary, random bytes as the images, a sha256sum file, and the
+    stand-in installer as install.sh. Counts the requests per file."""
+
+    def __init__(self, root: Path, version: str) -> None:
+        self.root, self.version = root, version
+        release = root / "releases" / version
+        release.mkdir(parents=True)
+        (release / "k3s").write_text(K3S_COMMAND)
+        (release / "k3s-airgap-images-amd64.tar.zst").write_bytes(os.urandom(3 << 20))
+        self.write_checksums()
+        script = root / "scripts" / version / "install.sh"
+        script.parent.mkdir(parents=True)
+        script.write_text(sshhosts.standin_script())
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self) -> None:
+                fake.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def write_checksums(self, tamper: str | None = None) -> None:
+        release = self.root / "releases" / self.version
+        lines = []
+        for name in ("k3s", "k3s-airgap-images-amd64.tar.zst"):
+            digest = hashlib.sha256((release / name).read_bytes()).hexdigest()
+            lines.append(f"{'0' * 64 if name == tamper else digest}  {name}")
+        (release / "sha256sum-amd64.txt").write_text("\n".join(lines) + "\n")
+
+    def env(self) -> dict[str, str]:
+        base = f"http://127.0.0.1:{self.server.server_port}"
+        return {
+            "LIBRESH_K3S_RELEASES_URL": f"{base}/releases",
+            "LIBRESH_K3S_INSTALL_SCRIPT_URL": f"{base}/scripts/{{version}}/install.sh",
+        }
+
+
+def test_airgap_download_verify_send(spare_host: TestHost, tmp_path: Path) -> None:
+    version = "v1.34.4+k3s1"
+    release = FakeRelease(tmp_path / "mirror", version)
+    cache = tmp_path / "airgap"
+    env = {**spare_host.cli_env(), **release.env()}
+    argv = [LIBRESH, "-o", "json", "bootstrap", "ssh", f"root@{spare_host.address}",
+            "--accept-new-host-key", "--airgap", str(cache), "--k3s-version", version]  # fmt: skip
+    try:
+        release.write_checksums(tamper="k3s-airgap-images-amd64.tar.zst")
+        tampered = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert tampered.returncode == 5, tampered.stderr
+        assert "does not match the release's checksum" in tampered.stderr
+        assert not (cache / version / "k3s-airgap-images-amd64.tar.zst").exists()
+        assert not (spare_host.usr_local_bin / "k3s").exists()  # nothing sent
+        assert not (spare_host.etc / "rancher").exists()
+
+        release.write_checksums()
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["action"] == "install" and report["round_trips"] == 6  # + 3 files sent
+        served = release.root / "releases" / version
+        assert (spare_host.usr_local_bin / "k3s").read_bytes() == (served / "k3s").read_bytes()
+        images = spare_host.var_lib / "rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst"
+        assert images.read_bytes() == (served / images.name).read_bytes()
+        # The binary was kept from the first (refused) run: fetched once, verified twice.
+        assert release.requests.count(f"/releases/{quote(version)}/k3s") == 1
+        assert installer_runs(spare_host) == 1
+    finally:
+        release.server.shutdown()
