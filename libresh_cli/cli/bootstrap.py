@@ -5,6 +5,7 @@ Service modules are imported inside the commands (`libresh --help` must stay fas
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,16 +144,15 @@ def bootstrap_ssh(
     options = _options(node_name, k3s_version, k3s_channel, install_script, airgap, force)
     host = SshHost(target, interactive=app.interactive)
     try:
-        host.connect(_host_key_question(app), accept_new=accept_new_host_key)
-        chosen_context = context or context_name(destination.rpartition("@")[2])
         _bootstrap(
             app,
             host,
-            context=chosen_context,
+            context=context or context_name(destination.rpartition("@")[2]),
             address=address or host.resolved.hostname,
             options=options,
             kubeconfig=kubeconfig,
             merge=merge,
+            connect=lambda: host.connect(_host_key_question(app), accept_new=accept_new_host_key),
         )
     finally:
         host.close()
@@ -269,12 +269,12 @@ def _bootstrap(
     options: dict[str, Any],
     kubeconfig: Path | None,
     merge: bool,
+    connect: Callable[[], None] = lambda: None,
 ) -> None:
-    from libresh_cli.cluster.bootstrap import BootstrapRequest, bootstrap
+    from libresh_cli.cluster.bootstrap import BootstrapRequest, bootstrap, check_request
     from libresh_cli.cluster.kubeconfig import Destination
 
-    if kubeconfig is None and not merge:
-        kubeconfig = app.kubeconfig  # the global --kubeconfig, given before the command
+    kubeconfig = kubeconfig or app.kubeconfig  # the global --kubeconfig, given before the command
     request = BootstrapRequest(
         context=context,
         destination=Destination.choose(app.paths, context, kubeconfig, merge),
@@ -282,6 +282,8 @@ def _bootstrap(
         dry_run=app.dry_run,
         **options,
     )
+    check_request(request)
+    connect()
     reporter = app.reporter()
     with reporter.spinning(f"Bootstrapping {host.label}"):
         report = bootstrap(host, request, reporter, lambda question: confirm(app, question))

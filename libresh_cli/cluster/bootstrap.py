@@ -20,6 +20,7 @@ from typing import Any
 from libresh_cli.cluster import airgap, k3s, kubeconfig
 from libresh_cli.cluster.preflight import Assessment, HostFacts, assess, parse_facts
 from libresh_cli.errors import (
+    BadInputError,
     LibreshError,
     OperationFailedError,
     PrerequisiteError,
@@ -141,8 +142,7 @@ def bootstrap(
         server=server,
         dry_run=request.dry_run,
     )
-    _check_request(request)
-    kubeconfig.check_destination(request.destination, request.context, server)
+    check_request(request)
 
     reporter.step(f"Checking {host.label}")
     facts = gather_facts(host)
@@ -170,6 +170,10 @@ def bootstrap(
     report.config_changed = config.changed
     report.kept_config_keys = config.kept_keys
     report.k3s_version = plan.version or facts.k3s_version
+    if config.changed and config.kept_keys:
+        reporter.done(
+            f"Keys added by hand to {k3s.CONFIG_PATH} are kept: {', '.join(config.kept_keys)}"
+        )
     if request.dry_run:
         report.total_seconds = time.monotonic() - started
         report.round_trips = host.round_trips
@@ -200,20 +204,30 @@ def bootstrap(
     return report
 
 
-def _check_request(request: BootstrapRequest) -> None:
+def check_request(request: BootstrapRequest) -> None:
+    """Options checked before connecting: bad ones cost no login. The kubeconfig destination
+    too, so a taken context name is refused before anything happens on the host."""
+    if request.k3s_version is not None and request.k3s_channel is not None:
+        raise BadInputError(
+            "--k3s-version and --k3s-channel cannot be used together.",
+            hint="Give a fixed version, or a channel to take its current version from.",
+        )
     if request.k3s_version is not None:
         k3s.parse_version(request.k3s_version)
     if request.k3s_channel is not None:
         k3s.check_channel(request.k3s_channel)
     k3s.profile_settings(request.profile)
+    kubeconfig.check_destination(
+        request.destination, request.context, kubeconfig.server_url(request.address or "127.0.0.1")
+    )
     source = request.source
     if source.kind is SourceKind.SCRIPT and (source.path is None or not source.path.is_file()):
-        raise PrerequisiteError(
+        raise BadInputError(
             f"--install-script {source.path}: no such file.",
             hint="Give the path of a k3s install script (https://get.k3s.io saved to a file).",
         )
     if source.kind is SourceKind.AIRGAP and request.k3s_channel is not None:
-        raise PrerequisiteError(
+        raise BadInputError(
             "--airgap needs a fixed --k3s-version, not a channel.",
             hint=f"Give --k3s-version (default {k3s.DEFAULT_K3S_VERSION}).",
         )

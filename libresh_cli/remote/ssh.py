@@ -70,8 +70,9 @@ class ResolvedHost:
     proxy_jump: str | None
 
     def describe(self) -> str:
+        port = f" port {self.port}" if self.port != 22 else ""
         via = f" via {self.proxy_jump}" if self.proxy_jump else ""
-        return f"{self.user}@{self.hostname} port {self.port}{via}"
+        return f"{self.user}@{self.hostname}{port}{via}"
 
 
 @dataclass(frozen=True)
@@ -195,10 +196,12 @@ class SshHost(ShellHost):
         self.target = target
         self.interactive = interactive
         self.connections = 0
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="libresh-ssh-"))
-        self._socket = self._socket_dir / "master"
         self.resolved = self._resolve()
         self.label = self.resolved.describe()
+        # A private directory (0700) for the master's socket: whoever can open the socket can
+        # run commands on the host.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="libresh-ssh-"))
+        self._socket = self._socket_dir / "master"
 
     # -- connection ------------------------------------------------------------------------
 

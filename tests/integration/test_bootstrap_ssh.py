@@ -476,3 +476,45 @@ def test_airgap_download_verify_send(spare_host: TestHost, tmp_path: Path) -> No
         assert installer_runs(spare_host) == 1
     finally:
         release.server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--k3s-version", "v1.34.4+k3s1", "--k3s-channel", "stable"], "cannot be used together"),
+        (["--k3s-version", "1.34"], "is not a k3s version"),
+        (["--k3s-channel", "nightly"], "is not a k3s release channel"),
+        (["--install-script", "/nonexistent/install.sh"], "no such file"),
+        (["--install-script", "/etc/hostname", "--airgap", "/tmp"], "cannot be used together"),
+        (["--airgap", "/tmp", "--k3s-channel", "stable"], "needs a fixed --k3s-version"),
+    ],
+)
+def test_bad_options_are_refused_before_logging_in(
+    spare_host: TestHost, options: list[str], message: str
+) -> None:
+    logins = spare_host.accepted_logins()
+    result = libresh(spare_host, "bootstrap", "ssh", f"root@{spare_host.address}", *options)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert spare_host.accepted_logins() == logins
+
+
+def test_ssh_config_alias_is_honoured(spare_host: TestHost) -> None:
+    """A Host alias of the user's SSH config: its HostName and User are what ssh uses, the
+    alias names the context."""
+    config = spare_host.client_dir / "alias_config"
+    config.write_text(
+        f"Host coop-server\n  HostName {spare_host.address}\n  User admin\n\n"
+        + spare_host.ssh_config.read_text()
+    )
+    env = {**spare_host.cli_env(), "LIBRESH_SSH_CONFIG": str(config)}
+    result = subprocess.run(
+        [LIBRESH, "-o", "json", "bootstrap", "ssh", "coop-server", "--accept-new-host-key",
+         "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["host"] == f"admin@{spare_host.address}"
+    assert report["context"] == "coop-server"
+    assert report["server"] == f"https://{spare_host.address}:6443"
+    assert "Accepted publickey for admin" in spare_host.sshd_log.read_text()
