@@ -146,6 +146,23 @@ class TestHost:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
         subprocess.run(["ip", "link", "del", f"{name}h"], capture_output=True)
 
+    def link_privately(self, other: TestHost) -> tuple[str, str]:
+        """A private network between two hosts only (like a provider's private network):
+        returns the addresses of (self, other) on it, unreachable from the test's side."""
+        here, there = f"{PREFIX}p{self.index}", f"{PREFIX}p{other.index}"
+        subnet = f"10.78.{self.index}"
+        for command in (
+            f"ip link add {here} type veth peer name {there}",
+            f"ip link set {here} netns {self.name}",
+            f"ip link set {there} netns {other.name}",
+            f"ip netns exec {self.name} ip addr add {subnet}.1/30 dev {here}",
+            f"ip netns exec {self.name} ip link set {here} up",
+            f"ip netns exec {other.name} ip addr add {subnet}.2/30 dev {there}",
+            f"ip netns exec {other.name} ip link set {there} up",
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
+        return f"{subnet}.1", f"{subnet}.2"
+
     def _make_host_key(self) -> None:
         key = self.root / "ssh_host_ed25519_key"
         key.unlink(missing_ok=True)
@@ -166,7 +183,7 @@ class TestHost:
             if user != "nokey":
                 (authorized / user).write_text(Path(f"{keys}.pub").read_text())
         (self.root / "sshd_config").write_text(
-            f"ListenAddress {self.address}\n"
+            "ListenAddress 0.0.0.0\n"  # every address of its own namespace
             f"HostKey {self.root}/ssh_host_ed25519_key\n"
             f"PidFile {self.root}/sshd.pid\n"
             "AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n"

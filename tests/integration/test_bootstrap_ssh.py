@@ -518,3 +518,37 @@ def test_ssh_config_alias_is_honoured(spare_host: TestHost) -> None:
     assert report["context"] == "coop-server"
     assert report["server"] == f"https://{spare_host.address}:6443"
     assert "Accepted publickey for admin" in spare_host.sshd_log.read_text()
+
+
+def test_proxyjump_reaches_a_host_only_the_jump_host_can(
+    root_host: TestHost, spare_host: TestHost
+) -> None:
+    """ProxyJump from the user's SSH config: the spare host is reached on a private network
+    that only the root host is on, so only a jump through it can work."""
+    _, private = root_host.link_privately(spare_host)
+    jump_known = spare_host.client_dir / "jump_known_hosts"  # the jump host, trusted already
+    jump_key = (root_host.root / "ssh_host_ed25519_key.pub").read_text().split()
+    jump_known.write_text(f"{root_host.address} {jump_key[0]} {jump_key[1]}\n")
+    config = spare_host.client_dir / "jump_config"
+    config.write_text(
+        f"Host private-box\n  HostName {private}\n  User root\n"
+        f"  ProxyJump root@{root_host.address}\n\n"
+        "Host *\n"
+        f"  UserKnownHostsFile {spare_host.client_dir / 'private_known_hosts'} {jump_known}\n"
+        "  GlobalKnownHostsFile /dev/null\n"
+        f"  IdentityFile {spare_host.client_dir / 'id_ed25519'}\n"
+        f"  IdentityFile {root_host.client_dir / 'id_ed25519'}\n"
+        "  IdentitiesOnly yes\n"
+    )
+    env = {**spare_host.cli_env(), "LIBRESH_SSH_CONFIG": str(config)}
+    result = subprocess.run(
+        [LIBRESH, "-o", "json", "bootstrap", "ssh", "private-box", "--accept-new-host-key",
+         "--address", "box.example.org", "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["host"] == f"root@{private} via root@[{root_host.address}]"
+    assert report["server"] == "https://box.example.org:6443"
+    # The private host saw the connection come from the jump host's side of the link.
+    assert f"from {private[:-1]}1 port" in spare_host.sshd_log.read_text()
