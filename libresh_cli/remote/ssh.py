@@ -116,6 +116,14 @@ def classify_ssh_failure(stderr: str, host: ResolvedHost, timeout: int) -> Libre
     """Turn the OpenSSH client's complaint into a message that says what to check."""
     text = stderr.lower()
     where = host.describe()
+    if host.proxy_jump and "unknown port 65535" in text:
+        # ssh's words when the connection through the jump host could not be made.
+        return UnreachableError(
+            f"Could not reach {host.hostname} through the jump host {host.proxy_jump}: "
+            f"{_first_line(stderr)}",
+            hint=f"Check that `ssh {host.proxy_jump}` works on its own (its host key known, "
+            f"your key accepted) and that it can reach {host.hostname} port {host.port}.",
+        )
     if "could not resolve hostname" in text:
         return UnreachableError(
             f"Cannot resolve the host name '{host.hostname}' (tried {where}).",
@@ -148,6 +156,11 @@ def classify_ssh_failure(stderr: str, host: ResolvedHost, timeout: int) -> Libre
         f"SSH to {where} failed: {_last_line(stderr) or 'no message from ssh'}",
         hint="Run `ssh -v` with the same destination to see why.",
     )
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else ""
 
 
 def _last_line(text: str) -> str:
@@ -238,7 +251,8 @@ class SshHost(ShellHost):
         stderr = self._open_master()
         if stderr is None:
             return
-        if "host key verification failed" not in stderr.lower():
+        through_jump_failed = "unknown port 65535" in stderr.lower()  # the jump, not the host
+        if "host key verification failed" not in stderr.lower() or through_jump_failed:
             raise classify_ssh_failure(stderr, self.resolved, CONNECT_TIMEOUT)
         if "identification has changed" in stderr.lower():
             raise changed_key_error(stderr, self.resolved)

@@ -526,9 +526,8 @@ def test_proxyjump_reaches_a_host_only_the_jump_host_can(
     """ProxyJump from the user's SSH config: the spare host is reached on a private network
     that only the root host is on, so only a jump through it can work."""
     _, private = root_host.link_privately(spare_host)
-    jump_known = spare_host.client_dir / "jump_known_hosts"  # the jump host, trusted already
+    jump_known = spare_host.client_dir / "jump_known_hosts"
     jump_key = (root_host.root / "ssh_host_ed25519_key.pub").read_text().split()
-    jump_known.write_text(f"{root_host.address} {jump_key[0]} {jump_key[1]}\n")
     config = spare_host.client_dir / "jump_config"
     config.write_text(
         f"Host private-box\n  HostName {private}\n  User root\n"
@@ -541,11 +540,16 @@ def test_proxyjump_reaches_a_host_only_the_jump_host_can(
         "  IdentitiesOnly yes\n"
     )
     env = {**spare_host.cli_env(), "LIBRESH_SSH_CONFIG": str(config)}
-    result = subprocess.run(
-        [LIBRESH, "-o", "json", "bootstrap", "ssh", "private-box", "--accept-new-host-key",
-         "--address", "box.example.org", "--dry-run"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    argv = [LIBRESH, "-o", "json", "bootstrap", "ssh", "private-box", "--accept-new-host-key",
+            "--address", "box.example.org", "--dry-run"]  # fmt: skip
+    jump_known.write_text("")  # first, the jump host's key is not known: said so
+    unknown_jump = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert unknown_jump.returncode == 3
+    assert f"through the jump host root@[{root_host.address}]" in unknown_jump.stderr
+
+    # Trusted out of band, as a person checks a fingerprint on the console.
+    jump_known.write_text(f"{root_host.address} {jump_key[0]} {jump_key[1]}\n")
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["host"] == f"root@{private} via root@[{root_host.address}]"

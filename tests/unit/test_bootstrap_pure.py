@@ -268,6 +268,15 @@ def test_ssh_failures_say_what_to_check(stderr: str, expected: str) -> None:
     assert expected in error.message and error.hint
 
 
+def test_jump_host_failure_names_the_jump_host() -> None:
+    jumped = ResolvedHost("10.0.0.5", 22, "root", Path("/kh"), "admin@bastion")
+    stderr = "Host key verification failed.\nConnection closed by UNKNOWN port 65535\n"
+    error = classify_ssh_failure(stderr, jumped, 15)
+    assert "through the jump host admin@bastion" in error.message
+    assert "Host key verification failed." in error.message
+    assert "`ssh admin@bastion`" in (error.hint or "")
+
+
 def test_changed_key_message() -> None:
     stderr = (
         "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\n"
