@@ -133,17 +133,29 @@ def context_name(text: str) -> str:
 def bootstrap(
     host: Host, request: BootstrapRequest, reporter: Reporter, confirm: Confirm
 ) -> BootstrapReport:
+    """Preflight, plan, change the host if needed, then the kubeconfig and the node here."""
     started = time.monotonic()
-    server = kubeconfig.server_url(request.address or "127.0.0.1")
     report = BootstrapReport(
         host=host.label,
         context=request.context,
         kubeconfig=str(request.destination.path),
-        server=server,
+        server=kubeconfig.server_url(request.address or "127.0.0.1"),
         dry_run=request.dry_run,
     )
     check_request(request)
+    facts = _preflight(host, request, report, reporter)
+    config, plan = _plan(request, facts, report, reporter)
+    if not request.dry_run:
+        _change_host(host, request, facts, (config, plan), report, reporter, confirm)
+        _connect_here(host, request, report, reporter)
+    report.total_seconds = time.monotonic() - started
+    report.round_trips = host.round_trips
+    return report
 
+
+def _preflight(
+    host: Host, request: BootstrapRequest, report: BootstrapReport, reporter: Reporter
+) -> HostFacts:
     reporter.step(f"Checking {host.label}")
     facts = gather_facts(host)
     host.privilege = facts.privilege
@@ -153,7 +165,12 @@ def bootstrap(
     for check in report.assessment.warnings(force=request.force):
         reporter.warn(f"{check.name}: {check.message}")
     reporter.done(f"{host.label}: {facts.os_name}, {facts.arch}, preflight passed")
+    return facts
 
+
+def _plan(
+    request: BootstrapRequest, facts: HostFacts, report: BootstrapReport, reporter: Reporter
+) -> tuple[k3s.ConfigPlan, k3s.InstallPlan]:
     report.node_name = k3s.check_node_name(request.node_name or facts.hostname.lower())
     settings = k3s.wanted_settings(
         request.profile, address=request.address or "127.0.0.1", node_name=report.node_name
@@ -171,14 +188,21 @@ def bootstrap(
     report.kept_config_keys = config.kept_keys
     report.k3s_version = plan.version or facts.k3s_version
     if config.changed and config.kept_keys:
-        reporter.done(
-            f"Keys added by hand to {k3s.CONFIG_PATH} are kept: {', '.join(config.kept_keys)}"
-        )
-    if request.dry_run:
-        report.total_seconds = time.monotonic() - started
-        report.round_trips = host.round_trips
-        return report
+        kept = ", ".join(config.kept_keys)
+        reporter.done(f"Keys added by hand to {k3s.CONFIG_PATH} are kept: {kept}")
+    return config, plan
 
+
+def _change_host(
+    host: Host,
+    request: BootstrapRequest,
+    facts: HostFacts,
+    plans: tuple[k3s.ConfigPlan, k3s.InstallPlan],
+    report: BootstrapReport,
+    reporter: Reporter,
+    confirm: Confirm,
+) -> None:
+    config, plan = plans
     if plan.action is k3s.Action.CHANGE_VERSION and not confirm(
         f"k3s {plan.installed} runs on {host.label}. Change it to {plan.version}?"
     ):
@@ -189,19 +213,24 @@ def bootstrap(
         reporter.done(
             f"k3s {facts.k3s_version} already runs on {host.label} with this configuration"
         )
+
+
+def _connect_here(
+    host: Host, request: BootstrapRequest, report: BootstrapReport, reporter: Reporter
+) -> None:
+    """The kubeconfig from the host, written here, then the node seen Ready through it."""
     waited = time.monotonic()
     text = _fetch_kubeconfig(host, reporter)
     report.host_seconds += time.monotonic() - waited
-    document = kubeconfig.from_k3s(text, context=request.context, server=server)
+    document = kubeconfig.from_k3s(text, context=request.context, server=report.server)
     report.kubeconfig_written = kubeconfig.write(request.destination, document, request.context)
     if report.kubeconfig_written:
         reporter.done(f"Kubeconfig written: {request.destination.path} (context {request.context})")
     waited = time.monotonic()
-    _wait_node_ready(request.destination.path, request.context, report.node_name, server, reporter)
+    _wait_node_ready(
+        request.destination.path, request.context, report.node_name, report.server, reporter
+    )
     report.host_seconds += time.monotonic() - waited
-    report.total_seconds = time.monotonic() - started
-    report.round_trips = host.round_trips
-    return report
 
 
 def check_request(request: BootstrapRequest) -> None:
