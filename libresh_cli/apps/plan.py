@@ -9,16 +9,8 @@ from typing import Any
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.record import Ref
 from libresh_cli.errors import BadInputError, NotFoundError
+from libresh_cli.kube.diff import normalize
 
-# Fields the server sets or that change without anyone changing the object.
-VOLATILE_METADATA = (
-    "managedFields",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "uid",
-    "selfLink",
-)
 # Never deleted because a new version stops rendering them: they hold users' data.
 NEVER_PRUNED = {"PersistentVolumeClaim"}
 
@@ -102,23 +94,6 @@ def upgrade_path(app: App, current: str, target: str | None = None) -> list[Vers
             hint="Update libresh's catalog, which keeps every major of an app.",
         )
     return path
-
-
-def normalize(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The object without server-owned noise, for comparing what is with what would be."""
-    result = {k: v for k, v in manifest.items() if k != "status"}
-    metadata = {k: v for k, v in result.get("metadata", {}).items() if k not in VOLATILE_METADATA}
-    annotations = {
-        k: v
-        for k, v in metadata.get("annotations", {}).items()
-        if k != "deployment.kubernetes.io/revision"
-    }
-    if annotations:
-        metadata["annotations"] = annotations
-    else:
-        metadata.pop("annotations", None)
-    result["metadata"] = metadata
-    return result
 
 
 def compare(

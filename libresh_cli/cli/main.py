@@ -19,6 +19,7 @@ from libresh_cli.cli.failure import (
     report_libresh_error,
     report_unexpected_error,
 )
+from libresh_cli.cli.infra import infra_app
 from libresh_cli.cli.lab import lab_app
 from libresh_cli.cli.services import services_app
 from libresh_cli.cli.upgrade import upgrade
@@ -31,6 +32,7 @@ Turn a VPS, an ARM board or a Hetzner Cloud project into a self-hosting platform
 Examples:
   # a server becomes a k3s cluster; its kubeconfig is written here
   libresh bootstrap ssh root@203.0.113.10
+  libresh infra install --email admin@example.org
   # a local Kubernetes control plane with simulated nodes, to try things out
   libresh lab up --nodes 3
   export KUBECONFIG=$(libresh lab kubeconfig)
@@ -53,6 +55,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(bootstrap_app, name="bootstrap")
+app.add_typer(infra_app, name="infra")
 app.command("install")(app_commands.install)
 app.command("list")(app_commands.list_instances)
 app.command("status")(app_commands.status)

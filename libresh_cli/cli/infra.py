@@ -1,0 +1,108 @@
+"""`libresh infra`: the cluster's curated infrastructure (TLS, ingress), the k3s way."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from libresh_cli.cli.common import DryRunOption, OutputOption, app_context, kube_client
+from libresh_cli.cli.context import AppContext
+from libresh_cli.cli.output import emit, rows_table
+
+infra_app = typer.Typer(
+    help="""Install and check the cluster's infrastructure on k3s.
+
+Components are pinned data (profiles) installed as HelmChart and HelmChartConfig objects that
+k3s' helm-controller acts on: no helm binary needed here. Profile `single` (one server):
+cert-manager with Let's Encrypt ClusterIssuers (staging and production, HTTP-01 through
+Traefik), and Traefik configured (HTTP to HTTPS, timeouts for large uploads).
+
+\b
+Examples:
+  libresh infra install --email admin@example.org
+  libresh infra install --dry-run
+  libresh infra status -o json
+""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+@infra_app.command("install")
+def install(
+    ctx: typer.Context,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Let's Encrypt contact email (asked once, then kept in the cluster)."),
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Profile to install.")] = "single",
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Install or update the infrastructure. A re-run changes nothing; a changed value
+    (e.g. a new --email) is applied to what uses it.
+
+    \b
+    Examples:
+      libresh infra install --email admin@example.org
+      libresh infra install --email new@example.org --dry-run
+    """
+    from libresh_cli.infra.service import install as install_infra
+
+    app = app_context(ctx, output, dry_run)
+    reporter = app.reporter()
+    with kube_client(app) as kube, reporter.spinning("Installing the infrastructure"):
+        result = install_infra(kube, profile, email, reporter, dry_run=app.dry_run)
+    emit(app, result.to_dict(), lambda data: _changes_table(data))
+    if app.dry_run:
+        app.err.print("Dry run: nothing was changed.", style="dim")
+    elif result.nothing_to_do:
+        app.err.print("Nothing to do: the infrastructure is as the profile says.")
+
+
+def _changes_table(data: dict[str, Any]) -> Any:
+    return rows_table(
+        ["ACTION", "KIND", "NAME"], [[c["action"], c["kind"], c["name"]] for c in data["changes"]]
+    )
+
+
+@infra_app.command("status")
+def status(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Each component: pinned and running version, health; the issuers; memory requests.
+
+    Exit code 1 when something is not healthy (for monitoring).
+
+    \b
+    Examples:
+      libresh infra status
+      libresh infra status -o json | jq .memory_requests
+    """
+    from libresh_cli.infra.service import status as infra_status
+
+    app: AppContext = app_context(ctx, output)
+    with kube_client(app) as kube:
+        data = infra_status(kube)
+    emit(app, data, _status_table)
+    if not data["healthy"]:
+        raise typer.Exit(1)
+
+
+def _status_table(data: dict[str, Any]) -> Any:
+    rows = [
+        [
+            c["name"],
+            c["pinned"],
+            c["running"] or "-",
+            c["health"],
+            f"{c['memory_requests'] >> 20}Mi",
+            c["detail"],
+        ]
+        for c in data["components"]
+    ]
+    rows += [
+        [i["name"], "", "", "ready" if i["ready"] else "not ready", "", i["detail"]]
+        for i in data["issuers"]
+    ]
+    rows.append(["total", "", "", "", data["memory_requests"], f"profile {data['profile']}"])
+    return rows_table(["COMPONENT", "PINNED", "RUNNING", "HEALTH", "MEMORY", "DETAIL"], rows)

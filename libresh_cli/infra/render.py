@@ -1,0 +1,65 @@
+"""The objects a profile becomes: pure functions, no cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from libresh_cli.infra.profile import Component, Issuer, Profile
+
+HELM_API = "helm.cattle.io/v1"
+ISSUER_API = "cert-manager.io/v1"
+HELM_NAMESPACE = "kube-system"  # where k3s' helm-controller looks for HelmCharts
+LABELS = {"app.kubernetes.io/managed-by": "libresh", "libresh.dev/part-of": "infra"}
+INGRESS_CLASS = "traefik"
+
+
+def component_manifest(component: Component) -> dict[str, Any]:
+    values = yaml.safe_dump(component.values, sort_keys=True)
+    metadata = {"name": component.name, "namespace": HELM_NAMESPACE, "labels": dict(LABELS)}
+    if component.kind == "helm-chart-config":
+        return {
+            "apiVersion": HELM_API,
+            "kind": "HelmChartConfig",
+            "metadata": metadata,
+            "spec": {"valuesContent": values},
+        }
+    return {
+        "apiVersion": HELM_API,
+        "kind": "HelmChart",
+        "metadata": metadata,
+        "spec": {
+            "repo": component.repo,
+            "chart": component.chart,
+            "version": component.version,
+            "targetNamespace": component.namespace,
+            "createNamespace": True,
+            "valuesContent": values,
+        },
+    }
+
+
+def issuer_manifest(issuer: Issuer, email: str) -> dict[str, Any]:
+    return {
+        "apiVersion": ISSUER_API,
+        "kind": "ClusterIssuer",
+        "metadata": {"name": issuer.name, "labels": dict(LABELS)},
+        "spec": {
+            "acme": {
+                "server": issuer.server,
+                "email": email,
+                # The account key cert-manager makes; a Secret in its namespace.
+                "privateKeySecretRef": {"name": f"{issuer.name}-account"},
+                "solvers": [{"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}],
+            }
+        },
+    }
+
+
+def profile_manifests(profile: Profile) -> list[dict[str, Any]]:
+    return [component_manifest(c) for c in profile.components]
+
+
+def issuer_manifests(profile: Profile, email: str) -> list[dict[str, Any]]:
+    return [issuer_manifest(i, email) for i in profile.issuers]

@@ -1,0 +1,263 @@
+"""`libresh infra install | status`: apply a profile's objects, check what k3s made of them.
+
+The objects are HelmChart / HelmChartConfig in kube-system (k3s' helm-controller installs the
+charts in the cluster) and, once cert-manager's CRDs exist, the ClusterIssuers. Settings
+asked once (the profile, the Let's Encrypt contact email) live in the ConfigMap
+`libresh-infra` of libresh-system.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from libresh_cli.errors import BadInputError, OperationFailedError, PrerequisiteError
+from libresh_cli.infra.profile import Component, Profile, load_profile
+from libresh_cli.infra.render import (
+    HELM_NAMESPACE,
+    LABELS,
+    issuer_manifests,
+    profile_manifests,
+)
+from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
+from libresh_cli.kube.diff import normalize
+from libresh_cli.kube.quantity import quantity
+from libresh_cli.kube.readiness import custom_resource_definition, deployment, job
+from libresh_cli.progress import Reporter
+
+SYSTEM_NAMESPACE = "libresh-system"
+SETTINGS_CONFIGMAP = "libresh-infra"
+HELM_CRDS = ("helmcharts.helm.cattle.io", "helmchartconfigs.helm.cattle.io")
+ISSUER_CRD = "clusterissuers.cert-manager.io"
+CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+# helm-controller installs cert-manager in a Job; the first time it pulls images: minutes.
+CHARTS_TIMEOUT = 600.0
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIB = 1024**2
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    name: str
+    action: str  # create | update | unchanged | create later (after cert-manager is up)
+
+
+@dataclass
+class InstallResult:
+    profile: str
+    email: str
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return all(c.action == "unchanged" for c in self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "email": self.email,
+            "nothing_to_do": self.nothing_to_do,
+            "changes": [c.__dict__ for c in self.changes],
+        }
+
+
+def require_k3s(kube: KubeClient) -> None:
+    missing = [name for name in HELM_CRDS if kube.get(*CRD_API, name) is None]
+    if missing:
+        raise PrerequisiteError(
+            f"This cluster has no {' or '.join(missing)}: it is not k3s, whose helm-controller "
+            "registers them, so libresh's infrastructure cannot be installed the k3s way.",
+            hint="Use a k3s cluster (`libresh bootstrap ssh HOST` makes one).",
+        )
+
+
+def check_email(email: str) -> str:
+    if not EMAIL.match(email):
+        raise BadInputError(
+            f"--email {email!r} is not an email address.",
+            hint="Let's Encrypt writes to it before certificates expire: give one you read.",
+        )
+    return email
+
+
+def saved_settings(kube: KubeClient) -> dict[str, str]:
+    found = kube.get("v1", "ConfigMap", SETTINGS_CONFIGMAP, SYSTEM_NAMESPACE)
+    return dict((found or {}).get("data") or {})
+
+
+def plan(kube: KubeClient, profile: Profile, email: str) -> list[Change]:
+    """What applying would change, from the API server's own dry run."""
+    issuers_ready = _crd_established(kube, ISSUER_CRD)
+    changes = []
+    for manifest in profile_manifests(profile) + issuer_manifests(profile, email):
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if kind == "ClusterIssuer" and not issuers_ready:
+            changes.append(Change(kind, name, "create later"))
+            continue
+        live = kube.get(manifest["apiVersion"], kind, name, manifest["metadata"].get("namespace"))
+        if live is None:
+            changes.append(Change(kind, name, "create"))
+            continue
+        would_be = kube.apply(manifest, dry_run=True)
+        same = normalize(would_be) == normalize(live)
+        changes.append(Change(kind, name, "unchanged" if same else "update"))
+    return changes
+
+
+def install(
+    kube: KubeClient, profile_name: str, email: str | None, reporter: Reporter, *, dry_run: bool
+) -> InstallResult:
+    """Apply the profile (a re-run changes nothing), wait for cert-manager, apply the issuers."""
+    require_k3s(kube)
+    settings = saved_settings(kube)
+    email = check_email(email or settings.get("email") or _no_email())
+    profile = load_profile(profile_name)
+    result = InstallResult(profile.name, email, plan(kube, profile, email))
+    if dry_run or result.nothing_to_do:
+        return result
+    _save_settings(kube, profile.name, email)
+    for manifest in profile_manifests(profile):
+        reporter.step(f"Applying {manifest['kind']} {manifest['metadata']['name']}")
+        kube.apply(manifest)
+    _wait_for_issuer_crd(kube, reporter)
+    for manifest in issuer_manifests(profile, email):
+        kube.apply(manifest)
+    reporter.done(f"Profile {profile.name}: {len(result.changes)} objects applied")
+    return result
+
+
+def _no_email() -> str:
+    raise BadInputError(
+        "Let's Encrypt needs a contact email, and none was given yet.",
+        hint="Give it once with --email you@example.org; later runs reuse it.",
+    )
+
+
+def _save_settings(kube: KubeClient, profile: str, email: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": SETTINGS_CONFIGMAP,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": LABELS,
+            },
+            "data": {"profile": profile, "email": email},
+        }
+    )
+
+
+def _crd_established(kube: KubeClient, name: str) -> bool:
+    crd = kube.get(*CRD_API, name)
+    return crd is not None and custom_resource_definition(crd).ready
+
+
+def _wait_for_issuer_crd(kube: KubeClient, reporter: Reporter) -> None:
+    reporter.step("Waiting for k3s' helm-controller to install cert-manager")
+    try:
+        wait_for(
+            "cert-manager's CRDs",
+            lambda: True if _crd_established(kube, ISSUER_CRD) else None,
+            timeout=CHARTS_TIMEOUT,
+            interval=1.0,
+            max_interval=5.0,
+        )
+    except WaitTimeoutError as error:
+        raise OperationFailedError(
+            f"cert-manager was not installed within {CHARTS_TIMEOUT:.0f} s, so the "
+            "ClusterIssuers could not be made yet.",
+            hint="See why: `kubectl -n kube-system logs job/helm-install-cert-manager`. "
+            "Then run `libresh infra install` again: it goes on from there.",
+        ) from error
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    pinned: str
+    running: str | None
+    health: str  # healthy | installing | install failed | degraded | missing
+    detail: str
+    memory_requests: int  # bytes, all replicas
+
+
+def status(kube: KubeClient) -> dict[str, Any]:
+    require_k3s(kube)
+    settings = saved_settings(kube)
+    profile = load_profile(settings.get("profile", "single"))
+    components = [_component_status(kube, c) for c in profile.components]
+    issuers = [_issuer_status(kube, i.name) for i in profile.issuers]
+    total = sum(c.memory_requests for c in components)
+    return {
+        "profile": profile.name,
+        "email": settings.get("email"),
+        "components": [c.__dict__ for c in components],
+        "issuers": issuers,
+        "memory_requests_bytes": total,
+        "memory_requests": f"{total / MIB:.0f}Mi",
+        "healthy": all(c.health == "healthy" for c in components)
+        and all(i["ready"] for i in issuers),
+    }
+
+
+def _component_status(kube: KubeClient, component: Component) -> ComponentStatus:
+    pinned = component.version or "shipped with k3s"
+    kind = "HelmChart" if component.kind == "helm-chart" else "HelmChartConfig"
+    if kube.get("helm.cattle.io/v1", kind, component.name, HELM_NAMESPACE) is None:
+        return ComponentStatus(component.name, pinned, None, "missing", "not installed", 0)
+    install_job = kube.get("batch/v1", "Job", f"helm-install-{component.name}", HELM_NAMESPACE)
+    if install_job is not None and job(install_job).failed:
+        detail = f"job/helm-install-{component.name} in kube-system failed"
+        return ComponentStatus(component.name, pinned, None, "install failed", detail, 0)
+    deployments = [
+        kube.get("apps/v1", "Deployment", w, component.namespace) for w in component.workloads
+    ]
+    if any(d is None for d in deployments):
+        return ComponentStatus(
+            component.name, pinned, None, "installing", "workloads not created yet", 0
+        )
+    found = [d for d in deployments if d is not None]
+    not_ready = [d["metadata"]["name"] for d in found if not deployment(d).ready]
+    running = (found[0]["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+    return ComponentStatus(
+        component.name,
+        pinned,
+        running,
+        "degraded" if not_ready else "healthy",
+        f"not ready: {', '.join(not_ready)}" if not_ready else f"{len(found)} workload(s) ready",
+        sum(_memory_requests(d) for d in found),
+    )
+
+
+def _memory_requests(manifest: dict[str, Any]) -> int:
+    spec = manifest.get("spec") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    per_pod = sum(
+        quantity(((c.get("resources") or {}).get("requests") or {}).get("memory", 0))
+        for c in containers
+    )
+    return int(per_pod * int(spec.get("replicas", 1)))
+
+
+def _issuer_status(kube: KubeClient, name: str) -> dict[str, Any]:
+    found = (
+        kube.get("cert-manager.io/v1", "ClusterIssuer", name)
+        if _crd_established(kube, ISSUER_CRD)
+        else None
+    )
+    if found is None:
+        return {"name": name, "ready": False, "detail": "not created yet"}
+    conditions = (found.get("status") or {}).get("conditions") or []
+    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    return {
+        "name": name,
+        "ready": ready.get("status") == "True",
+        "detail": ready.get("message") or "no Ready condition yet",
+    }

@@ -1,0 +1,228 @@
+"""`libresh infra` on the lab's real API server. The lab is not k3s: a fixture registers the
+helm-controller's and cert-manager's kinds from tests/fixtures/infra/standin-crds.yaml (a
+stand-in, named as such), and creates the Deployments a chart would run where `infra status`
+needs them. What is checked is what libresh applies and reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from libresh_cli.kube.client import KubeClient
+from tests.integration.conftest import Lab
+
+LIBRESH = str(Path(sys.executable).parent / "libresh")
+CRDS = Path(__file__).parents[1] / "fixtures" / "infra" / "standin-crds.yaml"
+CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+HELM = "helm.cattle.io/v1"
+
+
+def libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LIBRESH, "--kubeconfig", str(lab.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**lab.cli_env(), "COLUMNS": "200"},
+    )
+
+
+def test_a_cluster_that_is_not_k3s_is_refused(lab: Lab) -> None:
+    result = libresh(lab, "infra", "install", "--email", "ops@coop.example")
+    assert result.returncode == 6
+    assert "helmcharts.helm.cattle.io" in result.stderr and "not k3s" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def k3s_kinds(lab: Lab) -> Iterator[None]:
+    documents = list(yaml.safe_load_all(CRDS.read_text()))
+    with lab.kube() as kube:
+        for crd in documents:
+            kube.apply(crd)
+        deadline = time.monotonic() + 30
+        while not all(_established(kube, d["metadata"]["name"]) for d in documents):
+            assert time.monotonic() < deadline, "stand-in CRDs not established"
+            time.sleep(0.2)
+    yield
+    with lab.kube() as kube:
+        for crd in documents:
+            kube.delete(*CRD_API, crd["metadata"]["name"])
+        kube.delete("v1", "Namespace", "cert-manager")
+        kube.delete("v1", "ConfigMap", "libresh-infra", "libresh-system")
+        kube.delete("apps/v1", "Deployment", "traefik", "kube-system")
+
+
+def _established(kube: KubeClient, name: str) -> bool:
+    crd = kube.get(*CRD_API, name)
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+def _get(lab: Lab, api: str, kind: str, name: str, namespace: str | None = None) -> Any:
+    with lab.kube() as kube:  # a new client: it discovers the kinds registered meanwhile
+        return kube.get(api, kind, name, namespace)
+
+
+def test_install_applies_the_profile(lab: Lab, k3s_kinds: None) -> None:
+    result = libresh(lab, "-o", "json", "infra", "install", "--email", "ops@coop.example")
+    assert result.returncode == 0, result.stderr
+    changes = {(c["kind"], c["name"]): c["action"] for c in json.loads(result.stdout)["changes"]}
+    assert set(changes.values()) == {"create"} and len(changes) == 4
+
+    chart = _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")
+    assert chart["spec"]["repo"] == "https://charts.jetstack.io"
+    assert (chart["spec"]["chart"], chart["spec"]["version"]) == ("cert-manager", "v1.19.4")
+    assert chart["spec"]["targetNamespace"] == "cert-manager"
+    values = yaml.safe_load(chart["spec"]["valuesContent"])
+    assert values["crds"] == {"enabled": True, "keep": True}
+    assert values["resources"]["requests"]["memory"] == "48Mi"
+
+    traefik = _get(lab, HELM, "HelmChartConfig", "traefik", "kube-system")
+    web = yaml.safe_load(traefik["spec"]["valuesContent"])["ports"]["web"]
+    assert web["redirections"]["entryPoint"] == {
+        "to": "websecure",
+        "scheme": "https",
+        "permanent": True,
+    }
+
+    for name, server in (
+        ("letsencrypt-staging", "acme-staging-v02"),
+        ("letsencrypt-production", "acme-v02.api"),
+    ):
+        issuer = _get(lab, "cert-manager.io/v1", "ClusterIssuer", name)
+        acme = issuer["spec"]["acme"]
+        assert acme["email"] == "ops@coop.example" and server in acme["server"]
+        assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "traefik"}}}]
+    settings = _get(lab, "v1", "ConfigMap", "libresh-infra", "libresh-system")
+    assert settings["data"] == {"profile": "single", "email": "ops@coop.example"}
+
+
+def test_rerun_changes_nothing(lab: Lab, k3s_kinds: None) -> None:
+    before = _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")["metadata"]
+    result = libresh(lab, "infra", "install")  # the email is the one kept in the cluster
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to do" in result.stderr
+    after = _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")["metadata"]
+    assert after["resourceVersion"] == before["resourceVersion"]
+
+
+def test_a_new_email_updates_both_issuers(lab: Lab, k3s_kinds: None) -> None:
+    planned = libresh(
+        lab, "-o", "json", "infra", "install", "--email", "new@coop.example", "--dry-run"
+    )
+    assert planned.returncode == 0, planned.stderr
+    actions = {c["name"]: c["action"] for c in json.loads(planned.stdout)["changes"]}
+    assert actions == {
+        "cert-manager": "unchanged",
+        "traefik": "unchanged",
+        "letsencrypt-staging": "update",
+        "letsencrypt-production": "update",
+    }
+    issuer = _get(lab, "cert-manager.io/v1", "ClusterIssuer", "letsencrypt-staging")
+    assert issuer["spec"]["acme"]["email"] == "ops@coop.example"  # the dry run changed nothing
+
+    result = libresh(lab, "infra", "install", "--email", "new@coop.example")
+    assert result.returncode == 0, result.stderr
+    for name in ("letsencrypt-staging", "letsencrypt-production"):
+        issuer = _get(lab, "cert-manager.io/v1", "ClusterIssuer", name)
+        assert issuer["spec"]["acme"]["email"] == "new@coop.example"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "not-an-address"], "is not an email address"),
+        (["--email", "ops@coop.example", "--profile", "huge"], "Unknown profile 'huge'"),
+    ],
+)
+def test_bad_input(lab: Lab, k3s_kinds: None, args: list[str], message: str) -> None:
+    result = libresh(lab, "infra", "install", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def _chart_workload(
+    name: str, namespace: str, memory: str, *, failing: bool = False
+) -> dict[str, Any]:
+    """What a chart would run (the lab has no helm-controller to run the chart)."""
+    labels = {"app": name}
+    pod_labels = {**labels, **({"lab.libresh.dev/fail": "true"} if failing else {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/version": "v1.19.4"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": "example/x:1",
+                            "resources": {"requests": {"memory": memory}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_status_reports_health_versions_and_memory(lab: Lab, k3s_kinds: None) -> None:
+    with lab.kube() as kube:
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cert-manager"}})
+        for name, memory in (
+            ("cert-manager", "48Mi"),
+            ("cert-manager-webhook", "24Mi"),
+            ("cert-manager-cainjector", "48Mi"),
+        ):
+            kube.apply(_chart_workload(name, "cert-manager", memory))
+        kube.apply(_chart_workload("traefik", "kube-system", "64Mi", failing=True))
+        issuer = kube.get("cert-manager.io/v1", "ClusterIssuer", "letsencrypt-production")
+        assert issuer is not None
+        status = {
+            "conditions": [
+                {"type": "Ready", "status": "True", "message": "ACME account registered"}
+            ]
+        }
+        kube.request(
+            "PATCH",
+            kube.path_for("cert-manager.io/v1", "ClusterIssuer", "letsencrypt-production")
+            + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        result = libresh(lab, "-o", "json", "infra", "status")
+        data = json.loads(result.stdout)
+        components = {c["name"]: c for c in data["components"]}
+        if components["cert-manager"]["health"] == "healthy" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.returncode == 1  # not everything is healthy
+    assert components["cert-manager"]["health"] == "healthy"
+    assert components["cert-manager"]["pinned"] == "v1.19.4"
+    assert components["cert-manager"]["running"] == "v1.19.4"
+    assert components["traefik"]["health"] == "degraded"
+    assert "traefik" in components["traefik"]["detail"]
+    assert data["memory_requests"] == "184Mi"  # 48 + 24 + 48 + 64: under the 512 MiB target
+    issuers = {i["name"]: i["ready"] for i in data["issuers"]}
+    assert issuers == {"letsencrypt-staging": False, "letsencrypt-production": True}
+    table = libresh(lab, "infra", "status")
+    assert "degraded" in table.stdout and "184Mi" in table.stdout

@@ -1,0 +1,66 @@
+"""Infra profiles and the objects they become, without a cluster."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from libresh_cli.errors import BadInputError
+from libresh_cli.infra.profile import load_profile, parse_profile, profile_names
+from libresh_cli.infra.render import component_manifest, issuer_manifests, profile_manifests
+from libresh_cli.infra.service import check_email
+
+
+def test_single_profile_is_pinned_and_small() -> None:
+    profile = load_profile("single")
+    assert "single" in profile_names()
+    charts = [c for c in profile.components if c.kind == "helm-chart"]
+    assert charts and all(c.version and c.repo and c.chart for c in charts)
+    manifests = profile_manifests(profile)
+    assert {(m["kind"], m["metadata"]["namespace"]) for m in manifests} == {
+        ("HelmChart", "kube-system"),
+        ("HelmChartConfig", "kube-system"),
+    }
+
+
+def test_helm_chart_object() -> None:
+    cert_manager = next(c for c in load_profile("single").components if c.name == "cert-manager")
+    manifest = component_manifest(cert_manager)
+    assert manifest["apiVersion"] == "helm.cattle.io/v1"
+    assert manifest["spec"]["createNamespace"] is True
+    assert yaml.safe_load(manifest["spec"]["valuesContent"]) == cert_manager.values
+    assert manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "libresh"
+
+
+def test_issuers_carry_the_email() -> None:
+    issuers = issuer_manifests(load_profile("single"), "ops@coop.example")
+    assert [i["metadata"]["name"] for i in issuers] == [
+        "letsencrypt-staging",
+        "letsencrypt-production",
+    ]
+    assert all(i["spec"]["acme"]["email"] == "ops@coop.example" for i in issuers)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"components": []}, "`profile` is missing"),
+        (
+            {"profile": "x", "components": [{"name": "a", "kind": "kustomize"}]},
+            "components[0].kind",
+        ),
+        (
+            {"profile": "x", "components": [{"name": "a", "kind": "helm-chart", "namespace": "n"}]},
+            "components[0]: `repo` is missing",
+        ),
+    ],
+)
+def test_profile_mistakes_name_their_field(data: object, message: str) -> None:
+    with pytest.raises(BadInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_profile(data, "p.yaml")
+
+
+def test_email_check() -> None:
+    assert check_email("a@b.org") == "a@b.org"
+    with pytest.raises(BadInputError, match="not an email"):
+        check_email("a@b")
