@@ -219,6 +219,12 @@ class SshHost(ShellHost):
     # -- connection ------------------------------------------------------------------------
 
     def _resolve(self) -> ResolvedHost:
+        if self.target.destination.startswith("-") or not self.target.destination.strip():
+            # ssh would read it as an option.
+            raise BadInputError(
+                f"{self.target.destination!r} is not a destination.",
+                hint="Give [USER@]HOST, or a Host of your SSH config.",
+            )
         if shutil.which("ssh") is None:
             raise PrerequisiteError(
                 "The OpenSSH client (`ssh`) is not installed on this machine.",

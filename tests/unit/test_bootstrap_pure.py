@@ -291,6 +291,13 @@ def test_changed_key_message() -> None:
     assert "ssh-keygen -R '[203.0.113.10]:2222'" in (error.hint or "")
 
 
+def test_a_destination_that_ssh_would_read_as_an_option_is_refused() -> None:
+    from libresh_cli.remote.ssh import SshHost, SshTarget
+
+    with pytest.raises(BadInputError, match="is not a destination"):
+        SshHost(SshTarget("-oProxyCommand=touch /tmp/x"))
+
+
 def test_fingerprints_from_ssh_keygen() -> None:
     listed = "256 SHA256:uYcjLQHKWhoho 10.77.1.2 (ED25519)\n3072 SHA256:abc [h]:2222 (RSA)\n"
     assert parse_fingerprints(listed) == ["ED25519 SHA256:uYcjLQHKWhoho", "RSA SHA256:abc"]
