@@ -13,6 +13,7 @@ from libresh_cli.cli import apps as app_commands
 from libresh_cli.cli.backup import backup_app, backups_app, restore
 from libresh_cli.cli.bootstrap import bootstrap_app
 from libresh_cli.cli.catalog import catalog_app
+from libresh_cli.cli.cluster import cluster_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
     debug_requested,
@@ -56,6 +57,7 @@ app = typer.Typer(
 )
 app.add_typer(bootstrap_app, name="bootstrap")
 app.add_typer(infra_app, name="infra")
+app.add_typer(cluster_app, name="cluster")
 app.command("install")(app_commands.install)
 app.command("list")(app_commands.list_instances)
 app.command("status")(app_commands.status)

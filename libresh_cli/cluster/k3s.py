@@ -130,19 +130,7 @@ def plan_install(
         wanted = version or (None if channel else DEFAULT_K3S_VERSION)
         return InstallPlan(Action.INSTALL, wanted, channel, None)
     if version is not None and version != installed:
-        if parse_version(version) < parse_version(installed, "installed k3s"):
-            raise ConflictError(
-                f"k3s {installed} runs on the host; going back to {version} is not possible "
-                "(its datastore has already been migrated).",
-                hint=f"Leave --k3s-version out to keep {installed}, or give a newer version.",
-            )
-        if _skips_a_minor(installed, version):
-            raise ConflictError(
-                f"k3s {installed} runs on the host; {version} would skip a minor version, "
-                "which Kubernetes does not support.",
-                hint="Upgrade one minor version at a time: first to a "
-                f"v1.{parse_version(installed)[1] + 1}.x release.",
-            )
+        check_version_change(installed, version, where="the host")
         return InstallPlan(Action.CHANGE_VERSION, version, None, installed)
     # With k3s installed, a channel is not re-resolved at every run: the version stays.
     if config_changed:
@@ -152,6 +140,20 @@ def plan_install(
     return InstallPlan(Action.NOTHING, installed, None, installed)
 
 
-def _skips_a_minor(installed: str, wanted: str) -> bool:
-    a, b = parse_version(installed), parse_version(wanted)
-    return a[0] == b[0] and b[1] - a[1] > 1
+def check_version_change(current: str, wanted: str, *, where: str) -> None:
+    """Refuse a downgrade (k3s' datastore cannot go back) and a skipped minor version
+    (Kubernetes supports moving one minor at a time)."""
+    now, then = parse_version(current, f"k3s on {where}"), parse_version(wanted)
+    if then < now:
+        raise ConflictError(
+            f"k3s {current} runs on {where}; going back to {wanted} is not possible (its "
+            "datastore has already been migrated).",
+            hint="Give a version at least as new as the one running (or leave it out to keep "
+            f"{current}).",
+        )
+    if then[0] == now[0] and then[1] - now[1] > 1:
+        raise ConflictError(
+            f"k3s {current} runs on {where}; {wanted} would skip a minor version, which "
+            "Kubernetes does not support.",
+            hint=f"Upgrade one minor version at a time: first to a v1.{now[1] + 1}.x release.",
+        )

@@ -12,7 +12,7 @@ import yaml
 
 from libresh_cli.errors import BadInputError
 
-KINDS = ("helm-chart", "helm-chart-config")
+KINDS = ("helm-chart", "helm-chart-config", "manifests")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Component:
     values: dict[str, Any]
     repo: str | None = None
     chart: str | None = None
-    version: str | None = None  # pinned chart version; None for a chart k3s ships
+    version: str | None = None  # pinned version; None for a chart k3s ships
+    file: str | None = None  # for `manifests`: the file in manifests/
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Profile:
 
 def profiles_dir() -> Path:
     return Path(str(resources.files(__package__).joinpath("profiles")))
+
+
+def manifests_file(name: str) -> Path:
+    return Path(str(resources.files(__package__).joinpath("manifests"))) / name
 
 
 def profile_names() -> list[str]:
@@ -81,16 +86,15 @@ def _component(data: Any, where: str) -> Component:
     kind = str(_field(data, "kind", where))
     if kind not in KINDS:
         raise BadInputError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}.")
-    chart = (
-        {k: str(_field(data, k, where)) for k in ("repo", "chart", "version")}
-        if (kind == "helm-chart")
-        else {}
-    )
+    required = {"helm-chart": ("repo", "chart", "version"), "manifests": ("file", "version")}
+    extra = {k: str(_field(data, k, where)) for k in required.get(kind, ())}
+    if kind == "manifests" and not manifests_file(extra["file"]).is_file():
+        raise BadInputError(f"{where}.file: no {extra['file']} in {manifests_file('')}.")
     return Component(
         name=str(_field(data, "name", where)),
         kind=kind,
         namespace=str(_field(data, "namespace", where)),
         workloads=tuple(str(w) for w in data.get("workloads") or ()),
         values=dict(data.get("values") or {}),
-        **chart,
+        **extra,
     )

@@ -6,13 +6,23 @@ from typing import Any
 
 import yaml
 
-from libresh_cli.infra.profile import Component, Issuer, Profile
+from libresh_cli.infra.profile import Component, Issuer, Profile, manifests_file
 
 HELM_API = "helm.cattle.io/v1"
 ISSUER_API = "cert-manager.io/v1"
 HELM_NAMESPACE = "kube-system"  # where k3s' helm-controller looks for HelmCharts
 LABELS = {"app.kubernetes.io/managed-by": "libresh", "libresh.dev/part-of": "infra"}
 INGRESS_CLASS = "traefik"
+
+
+def component_manifests(component: Component) -> list[dict[str, Any]]:
+    if component.kind != "manifests" or component.file is None:
+        return [component_manifest(component)]
+    documents = [d for d in yaml.safe_load_all(manifests_file(component.file).read_text()) if d]
+    for document in documents:
+        labels = document.setdefault("metadata", {}).setdefault("labels", {})
+        labels.update(LABELS)
+    return documents
 
 
 def component_manifest(component: Component) -> dict[str, Any]:
@@ -58,7 +68,7 @@ def issuer_manifest(issuer: Issuer, email: str) -> dict[str, Any]:
 
 
 def profile_manifests(profile: Profile) -> list[dict[str, Any]]:
-    return [component_manifest(c) for c in profile.components]
+    return [m for c in profile.components for m in component_manifests(c)]
 
 
 def issuer_manifests(profile: Profile, email: str) -> list[dict[str, Any]]:

@@ -118,9 +118,8 @@ def install(
     if dry_run or result.nothing_to_do:
         return result
     _save_settings(kube, profile.name, email)
-    for manifest in profile_manifests(profile):
-        reporter.step(f"Applying {manifest['kind']} {manifest['metadata']['name']}")
-        kube.apply(manifest)
+    reporter.step(f"Applying profile {profile.name}")
+    kube.apply_all(profile_manifests(profile))
     _wait_for_issuer_crd(kube, reporter)
     for manifest in issuer_manifests(profile, email):
         kube.apply(manifest)
@@ -209,8 +208,8 @@ def status(kube: KubeClient) -> dict[str, Any]:
 
 def _component_status(kube: KubeClient, component: Component) -> ComponentStatus:
     pinned = component.version or "shipped with k3s"
-    kind = "HelmChart" if component.kind == "helm-chart" else "HelmChartConfig"
-    if kube.get("helm.cattle.io/v1", kind, component.name, HELM_NAMESPACE) is None:
+    kind = {"helm-chart": "HelmChart", "helm-chart-config": "HelmChartConfig"}.get(component.kind)
+    if kind and kube.get("helm.cattle.io/v1", kind, component.name, HELM_NAMESPACE) is None:
         return ComponentStatus(component.name, pinned, None, "missing", "not installed", 0)
     install_job = kube.get("batch/v1", "Job", f"helm-install-{component.name}", HELM_NAMESPACE)
     if install_job is not None and job(install_job).failed:

@@ -43,6 +43,11 @@ def test_a_cluster_that_is_not_k3s_is_refused(lab: Lab) -> None:
     assert "helmcharts.helm.cattle.io" in result.stderr and "not k3s" in result.stderr
 
 
+def test_cluster_upgrade_needs_the_controller(lab: Lab) -> None:
+    result = libresh(lab, "cluster", "upgrade", "--k3s-version", "v1.35.1+k3s1")
+    assert result.returncode == 6 and "libresh infra install" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def k3s_kinds(lab: Lab) -> Iterator[None]:
     documents = list(yaml.safe_load_all(CRDS.read_text()))
@@ -58,6 +63,9 @@ def k3s_kinds(lab: Lab) -> Iterator[None]:
         for crd in documents:
             kube.delete(*CRD_API, crd["metadata"]["name"])
         kube.delete("v1", "Namespace", "cert-manager")
+        kube.delete("v1", "Namespace", "system-upgrade")
+        kube.delete(*CRD_API, "plans.upgrade.cattle.io")
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "system-upgrade")
         kube.delete("v1", "ConfigMap", "libresh-infra", "libresh-system")
         kube.delete("apps/v1", "Deployment", "traefik", "kube-system")
 
@@ -77,7 +85,11 @@ def test_install_applies_the_profile(lab: Lab, k3s_kinds: None) -> None:
     result = libresh(lab, "-o", "json", "infra", "install", "--email", "ops@coop.example")
     assert result.returncode == 0, result.stderr
     changes = {(c["kind"], c["name"]): c["action"] for c in json.loads(result.stdout)["changes"]}
-    assert set(changes.values()) == {"create"} and len(changes) == 4
+    assert set(changes.values()) == {"create"}
+    assert {("HelmChart", "cert-manager"), ("HelmChartConfig", "traefik"),
+            ("ClusterIssuer", "letsencrypt-production"),
+            ("Deployment", "system-upgrade-controller"),
+            ("CustomResourceDefinition", "plans.upgrade.cattle.io")} <= set(changes)  # fmt: skip
 
     chart = _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")
     assert chart["spec"]["repo"] == "https://charts.jetstack.io"
@@ -121,12 +133,11 @@ def test_a_new_email_updates_both_issuers(lab: Lab, k3s_kinds: None) -> None:
         lab, "-o", "json", "infra", "install", "--email", "new@coop.example", "--dry-run"
     )
     assert planned.returncode == 0, planned.stderr
-    actions = {c["name"]: c["action"] for c in json.loads(planned.stdout)["changes"]}
-    assert actions == {
-        "cert-manager": "unchanged",
-        "traefik": "unchanged",
-        "letsencrypt-staging": "update",
-        "letsencrypt-production": "update",
+    actions = {(c["kind"], c["name"]): c["action"] for c in json.loads(planned.stdout)["changes"]}
+    updated = {ref for ref, action in actions.items() if action != "unchanged"}
+    assert updated == {
+        ("ClusterIssuer", "letsencrypt-staging"),
+        ("ClusterIssuer", "letsencrypt-production"),
     }
     issuer = _get(lab, "cert-manager.io/v1", "ClusterIssuer", "letsencrypt-staging")
     assert issuer["spec"]["acme"]["email"] == "ops@coop.example"  # the dry run changed nothing
@@ -221,8 +232,70 @@ def test_status_reports_health_versions_and_memory(lab: Lab, k3s_kinds: None) ->
     assert components["cert-manager"]["running"] == "v1.19.4"
     assert components["traefik"]["health"] == "degraded"
     assert "traefik" in components["traefik"]["detail"]
-    assert data["memory_requests"] == "184Mi"  # 48 + 24 + 48 + 64: under the 512 MiB target
+    # cert-manager 48 + 24 + 48, Traefik 64, system-upgrade-controller 32: under 512 MiB.
+    assert data["memory_requests"] == "216Mi"
+    assert components["system-upgrade-controller"]["pinned"] == "v0.14.2"
     issuers = {i["name"]: i["ready"] for i in data["issuers"]}
     assert issuers == {"letsencrypt-staging": False, "letsencrypt-production": True}
     table = libresh(lab, "infra", "status")
-    assert "degraded" in table.stdout and "184Mi" in table.stdout
+    assert "degraded" in table.stdout and "216Mi" in table.stdout
+
+
+# -- cluster upgrade: system-upgrade-controller Plans -----------------------------------------
+
+
+@pytest.fixture
+def k3s_nodes(lab: Lab, k3s_kinds: None) -> Iterator[None]:
+    """Two nodes as k3s registers them (a server, an agent) at v1.34.4+k3s1. Not simulated by
+    kwok (no annotation), so their status stays what the test writes."""
+    names = {"k3s-server-1": {"node-role.kubernetes.io/control-plane": "true"}, "k3s-agent-1": {}}
+    with lab.kube() as kube:
+        for name, labels in names.items():
+            kube.apply(
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+            )
+            kube.request(
+                "PATCH",
+                kube.path_for("v1", "Node", name) + "/status",
+                body={"status": {"nodeInfo": {"kubeletVersion": "v1.34.4+k3s1"}}},
+                content_type="application/merge-patch+json",
+            )
+    yield
+    with lab.kube() as kube:
+        for name in names:
+            kube.delete("v1", "Node", name)
+
+
+def test_cluster_upgrade_refuses_a_downgrade_and_a_skipped_minor(lab: Lab, k3s_nodes: None) -> None:
+    for version, words in (("v1.33.9+k3s1", "going back"), ("v1.36.0+k3s1", "skip a minor")):
+        result = libresh(lab, "cluster", "upgrade", "--k3s-version", version, "--yes")
+        assert result.returncode == 5, result.stderr
+        assert words in result.stderr and "node k3s-" in result.stderr
+    assert _get(lab, "upgrade.cattle.io/v1", "Plan", "k3s-server", "system-upgrade") is None
+
+
+def test_cluster_upgrade_plans_servers_then_agents(lab: Lab, k3s_nodes: None) -> None:
+    version = "v1.35.1+k3s1"
+    planned = libresh(
+        lab, "-o", "json", "cluster", "upgrade", "--k3s-version", version, "--dry-run"
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert {n["node"]: n["from"] for n in json.loads(planned.stdout)["nodes"]} == {
+        "k3s-server-1": "v1.34.4+k3s1",
+        "k3s-agent-1": "v1.34.4+k3s1",
+    }
+    unasked = libresh(lab, "cluster", "upgrade", "--k3s-version", version)
+    assert unasked.returncode == 2 and "--yes" in unasked.stderr
+    assert _get(lab, "upgrade.cattle.io/v1", "Plan", "k3s-server", "system-upgrade") is None
+
+    done = libresh(lab, "cluster", "upgrade", "--k3s-version", version, "--yes")
+    assert done.returncode == 0, done.stderr
+    server = _get(lab, "upgrade.cattle.io/v1", "Plan", "k3s-server", "system-upgrade")["spec"]
+    agent = _get(lab, "upgrade.cattle.io/v1", "Plan", "k3s-agent", "system-upgrade")["spec"]
+    assert server["version"] == agent["version"] == version
+    assert server["concurrency"] == agent["concurrency"] == 1
+    assert server["cordon"] is True and "drain" in agent
+    assert agent["prepare"]["args"] == ["prepare", "k3s-server"]  # agents wait for servers
+    assert server["upgrade"]["image"] == "rancher/k3s-upgrade"
+    again = libresh(lab, "cluster", "upgrade", "--k3s-version", version, "--yes")
+    assert again.returncode == 0 and "Nothing to do" in again.stderr

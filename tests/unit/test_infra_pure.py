@@ -17,10 +17,18 @@ def test_single_profile_is_pinned_and_small() -> None:
     charts = [c for c in profile.components if c.kind == "helm-chart"]
     assert charts and all(c.version and c.repo and c.chart for c in charts)
     manifests = profile_manifests(profile)
-    assert {(m["kind"], m["metadata"]["namespace"]) for m in manifests} == {
-        ("HelmChart", "kube-system"),
-        ("HelmChartConfig", "kube-system"),
-    }
+    helm = {(m["kind"], m["metadata"]["name"]) for m in manifests if "helm" in m["apiVersion"]}
+    assert helm == {("HelmChart", "cert-manager"), ("HelmChartConfig", "traefik")}
+    assert all(
+        m["metadata"].get("namespace") == "kube-system"
+        for m in manifests
+        if "helm" in m["apiVersion"]
+    )
+    kinds = {m["kind"] for m in manifests}
+    assert {"CustomResourceDefinition", "Deployment", "ClusterRoleBinding"} <= kinds
+    assert all(
+        m["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "libresh" for m in manifests
+    )
 
 
 def test_helm_chart_object() -> None:
