@@ -6,9 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from libresh_cli.cli.common import DryRunOption, OutputOption, app_context, kube_client
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    confirm,
+    kube_client,
+)
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
+from libresh_cli.errors import LibreshError
 
 infra_app = typer.Typer(
     help="""Install and check the cluster's infrastructure on k3s.
@@ -16,13 +24,15 @@ infra_app = typer.Typer(
 Components are pinned data (profiles) installed as HelmChart and HelmChartConfig objects that
 k3s' helm-controller acts on: no helm binary needed here. Profile `single` (one server):
 cert-manager with Let's Encrypt ClusterIssuers (staging and production, HTTP-01 through
-Traefik), and Traefik configured (HTTP to HTTPS, timeouts for large uploads).
+Traefik), Traefik configured (HTTP to HTTPS, timeouts for large uploads), and
+system-upgrade-controller (for `libresh cluster upgrade`).
 
 \b
 Examples:
   libresh infra install --email admin@example.org
   libresh infra install --dry-run
   libresh infra status -o json
+  libresh infra upgrade --dry-run
 """,
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -36,7 +46,9 @@ def install(
         str | None,
         typer.Option(help="Let's Encrypt contact email (asked once, then kept in the cluster)."),
     ] = None,
-    profile: Annotated[str, typer.Option(help="Profile to install.")] = "single",
+    profile: Annotated[
+        str | None, typer.Option(help="Profile to install (default: the installed one, or single).")
+    ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
 ) -> None:
@@ -59,6 +71,45 @@ def install(
         app.err.print("Dry run: nothing was changed.", style="dim")
     elif result.nothing_to_do:
         app.err.print("Nothing to do: the infrastructure is as the profile says.")
+
+
+@infra_app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    yes: YesOption = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Move the components to the versions and values this libresh release pins: shows what
+    changes first, then asks (--yes for scripts).
+
+    \b
+    Examples:
+      libresh infra upgrade --dry-run
+      libresh infra upgrade --yes
+    """
+    from libresh_cli.infra.service import apply_install, plan_install
+
+    app = app_context(ctx, output, dry_run, yes)
+    reporter = app.reporter()
+    with kube_client(app) as kube:
+        profile, result = plan_install(kube, None, None)
+        changed = [c for c in result.changes if c.action != "unchanged"]
+        emit(
+            app,
+            result.to_dict(),
+            lambda data: _changes_table({"changes": [c.__dict__ for c in changed]}),
+        )
+        if result.nothing_to_do:
+            app.err.print("Nothing to do: the infrastructure runs what this release pins.")
+            return
+        if app.dry_run:
+            app.err.print("Dry run: nothing was changed.", style="dim")
+            return
+        if not confirm(app, f"Apply these {len(changed)} change(s)?"):
+            raise LibreshError("Nothing was changed.")
+        with reporter.spinning("Upgrading the infrastructure"):
+            apply_install(kube, profile, result, reporter)
 
 
 def _changes_table(data: dict[str, Any]) -> Any:

@@ -34,6 +34,7 @@ Examples:
   # a server becomes a k3s cluster; its kubeconfig is written here
   libresh bootstrap ssh root@203.0.113.10
   libresh infra install --email admin@example.org
+  libresh cluster upgrade --k3s-version v1.35.1+k3s1 --dry-run
   # a local Kubernetes control plane with simulated nodes, to try things out
   libresh lab up --nodes 3
   export KUBECONFIG=$(libresh lab kubeconfig)

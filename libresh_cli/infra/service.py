@@ -106,25 +106,45 @@ def plan(kube: KubeClient, profile: Profile, email: str) -> list[Change]:
     return changes
 
 
-def install(
-    kube: KubeClient, profile_name: str, email: str | None, reporter: Reporter, *, dry_run: bool
-) -> InstallResult:
-    """Apply the profile (a re-run changes nothing), wait for cert-manager, apply the issuers."""
+def plan_install(
+    kube: KubeClient, profile_name: str | None, email: str | None
+) -> tuple[Profile, InstallResult]:
+    """What installing (or upgrading to this release's pins) would change. The profile and the
+    email default to the ones kept in the cluster."""
     require_k3s(kube)
     settings = saved_settings(kube)
     email = check_email(email or settings.get("email") or _no_email())
-    profile = load_profile(profile_name)
-    result = InstallResult(profile.name, email, plan(kube, profile, email))
-    if dry_run or result.nothing_to_do:
-        return result
+    profile = load_profile(profile_name or settings.get("profile") or "single")
+    return profile, InstallResult(profile.name, email, plan(kube, profile, email))
+
+
+def install(
+    kube: KubeClient,
+    profile_name: str | None,
+    email: str | None,
+    reporter: Reporter,
+    *,
+    dry_run: bool,
+) -> InstallResult:
+    """Apply the profile (a re-run changes nothing), wait for cert-manager, apply the issuers."""
+    profile, result = plan_install(kube, profile_name, email)
+    if not dry_run and not result.nothing_to_do:
+        apply_install(kube, profile, result, reporter)
+    return result
+
+
+def apply_install(
+    kube: KubeClient, profile: Profile, result: InstallResult, reporter: Reporter
+) -> None:
+    email = result.email
     _save_settings(kube, profile.name, email)
     reporter.step(f"Applying profile {profile.name}")
     kube.apply_all(profile_manifests(profile))
     _wait_for_issuer_crd(kube, reporter)
     for manifest in issuer_manifests(profile, email):
         kube.apply(manifest)
-    reporter.done(f"Profile {profile.name}: {len(result.changes)} objects applied")
-    return result
+    changed = sum(1 for c in result.changes if c.action != "unchanged")
+    reporter.done(f"Profile {profile.name}: {changed} object(s) created or updated")
 
 
 def _no_email() -> str:

@@ -149,6 +149,34 @@ def test_a_new_email_updates_both_issuers(lab: Lab, k3s_kinds: None) -> None:
         assert issuer["spec"]["acme"]["email"] == "new@coop.example"
 
 
+def test_upgrade_moves_to_the_pinned_versions(lab: Lab, k3s_kinds: None) -> None:
+    """As an older libresh release would have left it: cert-manager one version behind."""
+    with lab.kube() as kube:
+        kube.request(
+            "PATCH",
+            kube.path_for(HELM, "HelmChart", "cert-manager", "kube-system"),
+            body={"spec": {"version": "v1.18.2"}},
+            content_type="application/merge-patch+json",
+        )
+    planned = libresh(lab, "-o", "json", "infra", "upgrade", "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    changes = [c for c in json.loads(planned.stdout)["changes"] if c["action"] != "unchanged"]
+    assert changes == [{"kind": "HelmChart", "name": "cert-manager", "action": "update"}]
+    unasked = libresh(lab, "infra", "upgrade")
+    assert unasked.returncode == 2 and "--yes" in unasked.stderr
+    assert (
+        _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")["spec"]["version"] == "v1.18.2"
+    )
+
+    done = libresh(lab, "infra", "upgrade", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (
+        _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")["spec"]["version"] == "v1.19.4"
+    )
+    again = libresh(lab, "infra", "upgrade")
+    assert again.returncode == 0 and "Nothing to do" in again.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
