@@ -72,6 +72,13 @@ AddressOption = Annotated[
 NodeNameOption = Annotated[
     str | None, typer.Option(help="Kubernetes node name (default: the host's name).")
 ]
+StoragePathOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Directory on the server for volumes of k3s' local-path storage "
+        "(default: k3s' /var/lib/rancher/k3s/storage), e.g. a bigger data disk."
+    ),
+]
 ScriptOption = Annotated[
     Path | None,
     typer.Option(help="Run this k3s install script instead of downloading get.k3s.io there."),
@@ -114,6 +121,7 @@ def bootstrap_ssh(
     merge: MergeOption = False,
     address: AddressOption = None,
     node_name: NodeNameOption = None,
+    storage_path: StoragePathOption = None,
     install_script: ScriptOption = None,
     airgap: AirgapOption = None,
     force: ForceOption = False,
@@ -141,7 +149,9 @@ def bootstrap_ssh(
     app = app_context(ctx, output, dry_run, yes)
     config = os.environ.get(SSH_CONFIG_ENV)
     target = SshTarget(destination, port, identity, Path(config) if config else None)
-    options = _options(node_name, k3s_version, k3s_channel, install_script, airgap, force)
+    options = _options(
+        node_name, storage_path, k3s_version, k3s_channel, install_script, airgap, force
+    )
     host = SshHost(target, interactive=app.interactive)
     try:
         _bootstrap(
@@ -168,6 +178,7 @@ def bootstrap_local(
     merge: MergeOption = False,
     address: AddressOption = None,
     node_name: NodeNameOption = None,
+    storage_path: StoragePathOption = None,
     install_script: ScriptOption = None,
     airgap: AirgapOption = None,
     force: ForceOption = False,
@@ -196,7 +207,9 @@ def bootstrap_local(
         LocalHost(),
         context=context or context_name(socket.gethostname()),
         address=address,
-        options=_options(node_name, k3s_version, k3s_channel, install_script, airgap, force),
+        options=_options(
+            node_name, storage_path, k3s_version, k3s_channel, install_script, airgap, force
+        ),
         kubeconfig=kubeconfig,
         merge=merge,
     )
@@ -204,6 +217,7 @@ def bootstrap_local(
 
 def _options(
     node_name: str | None,
+    storage_path: str | None,
     k3s_version: str | None,
     k3s_channel: str | None,
     install_script: Path | None,
@@ -213,6 +227,7 @@ def _options(
     """What `ssh` and `local` share, as BootstrapRequest fields (checked before connecting)."""
     return {
         "node_name": node_name,
+        "storage_path": storage_path,
         "k3s_version": k3s_version,
         "k3s_channel": k3s_channel,
         "source": _install_source(install_script, airgap),

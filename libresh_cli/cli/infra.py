@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +15,7 @@ from libresh_cli.cli.common import (
     app_context,
     confirm,
     kube_client,
+    read_secret_file,
 )
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
@@ -47,7 +50,15 @@ def install(
         typer.Option(help="Let's Encrypt contact email (asked once, then kept in the cluster)."),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option(help="Profile to install (default: the installed one, or single).")
+        str | None,
+        typer.Option(help="Profile: single or ha (default: the installed one, or single)."),
+    ] = None,
+    hcloud_token_file: Annotated[
+        Path | None,
+        typer.Option(help="ha: a file holding the Hetzner Cloud API token (kept in a Secret)."),
+    ] = None,
+    hcloud_network: Annotated[
+        str | None, typer.Option(help="ha: the Hetzner private network's name or ID.")
     ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
@@ -60,12 +71,25 @@ def install(
       libresh infra install --email admin@example.org
       libresh infra install --email new@example.org --dry-run
     """
+    from libresh_cli.infra.service import HcloudAccess
     from libresh_cli.infra.service import install as install_infra
 
     app = app_context(ctx, output, dry_run)
+    hcloud = None
+    if hcloud_token_file is not None:
+        token = read_secret_file(app, hcloud_token_file, "--hcloud-token-file")
+        hcloud = HcloudAccess(token, hcloud_network)
     reporter = app.reporter()
     with kube_client(app) as kube, reporter.spinning("Installing the infrastructure"):
-        result = install_infra(kube, profile, email, reporter, dry_run=app.dry_run)
+        result = install_infra(
+            kube,
+            profile,
+            email,
+            reporter,
+            dry_run=app.dry_run,
+            hcloud=hcloud,
+            ask_email=_email_question(app),
+        )
     emit(app, result.to_dict(), lambda data: _changes_table(data))
     if app.dry_run:
         app.err.print("Dry run: nothing was changed.", style="dim")
@@ -110,6 +134,26 @@ def upgrade(
             raise LibreshError("Nothing was changed.")
         with reporter.spinning("Upgrading the infrastructure"):
             apply_install(kube, profile, result, reporter)
+
+
+def _email_question(app: AppContext) -> Callable[[], str] | None:
+    """Asks for the Let's Encrypt email on a terminal; None (the flag is named) without one."""
+    if not app.interactive:
+        return None
+
+    def ask() -> str:
+        import questionary
+
+        from libresh_cli.infra.service import EMAIL
+
+        return str(
+            questionary.text(
+                "Contact email for Let's Encrypt (warnings before certificates expire):",
+                validate=lambda text: bool(EMAIL.match(text)) or "Give an email address.",
+            ).unsafe_ask()
+        )
+
+    return ask
 
 
 def _changes_table(data: dict[str, Any]) -> Any:

@@ -67,6 +67,7 @@ class BootstrapRequest:
     force: bool = False
     dry_run: bool = False
     profile: str = "single"
+    storage_path: str | None = None  # k3s' default-local-storage-path
 
 
 @dataclass
@@ -173,7 +174,10 @@ def _plan(
 ) -> tuple[k3s.ConfigPlan, k3s.InstallPlan]:
     report.node_name = k3s.check_node_name(request.node_name or facts.hostname.lower())
     settings = k3s.wanted_settings(
-        request.profile, address=request.address or "127.0.0.1", node_name=report.node_name
+        request.profile,
+        address=request.address or "127.0.0.1",
+        node_name=report.node_name,
+        storage_path=request.storage_path,
     )
     config = k3s.plan_config(facts.k3s_config, settings)
     plan = k3s.plan_install(
@@ -246,6 +250,8 @@ def check_request(request: BootstrapRequest) -> None:
     if request.k3s_channel is not None:
         k3s.check_channel(request.k3s_channel)
     k3s.profile_settings(request.profile)
+    if request.storage_path is not None:
+        k3s.check_storage_path(request.storage_path)
     kubeconfig.check_destination(
         request.destination, request.context, kubeconfig.server_url(request.address or "127.0.0.1")
     )

@@ -18,7 +18,7 @@ DEFAULT_K3S_VERSION = "v1.34.4+k3s1"
 CHANNELS = ("stable", "latest", "testing")
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
-PROFILES = ("single",)
+PROFILES = ("single", "ha")
 CONFIG_HEADER = (
     "# Written by libresh (`libresh bootstrap`). Re-running it keeps keys added here by hand,\n"
     "# and sets its own ones back. k3s reads this file when it starts.\n"
@@ -67,13 +67,28 @@ def check_node_name(name: str) -> str:
     return name
 
 
-def wanted_settings(profile: str, *, address: str, node_name: str) -> dict[str, Any]:
-    return {
+def wanted_settings(
+    profile: str, *, address: str, node_name: str, storage_path: str | None = None
+) -> dict[str, Any]:
+    settings = {
         "write-kubeconfig-mode": "0600",  # it holds the cluster admin's key
         "node-name": node_name,
         "tls-san": [address],
         **profile_settings(profile),
     }
+    if storage_path is not None:
+        # Where k3s' local-path provisioner keeps volumes (e.g. a bigger data disk).
+        settings["default-local-storage-path"] = check_storage_path(storage_path)
+    return settings
+
+
+def check_storage_path(path: str) -> str:
+    if not path.startswith("/") or any(c in path for c in "\n'\"$`"):
+        raise BadInputError(
+            f"--storage-path {path!r} is not a plain absolute path.",
+            hint="Give the directory on the server where volumes go, e.g. /srv/libresh.",
+        )
+    return path.rstrip("/") or "/"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import yaml
 
 from libresh_cli.errors import BadInputError
 
-KINDS = ("helm-chart", "helm-chart-config", "manifests")
+KINDS = ("helm-chart", "helm-chart-config", "manifests", "k3s-addon")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Component:
     chart: str | None = None
     version: str | None = None  # pinned version; None for a chart k3s ships
     file: str | None = None  # for `manifests`: the file in manifests/
+    storage_class: str | None = None  # a StorageClass that must exist and be the default
+    secret: str | None = None  # a Secret in kube-system it reads (e.g. the hcloud token)
 
 
 @dataclass(frozen=True)
@@ -59,20 +61,25 @@ def load_profile(name: str) -> Profile:
         raise BadInputError(
             f"Unknown profile {name!r}.", hint=f"Profiles: {', '.join(profile_names())}."
         )
-    return parse_profile(yaml.safe_load(path.read_text()), str(path))
+    data = yaml.safe_load(path.read_text())
+    base = data.get("extends") if isinstance(data, dict) else None
+    return parse_profile(data, str(path), load_profile(str(base)) if base else None)
 
 
-def parse_profile(data: Any, source: str) -> Profile:
+def parse_profile(data: Any, source: str, base: Profile | None = None) -> Profile:
+    """A profile; with `extends`, the base's components (minus `remove`) come first."""
     if not isinstance(data, dict):
         raise BadInputError(f"{source}: a profile is a mapping.")
-    components = tuple(
+    removed = set(data.get("remove") or ())
+    inherited = tuple(c for c in (base.components if base else ()) if c.name not in removed)
+    components = inherited + tuple(
         _component(c, f"{source}: components[{i}]")
         for i, c in enumerate(data.get("components") or [])
     )
     issuers = tuple(
         Issuer(str(_field(i, "name", f"{source}: issuers")), str(_field(i, "server", source)))
         for i in data.get("issuers") or []
-    )
+    ) or (base.issuers if base else ())
     return Profile(str(_field(data, "profile", source)), components, issuers)
 
 
@@ -96,5 +103,7 @@ def _component(data: Any, where: str) -> Component:
         namespace=str(_field(data, "namespace", where)),
         workloads=tuple(str(w) for w in data.get("workloads") or ()),
         values=dict(data.get("values") or {}),
+        storage_class=data.get("storage_class"),
+        secret=data.get("secret"),
         **extra,
     )

@@ -16,6 +16,8 @@ INGRESS_CLASS = "traefik"
 
 
 def component_manifests(component: Component) -> list[dict[str, Any]]:
+    if component.kind == "k3s-addon":
+        return []  # k3s deploys it; libresh only checks it
     if component.kind != "manifests" or component.file is None:
         return [component_manifest(component)]
     documents = [d for d in yaml.safe_load_all(manifests_file(component.file).read_text()) if d]

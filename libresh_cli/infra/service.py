@@ -8,7 +8,9 @@ asked once (the profile, the Let's Encrypt contact email) live in the ConfigMap
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,8 @@ class InstallResult:
     profile: str
     email: str
     changes: list[Change] = field(default_factory=list)
+    # Secrets to apply (the hcloud token): never in to_dict, never printed.
+    secrets: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -87,11 +91,14 @@ def saved_settings(kube: KubeClient) -> dict[str, str]:
     return dict((found or {}).get("data") or {})
 
 
-def plan(kube: KubeClient, profile: Profile, email: str) -> list[Change]:
+def plan(
+    kube: KubeClient, profile: Profile, email: str, secrets: list[dict[str, Any]] | None = None
+) -> list[Change]:
     """What applying would change, from the API server's own dry run."""
     issuers_ready = _crd_established(kube, ISSUER_CRD)
     changes = []
-    for manifest in profile_manifests(profile) + issuer_manifests(profile, email):
+    objects = [*(secrets or []), *profile_manifests(profile), *issuer_manifests(profile, email)]
+    for manifest in objects:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         if kind == "ClusterIssuer" and not issuers_ready:
             changes.append(Change(kind, name, "create later"))
@@ -106,16 +113,57 @@ def plan(kube: KubeClient, profile: Profile, email: str) -> list[Change]:
     return changes
 
 
+@dataclass(frozen=True)
+class HcloudAccess:
+    """The Hetzner Cloud API token (and private network) the `ha` profile's charts read."""
+
+    token: str = field(repr=False)
+    network: str | None = None
+
+
 def plan_install(
-    kube: KubeClient, profile_name: str | None, email: str | None
+    kube: KubeClient,
+    profile_name: str | None,
+    email: str | None,
+    hcloud: HcloudAccess | None = None,
+    ask_email: Callable[[], str] | None = None,
 ) -> tuple[Profile, InstallResult]:
     """What installing (or upgrading to this release's pins) would change. The profile and the
-    email default to the ones kept in the cluster."""
+    email default to the ones kept in the cluster; a missing email is asked for once."""
     require_k3s(kube)
     settings = saved_settings(kube)
-    email = check_email(email or settings.get("email") or _no_email())
+    email = email or settings.get("email") or (ask_email() if ask_email else _no_email())
+    email = check_email(email)
     profile = load_profile(profile_name or settings.get("profile") or "single")
-    return profile, InstallResult(profile.name, email, plan(kube, profile, email))
+    secrets = _secret_manifests(kube, profile, hcloud)
+    result = InstallResult(profile.name, email, plan(kube, profile, email, secrets), secrets)
+    return profile, result
+
+
+def _secret_manifests(
+    kube: KubeClient, profile: Profile, hcloud: HcloudAccess | None
+) -> list[dict[str, Any]]:
+    names = sorted({c.secret for c in profile.components if c.secret})
+    if hcloud is None:
+        missing = [n for n in names if kube.get("v1", "Secret", n, HELM_NAMESPACE) is None]
+        if missing:
+            raise PrerequisiteError(
+                f"The {profile.name} profile needs the Hetzner Cloud API token (Secret "
+                f"{missing[0]} in kube-system), and none was given yet.",
+                hint="Give it once with --hcloud-token-file FILE (the token alone, mode 0600).",
+            )
+        return []
+    data = {"token": hcloud.token, **({"network": hcloud.network} if hcloud.network else {})}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": HELM_NAMESPACE, "labels": LABELS},
+            "type": "Opaque",
+            "stringData": data,
+        }
+        for name in names
+    ]
 
 
 def install(
@@ -125,9 +173,11 @@ def install(
     reporter: Reporter,
     *,
     dry_run: bool,
+    hcloud: HcloudAccess | None = None,
+    ask_email: Callable[[], str] | None = None,
 ) -> InstallResult:
     """Apply the profile (a re-run changes nothing), wait for cert-manager, apply the issuers."""
-    profile, result = plan_install(kube, profile_name, email)
+    profile, result = plan_install(kube, profile_name, email, hcloud, ask_email)
     if not dry_run and not result.nothing_to_do:
         apply_install(kube, profile, result, reporter)
     return result
@@ -138,6 +188,8 @@ def apply_install(
 ) -> None:
     email = result.email
     _save_settings(kube, profile.name, email)
+    for secret in result.secrets:
+        kube.apply(secret)
     reporter.step(f"Applying profile {profile.name}")
     kube.apply_all(profile_manifests(profile))
     _wait_for_issuer_crd(kube, reporter)
@@ -243,16 +295,49 @@ def _component_status(kube: KubeClient, component: Component) -> ComponentStatus
             component.name, pinned, None, "installing", "workloads not created yet", 0
         )
     found = [d for d in deployments if d is not None]
-    not_ready = [d["metadata"]["name"] for d in found if not deployment(d).ready]
+    problems = [f"not ready: {d['metadata']['name']}" for d in found if not deployment(d).ready]
+    storage = _storage_class_problem(kube, component.storage_class)
+    problems += [storage] if storage else []
     running = (found[0]["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
     return ComponentStatus(
         component.name,
         pinned,
         running,
-        "degraded" if not_ready else "healthy",
-        f"not ready: {', '.join(not_ready)}" if not_ready else f"{len(found)} workload(s) ready",
+        "degraded" if problems else "healthy",
+        "; ".join(problems) or _healthy_detail(kube, component, len(found)),
         sum(_memory_requests(d) for d in found),
     )
+
+
+def _storage_class_problem(kube: KubeClient, name: str | None) -> str | None:
+    if name is None:
+        return None
+    found = kube.get("storage.k8s.io/v1", "StorageClass", name)
+    if found is None:
+        return f"no StorageClass {name}"
+    annotations = found["metadata"].get("annotations") or {}
+    if annotations.get("storageclass.kubernetes.io/is-default-class") != "true":
+        return f"StorageClass {name} is not the default one"
+    return None
+
+
+def _healthy_detail(kube: KubeClient, component: Component, workloads: int) -> str:
+    detail = f"{workloads} workload(s) ready"
+    if component.storage_class == "local-path":
+        config = kube.get("v1", "ConfigMap", "local-path-config", HELM_NAMESPACE)
+        paths = _local_path_dirs(((config or {}).get("data") or {}).get("config.json", "{}"))
+        detail += f"; volumes in {', '.join(paths) or '(unknown)'} (default StorageClass)"
+    elif component.storage_class:
+        detail += f"; default StorageClass {component.storage_class}"
+    return detail
+
+
+def _local_path_dirs(config_json: str) -> list[str]:
+    try:
+        config = json.loads(config_json)
+    except ValueError:
+        return []
+    return [path for entry in config.get("nodePathMap") or [] for path in entry.get("paths") or []]
 
 
 def _memory_requests(manifest: dict[str, Any]) -> int:

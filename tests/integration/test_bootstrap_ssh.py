@@ -166,6 +166,15 @@ def test_dry_run_reports_and_changes_nothing(sudo_host: TestHost) -> None:
     assert installer_runs(sudo_host) == runs
 
 
+def test_storage_path_is_a_config_change(sudo_host: TestHost) -> None:
+    result = bootstrap(sudo_host, "admin", "--storage-path", "/srv/volumes", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["action"], report["config_changed"]) == ("reconfigure", True)
+    bad = bootstrap(sudo_host, "admin", "--storage-path", "volumes", "--dry-run")
+    assert bad.returncode == 2 and "plain absolute path" in bad.stderr
+
+
 def test_version_change_is_asked_then_done(sudo_host: TestHost) -> None:
     runs = installer_runs(sudo_host)
     unasked = bootstrap(sudo_host, "admin", "--k3s-version", "v1.35.1+k3s1")

@@ -5,6 +5,7 @@ needs them. What is checked is what libresh applies and reads."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
+from tests.integration.test_prompts import Terminal
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 CRDS = Path(__file__).parents[1] / "fixtures" / "infra" / "standin-crds.yaml"
@@ -68,6 +70,9 @@ def k3s_kinds(lab: Lab) -> Iterator[None]:
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "system-upgrade")
         kube.delete("v1", "ConfigMap", "libresh-infra", "libresh-system")
         kube.delete("apps/v1", "Deployment", "traefik", "kube-system")
+        kube.delete("apps/v1", "Deployment", "local-path-provisioner", "kube-system")
+        kube.delete("storage.k8s.io/v1", "StorageClass", "local-path")
+        kube.delete("v1", "Secret", "hcloud", "kube-system")
 
 
 def _established(kube: KubeClient, name: str) -> bool:
@@ -79,6 +84,18 @@ def _established(kube: KubeClient, name: str) -> bool:
 def _get(lab: Lab, api: str, kind: str, name: str, namespace: str | None = None) -> Any:
     with lab.kube() as kube:  # a new client: it discovers the kinds registered meanwhile
         return kube.get(api, kind, name, namespace)
+
+
+def test_the_email_is_asked_at_a_terminal(lab: Lab, k3s_kinds: None) -> None:
+    argv = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "infra", "install", "--dry-run"]
+    terminal = Terminal(argv, {**lab.cli_env(), "COLUMNS": "200"})
+    terminal.expect("Contact email for Let's Encrypt")
+    terminal.type("not-an-address\r")
+    terminal.expect("Give an email address.")
+    terminal.type("\x15ops@coop.example\r")  # Ctrl-U clears the wrong answer first
+    assert terminal.exit_code() == 0, terminal.screen()
+    assert "Dry run: nothing was changed." in terminal.screen()
+    assert _get(lab, "v1", "ConfigMap", "libresh-infra", "libresh-system") is None
 
 
 def test_install_applies_the_profile(lab: Lab, k3s_kinds: None) -> None:
@@ -232,6 +249,17 @@ def test_status_reports_health_versions_and_memory(lab: Lab, k3s_kinds: None) ->
         ):
             kube.apply(_chart_workload(name, "cert-manager", memory))
         kube.apply(_chart_workload("traefik", "kube-system", "64Mi", failing=True))
+        # k3s' local-path, as k3s deploys it; its StorageClass is left non-default here (the
+        # lab's default one serves the other tests), which status must point out.
+        kube.apply(_chart_workload("local-path-provisioner", "kube-system", "0"))
+        kube.apply(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": "local-path"},
+                "provisioner": "rancher.io/local-path",
+            }
+        )
         issuer = kube.get("cert-manager.io/v1", "ClusterIssuer", "letsencrypt-production")
         assert issuer is not None
         status = {
@@ -263,10 +291,44 @@ def test_status_reports_health_versions_and_memory(lab: Lab, k3s_kinds: None) ->
     # cert-manager 48 + 24 + 48, Traefik 64, system-upgrade-controller 32: under 512 MiB.
     assert data["memory_requests"] == "216Mi"
     assert components["system-upgrade-controller"]["pinned"] == "v0.14.2"
+    assert components["local-path"]["pinned"] == "shipped with k3s"
+    assert components["local-path"]["health"] == "degraded"
+    assert "StorageClass local-path is not the default one" in components["local-path"]["detail"]
     issuers = {i["name"]: i["ready"] for i in data["issuers"]}
     assert issuers == {"letsencrypt-staging": False, "letsencrypt-production": True}
     table = libresh(lab, "infra", "status")
     assert "degraded" in table.stdout and "216Mi" in table.stdout
+
+
+def test_ha_profile_needs_the_hcloud_token_and_keeps_it_secret(
+    lab: Lab, k3s_kinds: None, tmp_path: Path
+) -> None:
+    refused = libresh(lab, "infra", "install", "--profile", "ha")
+    assert refused.returncode == 6 and "--hcloud-token-file" in refused.stderr
+    assert _get(lab, HELM, "HelmChart", "hcloud-csi", "kube-system") is None
+
+    token = "hcloud-token-" + "x" * 51
+    token_file = tmp_path / "hcloud-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    result = libresh(
+        lab, "-o", "json", "infra", "install", "--profile", "ha",
+        "--hcloud-token-file", str(token_file), "--hcloud-network", "coop-net",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout + result.stderr
+    secret = _get(lab, "v1", "Secret", "hcloud", "kube-system")
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == {"token": token, "network": "coop-net"}
+    csi = _get(lab, HELM, "HelmChart", "hcloud-csi", "kube-system")["spec"]
+    assert (csi["repo"], csi["version"]) == ("https://charts.hetzner.cloud", "2.18.3")
+    ccm = _get(lab, HELM, "HelmChart", "hcloud-cloud-controller-manager", "kube-system")
+    assert yaml.safe_load(ccm["spec"]["valuesContent"])["networking"]["enabled"] is True
+    again = libresh(lab, "infra", "install")  # the kept token and profile: nothing to do
+    assert again.returncode == 0 and "Nothing to do" in again.stderr, again.stderr
+    status = json.loads(libresh(lab, "-o", "json", "infra", "status").stdout)
+    assert status["profile"] == "ha"
+    assert "local-path" not in [c["name"] for c in status["components"]]
 
 
 # -- cluster upgrade: system-upgrade-controller Plans -----------------------------------------

@@ -72,3 +72,52 @@ def test_email_check() -> None:
     assert check_email("a@b.org") == "a@b.org"
     with pytest.raises(BadInputError, match="not an email"):
         check_email("a@b")
+
+
+def test_ha_profile_extends_single_without_local_path() -> None:
+    ha, single = load_profile("ha"), load_profile("single")
+    names = [c.name for c in ha.components]
+    assert "local-path" in [c.name for c in single.components] and "local-path" not in names
+    assert {"cert-manager", "traefik", "system-upgrade-controller"} <= set(names)
+    hcloud = [c for c in ha.components if c.name.startswith("hcloud")]
+    assert [c.name for c in hcloud] == ["hcloud-cloud-controller-manager", "hcloud-csi"]
+    assert all(c.version and c.secret == "hcloud" for c in hcloud)
+    csi = hcloud[1]
+    assert csi.storage_class == "hcloud-volumes"
+    assert csi.values["storageClasses"][0]["reclaimPolicy"] == "Retain"
+    assert ha.issuers == single.issuers
+
+
+def test_k3s_settings_of_the_profiles() -> None:
+    from libresh_cli.cluster.k3s import wanted_settings
+
+    ha = wanted_settings("ha", address="10.0.0.2", node_name="s1")
+    assert ha["flannel-backend"] == "wireguard-native"
+    assert set(ha["disable"]) == {"servicelb", "local-storage"}
+    assert ha["kubelet-arg"] == ["cloud-provider=external"]
+    single = wanted_settings("single", address="x", node_name="n", storage_path="/srv/data/")
+    assert single["default-local-storage-path"] == "/srv/data"
+    with pytest.raises(BadInputError, match="plain absolute path"):
+        wanted_settings("single", address="x", node_name="n", storage_path="data")
+
+
+def test_local_path_config() -> None:
+    from libresh_cli.infra.service import _local_path_dirs
+
+    config = '{"nodePathMap":[{"node":"DEFAULT_PATH_FOR_NON_LISTED_NODES","paths":["/srv/v"]}]}'
+    assert _local_path_dirs(config) == ["/srv/v"]
+    assert _local_path_dirs("not json") == []
+
+
+def test_single_profile_footprint_is_under_the_target() -> None:
+    from libresh_cli.infra.footprint import SINGLE_TARGET_MIB, declared_requests
+
+    requests = declared_requests(load_profile("single"))
+    mib = {name: value // 1024**2 for name, value in requests.items()}
+    assert mib == {
+        "cert-manager": 120,
+        "traefik": 64,
+        "system-upgrade-controller": 32,
+        "local-path": 0,
+    }
+    assert sum(requests.values()) <= SINGLE_TARGET_MIB * 1024**2
