@@ -27,13 +27,16 @@ infra_app = typer.Typer(
 Components are pinned data (profiles) installed as HelmChart and HelmChartConfig objects that
 k3s' helm-controller acts on: no helm binary needed here. Profile `single` (one server):
 cert-manager with Let's Encrypt ClusterIssuers (staging and production, HTTP-01 through
-Traefik), Traefik configured (HTTP to HTTPS, timeouts for large uploads), and
-system-upgrade-controller (for `libresh cluster upgrade`).
+Traefik), Traefik configured (HTTP to HTTPS, timeouts for large uploads),
+system-upgrade-controller (for `libresh cluster upgrade`), and k3s' local-path storage checked. Profile `ha` (Hetzner):
+the same without local-path, plus hcloud's cloud-controller-manager and CSI driver
+(--hcloud-token-file, once).
 
 \b
 Examples:
   libresh infra install --email admin@example.org
   libresh infra install --dry-run
+  libresh infra install --profile ha --hcloud-token-file ~/hcloud.token
   libresh infra status -o json
   libresh infra upgrade --dry-run
 """,
