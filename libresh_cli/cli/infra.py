@@ -29,8 +29,8 @@ k3s' helm-controller acts on: no helm binary needed here. Profile `single` (one 
 cert-manager with Let's Encrypt ClusterIssuers (staging and production, HTTP-01 through
 Traefik), Traefik configured (HTTP to HTTPS, timeouts for large uploads),
 system-upgrade-controller (for `libresh cluster upgrade`), and k3s' local-path storage
-checked. Profile `ha` (Hetzner): the same without local-path, plus hcloud's cloud-controller-manager and CSI driver
-(--hcloud-token-file, once).
+checked. Profile `ha` (Hetzner): the same without local-path, plus hcloud's
+cloud-controller-manager and CSI driver (--hcloud-token-file, once).
 
 \b
 Examples:
