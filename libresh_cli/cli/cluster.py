@@ -54,11 +54,10 @@ def upgrade(
     app = app_context(ctx, output, dry_run, yes)
     with kube_client(app) as kube:
         plan = plan_upgrade(kube, k3s_version)
+        emit(app, plan.to_dict(), _nodes_table)
         if not plan.changed:
-            emit(app, plan.to_dict(), _nodes_table)
             app.err.print(f"Nothing to do: the upgrade to {k3s_version} is already planned.")
             return
-        emit(app, plan.to_dict(), _nodes_table)
         if app.dry_run:
             app.err.print("Dry run: no Plan was created.", style="dim")
             return

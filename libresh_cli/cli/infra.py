@@ -74,8 +74,7 @@ def install(
       libresh infra install --email admin@example.org
       libresh infra install --email new@example.org --dry-run
     """
-    from libresh_cli.infra.service import HcloudAccess
-    from libresh_cli.infra.service import install as install_infra
+    from libresh_cli.infra.service import HcloudAccess, apply_install, plan_install
 
     app = app_context(ctx, output, dry_run)
     hcloud = None
@@ -83,17 +82,13 @@ def install(
         token = read_secret_file(app, hcloud_token_file, "--hcloud-token-file")
         hcloud = HcloudAccess(token, hcloud_network)
     reporter = app.reporter()
-    with kube_client(app) as kube, reporter.spinning("Installing the infrastructure"):
-        result = install_infra(
-            kube,
-            profile,
-            email,
-            reporter,
-            dry_run=app.dry_run,
-            hcloud=hcloud,
-            ask_email=_email_question(app),
-        )
-    emit(app, result.to_dict(), lambda data: _changes_table(data))
+    with kube_client(app) as kube:
+        # Planned before the spinner starts: the email may be asked for.
+        chosen, result = plan_install(kube, profile, email, hcloud, _email_question(app))
+        if not app.dry_run and not result.nothing_to_do:
+            with reporter.spinning("Installing the infrastructure"):
+                apply_install(kube, chosen, result, reporter)
+    emit(app, result.to_dict(), _changes_table)
     if app.dry_run:
         app.err.print("Dry run: nothing was changed.", style="dim")
     elif result.nothing_to_do:

@@ -77,12 +77,10 @@ class BootstrapReport:
     kubeconfig: str
     server: str
     node_name: str = ""
-    facts: HostFacts | None = None
     assessment: Assessment | None = None
     action: str = ""
     k3s_version: str | None = None
     config_changed: bool = False
-    kept_config_keys: tuple[str, ...] = ()
     kubeconfig_written: bool = False
     dry_run: bool = False
     # Seconds spent waiting on the host (installer, k3s starting): what libresh cannot speed up.
@@ -160,7 +158,6 @@ def _preflight(
     reporter.step(f"Checking {host.label}")
     facts = gather_facts(host)
     host.privilege = facts.privilege
-    report.facts = facts
     report.assessment = assess(facts, needs_download=request.source.kind is SourceKind.OFFICIAL)
     _refuse_failures(report.assessment, request.force, host.label)
     for check in report.assessment.warnings(force=request.force):
@@ -189,7 +186,6 @@ def _plan(
     )
     report.action = str(plan.action)
     report.config_changed = config.changed
-    report.kept_config_keys = config.kept_keys
     report.k3s_version = plan.version or facts.k3s_version
     if config.changed and config.kept_keys:
         kept = ", ".join(config.kept_keys)

@@ -170,26 +170,11 @@ def _secret_manifests(
     ]
 
 
-def install(
-    kube: KubeClient,
-    profile_name: str | None,
-    email: str | None,
-    reporter: Reporter,
-    *,
-    dry_run: bool,
-    hcloud: HcloudAccess | None = None,
-    ask_email: Callable[[], str] | None = None,
-) -> InstallResult:
-    """Apply the profile (a re-run changes nothing), wait for cert-manager, apply the issuers."""
-    profile, result = plan_install(kube, profile_name, email, hcloud, ask_email)
-    if not dry_run and not result.nothing_to_do:
-        apply_install(kube, profile, result, reporter)
-    return result
-
-
 def apply_install(
     kube: KubeClient, profile: Profile, result: InstallResult, reporter: Reporter
 ) -> None:
+    """Apply the planned profile (settings and Secrets first), wait for cert-manager, then
+    apply the issuers."""
     email = result.email
     _save_settings(kube, profile.name, email)
     for secret in result.secrets:
@@ -268,7 +253,8 @@ def status(kube: KubeClient) -> dict[str, Any]:
     settings = saved_settings(kube)
     profile = load_profile(settings.get("profile", "single"))
     components = [_component_status(kube, c) for c in profile.components]
-    issuers = [_issuer_status(kube, i.name) for i in profile.issuers]
+    issuers_served = _crd_established(kube, ISSUER_CRD)
+    issuers = [_issuer_status(kube, i.name, issuers_served) for i in profile.issuers]
     total = sum(c.memory_requests for c in components)
     return {
         "profile": profile.name,
@@ -287,8 +273,10 @@ def _component_status(kube: KubeClient, component: Component) -> ComponentStatus
     kind = {"helm-chart": "HelmChart", "helm-chart-config": "HelmChartConfig"}.get(component.kind)
     if kind and kube.get("helm.cattle.io/v1", kind, component.name, HELM_NAMESPACE) is None:
         return ComponentStatus(component.name, pinned, None, "missing", "not installed", 0)
-    install_job = kube.get("batch/v1", "Job", f"helm-install-{component.name}", HELM_NAMESPACE)
-    if install_job is not None and job(install_job).failed:
+    # helm-controller installs a chart (k3s' own too) in the Job helm-install-NAME.
+    install_job = kind and kube.get("batch/v1", "Job", f"helm-install-{component.name}",
+                                    HELM_NAMESPACE)  # fmt: skip
+    if install_job and job(install_job).failed:
         detail = f"job/helm-install-{component.name} in kube-system failed"
         return ComponentStatus(component.name, pinned, None, "install failed", detail, 0)
     deployments = [
@@ -356,12 +344,8 @@ def _memory_requests(manifest: dict[str, Any]) -> int:
     return int(per_pod * int(spec.get("replicas", 1)))
 
 
-def _issuer_status(kube: KubeClient, name: str) -> dict[str, Any]:
-    found = (
-        kube.get("cert-manager.io/v1", "ClusterIssuer", name)
-        if _crd_established(kube, ISSUER_CRD)
-        else None
-    )
+def _issuer_status(kube: KubeClient, name: str, served: bool) -> dict[str, Any]:
+    found = kube.get("cert-manager.io/v1", "ClusterIssuer", name) if served else None
     if found is None:
         return {"name": name, "ready": False, "detail": "not created yet"}
     conditions = (found.get("status") or {}).get("conditions") or []

@@ -208,7 +208,6 @@ class SshHost(ShellHost):
         super().__init__()
         self.target = target
         self.interactive = interactive
-        self.connections = 0
         self.resolved = self._resolve()
         self.label = self.resolved.describe()
         # A private directory (0700) for the master's socket: whoever can open the socket can
@@ -286,7 +285,6 @@ class SshHost(ShellHost):
         """Start the master in the background once logged in; None when it is up, else what
         ssh said. stderr goes to a file: the backgrounded master keeps it open, so a pipe would
         never reach end-of-file."""
-        self.connections += 1
         args = [
             *self.target.base_args(),
             *self._options(),
@@ -309,7 +307,6 @@ class SshHost(ShellHost):
         method off: nothing is sent to a host not trusted yet."""
         scratch = self._socket_dir / "offered_keys"
         scratch.unlink(missing_ok=True)
-        self.connections += 1
         args = [
             *self.target.base_args(),
             "-o", f"UserKnownHostsFile={scratch}",
