@@ -1,8 +1,11 @@
-"""`libresh cluster`: the k3s cluster itself (upgrades)."""
+"""`libresh cluster`: the k3s cluster itself: an HA cluster on Hetzner Cloud (create, scale,
+status, destroy) and k3s upgrades."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,15 +17,28 @@ from libresh_cli.cli.common import (
     confirm,
     kube_client,
 )
+from libresh_cli.cli.context import AppContext
+from libresh_cli.cli.infra import email_question
 from libresh_cli.cli.output import emit, rows_table
-from libresh_cli.errors import LibreshError
+from libresh_cli.errors import BadInputError, LibreshError
+
+if TYPE_CHECKING:
+    from libresh_cli.cluster.spec import ApiToken, ClusterSpec
+    from libresh_cli.hetzner.cloud import HetznerCloud
 
 cluster_app = typer.Typer(
-    help="""The k3s cluster itself.
+    help="""The k3s cluster itself: a highly-available cluster on Hetzner Cloud (3 servers with
+embedded etcd, agents, a load balancer for the API), and k3s upgrades.
+
+The Hetzner Cloud API token is read from HCLOUD_TOKEN, or from --token-file FILE (mode
+0600); never from the cluster file or the command line.
 
 \b
 Examples:
-  libresh cluster upgrade --k3s-version v1.35.1+k3s1 --dry-run
+  libresh cluster create -f cluster.yaml
+  libresh cluster status -f cluster.yaml
+  libresh cluster scale -f cluster.yaml --agents 4
+  libresh cluster destroy -f cluster.yaml
   libresh cluster upgrade --k3s-version v1.35.1+k3s1 --yes
 """,
     no_args_is_help=True,
@@ -74,3 +90,314 @@ def _nodes_table(data: dict[str, Any]) -> Any:
     return rows_table(
         ["NODE", "FROM", "TO"], [[n["node"], n["from"], n["to"]] for n in data["nodes"]]
     )
+
+
+FileOption = Annotated[
+    Path, typer.Option("--file", "-f", help="The cluster file (see `cluster create --help`).")
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A file (mode 0600) holding the Hetzner Cloud API token, if HCLOUD_TOKEN is not set."
+    ),
+]
+
+
+def _cloud(token_file: Path | None) -> tuple[HetznerCloud, ApiToken]:
+    from libresh_cli.cluster.spec import read_token
+    from libresh_cli.hetzner.cloud import HetznerCloud
+
+    token = read_token(os.environ, token_file)
+    return HetznerCloud(token.value, token.source), token
+
+
+def _spec(path: Path) -> ClusterSpec:
+    from libresh_cli.cluster.spec import load_spec
+
+    return load_spec(path)
+
+
+@cluster_app.command("create")
+def create(
+    ctx: typer.Context,
+    file: FileOption,
+    token_file: TokenFileOption = None,
+    email: Annotated[
+        str | None,
+        typer.Option(help="Let's Encrypt contact email (else the file's `email`, or asked)."),
+    ] = None,
+    install_script: Annotated[
+        Path | None,
+        typer.Option(help="A k3s install script to run instead of https://get.k3s.io."),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Create (or repair) an HA k3s cluster on Hetzner Cloud from a cluster file: SSH key,
+    private network, firewall, spread placement group, a load balancer for the API, the
+    servers; then k3s over SSH (the first server with cluster-init, then every other server and
+    agent at the same time), a kubeconfig pointing at the load balancer, and the `ha` infra
+    profile. Everything is found by the cluster's labels first: running it again creates
+    nothing twice, and picks up where an interrupted run stopped.
+
+    \b
+    The cluster file (YAML):
+      name: coop                        # prefixes every resource
+      provider: hetzner
+      locations: [fsn1, nbg1, hel1]     # nodes go round them (one network zone)
+      image: debian-12
+      ssh_key: ~/.ssh/id_ed25519.pub    # uploaded; its private key logs in
+      servers: {type: cx22, count: 3}   # odd: etcd needs a majority
+      agents: {type: cx32, count: 2}
+      allowed_networks: {ssh: [203.0.113.7/32], api: [203.0.113.7/32]}
+      private_network: 10.0.0.0/16      # or none: flannel over WireGuard, public addresses
+      k3s_version: v1.34.4+k3s1
+      email: admin@example.org          # Let's Encrypt
+
+    \b
+    Examples:
+      export HCLOUD_TOKEN=...   # or --token-file ~/.config/libresh/hcloud-token
+      libresh cluster create -f cluster.yaml
+      libresh cluster create -f cluster.yaml -o json
+    """
+    from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
+    from libresh_cli.cluster.hetzner import CreateOptions
+    from libresh_cli.cluster.hetzner import create as create_cluster
+    from libresh_cli.remote.ssh import SSH_CONFIG_ENV
+
+    app = app_context(ctx, output)
+    spec = _spec(file)
+    if install_script is not None and not install_script.is_file():
+        raise BadInputError(f"--install-script {install_script}: no such file.")
+    cloud, token = _cloud(token_file)
+    source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
+    ssh_config = os.environ.get(SSH_CONFIG_ENV)
+    reporter = app.reporter()
+    report = create_cluster(
+        cloud,
+        spec,
+        app.paths,
+        reporter,
+        CreateOptions(source=source),
+        ssh_config=Path(ssh_config) if ssh_config else None,
+    )
+    _install_infra(app, report.kubeconfig, spec, token.value, report.network, email)
+    emit(app, report.to_dict(), _servers_table)
+    app.err.print(
+        f"Cluster {spec.name} is up: kubeconfig {report.kubeconfig} (API {report.api_server}).\n"
+        f"Next: libresh --kubeconfig {report.kubeconfig} install nextcloud"
+    )
+
+
+def _install_infra(
+    app: AppContext,
+    kubeconfig: str,
+    spec: ClusterSpec,
+    token: str,
+    network: str | None,
+    email: str | None,
+) -> None:
+    """The `ha` profile, with the token the cluster was made with (kept in a Secret for the
+    cloud-controller-manager and the CSI driver)."""
+    from libresh_cli.infra.service import HcloudAccess, apply_install, plan_install
+    from libresh_cli.kube.client import KubeClient
+    from libresh_cli.kube.connection import KubeTarget
+
+    reporter = app.reporter()
+    with KubeClient.connect(KubeTarget(Path(kubeconfig), spec.name)) as kube:
+        profile, result = plan_install(
+            kube, "ha", email or spec.email, HcloudAccess(token, network), email_question(app)
+        )
+        if not result.nothing_to_do:
+            with reporter.spinning("Installing the ha infrastructure profile"):
+                apply_install(kube, profile, result, reporter)
+        reporter.done("Infrastructure: profile ha installed")
+
+
+def _servers_table(data: dict[str, Any]) -> Any:
+    return rows_table(
+        ["SERVER", "ROLE", "LOCATION", "PUBLIC", "PRIVATE", "K3S"],
+        [
+            [s["name"], s["role"], s["location"], s["public_ipv4"] or "-",
+             s["private_ipv4"] or "-", data["k3s"].get(s["name"], "-")]
+            for s in data["servers"]
+        ],
+    )  # fmt: skip
+
+
+@cluster_app.command("status")
+def status(
+    ctx: typer.Context,
+    file: FileOption,
+    token_file: TokenFileOption = None,
+    output: OutputOption = None,
+) -> None:
+    """The cluster's servers (Hetzner), nodes and etcd members (Kubernetes) and the health of
+    the API load balancer's targets. Exit code 1 when something is not healthy.
+
+    \b
+    Examples:
+      libresh cluster status -f cluster.yaml
+      libresh cluster status -f cluster.yaml -o json | jq .etcd_members
+    """
+    from libresh_cli.cluster.hetzner import kubeconfig_destination
+    from libresh_cli.cluster.hetzner import status as cluster_status
+    from libresh_cli.kube.client import KubeClient
+    from libresh_cli.kube.connection import KubeTarget
+
+    app = app_context(ctx, output)
+    spec = _spec(file)
+    cloud, _ = _cloud(token_file)
+    path = kubeconfig_destination(app.paths, spec.name).path
+    if path.exists():
+        with KubeClient.connect(KubeTarget(path, spec.name), timeout=10.0) as kube:
+            data = cluster_status(cloud, spec.name, spec.labels, kube)
+    else:
+        data = cluster_status(cloud, spec.name, spec.labels, None)
+    emit(app, data, _status_table)
+    if not data["healthy"]:
+        raise typer.Exit(1)
+
+
+def _status_table(data: dict[str, Any]) -> Any:
+    nodes = {n["name"]: n for n in data["nodes"]}
+    targets = (data["load_balancer"] or {}).get("targets", {})
+    return rows_table(
+        ["SERVER", "ROLE", "STATUS", "NODE", "ETCD", "API TARGET"],
+        [
+            [s["name"], s["role"], s["status"],
+             ("Ready" if nodes[s["name"]]["ready"] else "NotReady") if s["name"] in nodes else "-",
+             "member" if s["name"] in data["etcd_members"] else "-",
+             targets.get(s["name"], "-")]
+            for s in data["servers"]
+        ],
+    )  # fmt: skip
+
+
+@cluster_app.command("scale")
+def scale(
+    ctx: typer.Context,
+    file: FileOption,
+    agents: Annotated[
+        int | None,
+        typer.Option(min=0, max=50, help="How many agents (default: the file's agents.count)."),
+    ] = None,
+    token_file: TokenFileOption = None,
+    install_script: Annotated[
+        Path | None, typer.Option(help="A k3s install script instead of https://get.k3s.io.")
+    ] = None,
+    yes: YesOption = False,
+    output: OutputOption = None,
+) -> None:
+    """Add or remove agents. New agents are created and joined (all at once); removed ones
+    (the highest-numbered first) are drained, their pods moved, then deleted. Removing asks
+    first (--yes for scripts). Put the same count in the file, or `create` adds them back.
+
+    \b
+    Examples:
+      libresh cluster scale -f cluster.yaml --agents 4
+      libresh cluster scale -f cluster.yaml --agents 1 --yes
+    """
+    from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
+    from libresh_cli.cluster.hetzner import (
+        CreateOptions,
+        agents_to_remove,
+        kubeconfig_destination,
+        remove_agent,
+    )
+    from libresh_cli.cluster.hetzner import create as create_cluster
+    from libresh_cli.kube.client import KubeClient
+    from libresh_cli.kube.connection import KubeTarget
+    from libresh_cli.remote.ssh import SSH_CONFIG_ENV
+
+    app = app_context(ctx, output, yes=yes)
+    spec = _spec(file)
+    count = spec.agents.count if agents is None else agents
+    cloud, _ = _cloud(token_file)
+    reporter = app.reporter()
+    removing = agents_to_remove(cloud.servers(spec.labels), count)
+    if removing:
+        names = ", ".join(s.name for s in removing)
+        if not confirm(app, f"Drain and delete {len(removing)} agent(s): {names}?"):
+            raise LibreshError("Nothing was changed.")
+        path = kubeconfig_destination(app.paths, spec.name).path
+        with KubeClient.connect(KubeTarget(path, spec.name)) as kube:
+            for server in removing:
+                remove_agent(cloud, kube, server, app.paths, spec.name, reporter)
+    if count and spec.agents.count == 0 and not spec.agents.server_type:
+        raise BadInputError(f"{spec.source}: agents.type is needed to add agents.")
+    from dataclasses import replace
+
+    from libresh_cli.cluster.spec import NodeGroup
+
+    grown = replace(spec, agents=NodeGroup(spec.agents.server_type, count))
+    source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
+    ssh_config = os.environ.get(SSH_CONFIG_ENV)
+    report = create_cluster(
+        cloud, grown, app.paths, reporter, CreateOptions(source=source),
+        ssh_config=Path(ssh_config) if ssh_config else None,
+    )  # fmt: skip
+    emit(app, {**report.to_dict(), "removed": [s.name for s in removing]}, _servers_table)
+    if count != spec.agents.count:
+        reporter.warn(
+            f"{spec.source} says agents.count: {spec.agents.count}; set it to {count}, or "
+            "the next `cluster create` adds agents back."
+        )
+
+
+@cluster_app.command("destroy")
+def destroy(
+    ctx: typer.Context,
+    file: FileOption,
+    token_file: TokenFileOption = None,
+    yes: Annotated[
+        str | None,
+        typer.Option(
+            "--yes",
+            metavar="NAME",
+            help="Destroy without asking: give the cluster's name again, as a check.",
+        ),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Delete the cluster: every server, the load balancer, firewall, placement group,
+    network and SSH key carrying its labels (nothing else: volumes made by the CSI driver,
+    which hold your data, are kept and listed in the Hetzner console). Asks for the cluster's
+    name to be typed; scripts give it with --yes NAME.
+
+    \b
+    Examples:
+      libresh cluster destroy -f cluster.yaml
+      libresh cluster destroy -f cluster.yaml --yes coop
+    """
+    from libresh_cli.cluster.hetzner import destroy as destroy_cluster
+
+    app = app_context(ctx, output)
+    spec = _spec(file)
+    _check_destroy_name(app, spec.name, yes)
+    cloud, _ = _cloud(token_file)
+    deleted = destroy_cluster(cloud, spec.name, spec.labels, app.paths, app.reporter())
+    emit(app, {"cluster": spec.name, "deleted": deleted}, lambda d: rows_table(
+        ["DELETED"], [[item] for item in d["deleted"]]))  # fmt: skip
+    if not deleted:
+        app.err.print(f"Nothing carries the labels of cluster {spec.name}: nothing to delete.")
+
+
+def _check_destroy_name(app: AppContext, name: str, given: str | None) -> None:
+    if given is not None:
+        if given != name:
+            raise BadInputError(
+                f"--yes {given!r} is not this cluster's name ({name}); nothing was deleted."
+            )
+        return
+    if not app.interactive:
+        raise BadInputError(
+            f"Destroying cluster {name} must be confirmed, and there is no terminal to ask.",
+            hint=f"Pass --yes {name} to destroy it without being asked.",
+        )
+    import questionary
+
+    typed = questionary.text(
+        f"This deletes every server of cluster {name} and what they run. Type its name to go on:"
+    ).unsafe_ask()
+    if typed != name:
+        raise LibreshError(f"{typed!r} is not {name!r}; nothing was deleted.")

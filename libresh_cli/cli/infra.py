@@ -84,7 +84,7 @@ def install(
     reporter = app.reporter()
     with kube_client(app) as kube:
         # Planned before the spinner starts: the email may be asked for.
-        chosen, result = plan_install(kube, profile, email, hcloud, _email_question(app))
+        chosen, result = plan_install(kube, profile, email, hcloud, email_question(app))
         if not app.dry_run and not result.nothing_to_do:
             with reporter.spinning("Installing the infrastructure"):
                 apply_install(kube, chosen, result, reporter)
@@ -134,7 +134,7 @@ def upgrade(
             apply_install(kube, profile, result, reporter)
 
 
-def _email_question(app: AppContext) -> Callable[[], str] | None:
+def email_question(app: AppContext) -> Callable[[], str] | None:
     """Asks for the Let's Encrypt email on a terminal; None (the flag is named) without one."""
     if not app.interactive:
         return None

@@ -220,7 +220,7 @@ def _connect_here(
 ) -> None:
     """The kubeconfig from the host, written here, then the node seen Ready through it."""
     waited = time.monotonic()
-    text = _fetch_kubeconfig(host, reporter)
+    text = fetch_kubeconfig(host, reporter)
     report.host_seconds += time.monotonic() - waited
     document = kubeconfig.from_k3s(text, context=request.context, server=report.server)
     report.kubeconfig_written = kubeconfig.write(request.destination, document, request.context)
@@ -313,7 +313,12 @@ def _install(
     return spent
 
 
-def installer_script(plan: k3s.InstallPlan, config: k3s.ConfigPlan, source: InstallSource) -> str:
+def installer_script(
+    plan: k3s.InstallPlan,
+    config: k3s.ConfigPlan,
+    source: InstallSource,
+    install_exec: str | None = None,
+) -> str:
     """One script for the host: take the install lock, write the config, run the installer.
     Nothing secret is in it (it travels on ssh's stdin, not on a command line)."""
     lines = [
@@ -340,6 +345,8 @@ def installer_script(plan: k3s.InstallPlan, config: k3s.ConfigPlan, source: Inst
         lines.append(f"export INSTALL_K3S_CHANNEL='{plan.channel}'")
     if source.kind is SourceKind.AIRGAP:
         lines.append("export INSTALL_K3S_SKIP_DOWNLOAD=true")
+    if install_exec:
+        lines.append(f"export INSTALL_K3S_EXEC='{install_exec}'")  # e.g. agent
     lines += [
         f'if sh "$state/install-k3s.sh" >>{INSTALL_LOG} 2>&1; then exit 0; fi',
         f"status=$?; tail -n 15 {INSTALL_LOG} >&2; exit $status",
@@ -390,7 +397,7 @@ def _send_airgap_files(
     reporter.done(f"k3s {version} files sent ({files.binary.name}, images, install script)")
 
 
-def _fetch_kubeconfig(host: Host, reporter: Reporter) -> str:
+def fetch_kubeconfig(host: Host, reporter: Reporter) -> str:
     reporter.step(f"Fetching the kubeconfig from {host.label}")
     script = "\n".join(
         [

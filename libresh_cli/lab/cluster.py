@@ -61,6 +61,7 @@ class LabSpec:
     bind_address: str = "127.0.0.1"
     extra_names: tuple[str, ...] = ()
     node_names: tuple[str, ...] = ()
+    join_token: str | None = field(default=None, repr=False)
 
     def names_of_nodes(self) -> list[str]:
         return list(self.node_names) or [f"lab-node-{i}" for i in range(1, self.nodes + 1)]
@@ -191,7 +192,13 @@ def _choose_layout(paths: Paths, name: str, spec: LabSpec) -> LabLayout:
     else:
         api_port, etcd, peer = free_ports(3)
     return LabLayout(
-        state.lab_dir(paths, name), api_port, etcd, peer, spec.bind_address, spec.extra_names
+        state.lab_dir(paths, name),
+        api_port,
+        etcd,
+        peer,
+        spec.bind_address,
+        spec.extra_names,
+        spec.join_token,
     )
 
 
@@ -213,6 +220,10 @@ def _start(
         pki.admin_key.read_bytes(),
     )
     write_private_file(layout.kubeconfig, yaml.safe_dump(document))
+    if layout.join_token:
+        write_private_file(
+            layout.token_file, f"{layout.join_token},k3s-join,k3s-join,system:masters\n"
+        )
     env = _daemon_env(layout.directory)
 
     def launch(component: str, argv: list[str]) -> ProcessRecord:

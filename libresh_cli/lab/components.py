@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,13 @@ class LabLayout:
     # The k3s stand-in serves on every address of its test host, like k3s does.
     bind_address: str = "127.0.0.1"
     extra_names: tuple[str, ...] = ()
+    # The k3s stand-in's join token: accepted as a bearer token, as k3s accepts it from joining
+    # nodes (the HA tests' join stand-ins register their nodes with it).
+    join_token: str | None = field(default=None, repr=False)
+
+    @property
+    def token_file(self) -> Path:
+        return self.directory / "join-tokens.csv"
 
     @property
     def pki(self) -> LabPki:
@@ -80,6 +87,7 @@ def apiserver_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         "--profiling=false",
+        *([f"--token-auth-file={layout.token_file}"] if layout.join_token else []),
     ]
 
 

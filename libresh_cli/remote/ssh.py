@@ -47,9 +47,15 @@ class SshTarget:
     port: int | None = None
     identity: Path | None = None
     config_file: Path | None = None  # LIBRESH_SSH_CONFIG: used instead of ~/.ssh/config
+    # Servers libresh created keep their keys in a file of their own (the cluster's), not in
+    # the user's known_hosts: a destroyed cluster's addresses come back with other keys.
+    known_hosts: Path | None = None
 
     def base_args(self) -> list[str]:
         args = ["ssh"]
+        if self.known_hosts is not None:
+            args += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+            args += ["-o", "GlobalKnownHostsFile=/dev/null"]
         if self.config_file is not None:
             args += ["-F", str(self.config_file)]
         if self.port is not None:
@@ -214,6 +220,7 @@ class SshHost(ShellHost):
         # run commands on the host.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="libresh-ssh-"))
         self._socket = self._socket_dir / "master"
+        self.trusted_fingerprints: list[str] = []  # keys trusted on first use by this run
 
     # -- connection ------------------------------------------------------------------------
 
@@ -277,6 +284,7 @@ class SshHost(ShellHost):
                     f"The host key of {self.resolved.hostname} was not trusted; nothing was done."
                 )
         _append_known_hosts(offered)
+        self.trusted_fingerprints = offered.fingerprints
         stderr = self._open_master()
         if stderr is not None:
             raise classify_ssh_failure(stderr, self.resolved, CONNECT_TIMEOUT)
@@ -308,8 +316,9 @@ class SshHost(ShellHost):
         scratch = self._socket_dir / "offered_keys"
         scratch.unlink(missing_ok=True)
         args = [
-            *self.target.base_args(),
-            "-o", f"UserKnownHostsFile={scratch}",
+            # First: ssh takes the first value given for an option, and this one must win.
+            "ssh", "-o", f"UserKnownHostsFile={scratch}",
+            *self.target.base_args()[1:],
             "-o", "StrictHostKeyChecking=accept-new",
             "-o", "BatchMode=yes",
             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",

@@ -345,3 +345,49 @@ def standin_script() -> str:
         f"export STANDIN_CACHE={Paths.from_env().cache} PYTHONPATH={REPO}\n"
         f"exec {sys.executable} -m tests.standin.k3s_standin\n"
     )
+
+
+class PrivateNetwork:
+    """A provider's private network for several test hosts: a bridge in the test's namespace
+    (holding the gateway address, as Hetzner's networks have one), and on each host an
+    interface `priv0` with the address given. Hosts reach each other on it; the test's side
+    reaches them too (the fake load balancer forwards over it)."""
+
+    def __init__(self, prefix: str = "10.79.0", name: str = "0") -> None:
+        self.prefix = prefix
+        self.BRIDGE = f"{PREFIX}br{name}"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.prefix}.1"
+
+    def address_of(self, host: TestHost) -> str:
+        return f"{self.prefix}.{10 + host.index % 200}"
+
+    def create(self) -> None:
+        self.destroy()
+        for command in (
+            f"ip link add {self.BRIDGE} type bridge",
+            f"ip addr add {self.gateway}/24 dev {self.BRIDGE}",
+            f"ip link set {self.BRIDGE} up",
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
+
+    def attach(self, host: TestHost) -> str:
+        outside, inside = f"{host.name}v", f"{host.name}w"
+        address = self.address_of(host)
+        subprocess.run(["ip", "link", "del", outside], capture_output=True)
+        for command in (
+            f"ip link add {outside} type veth peer name {inside}",
+            f"ip link set {outside} master {self.BRIDGE}",
+            f"ip link set {outside} up",
+            f"ip link set {inside} netns {host.name}",
+            f"ip netns exec {host.name} ip link set {inside} name priv0",
+            f"ip netns exec {host.name} ip addr add {address}/24 dev priv0",
+            f"ip netns exec {host.name} ip link set priv0 up",
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
+        return address
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "link", "del", self.BRIDGE], capture_output=True)

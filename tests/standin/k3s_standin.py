@@ -12,6 +12,19 @@ It does what the real installer leaves behind, where k3s leaves it:
   asked) and /var/lib/rancher/k3s/server/node-token.
 Re-running it keeps a running control plane, as re-running the real installer keeps the data.
 
+Joining (the HA tests): with `server:` in the config (another server, or an agent with
+INSTALL_K3S_EXEC=agent), no control plane starts here. Like k3s, it joins with the config's
+`token`: it registers its node through the `server` URL with that token (which the first
+server's stand-in accepts, and only that one), labelled as k3s labels servers (control-plane,
+etcd) or agents. A joining server also serves port 6443, forwarding to the first server, so
+the load balancer's health check sees every server. With `cluster-init`, the first server
+also has the CRDs k3s ships (helm-controller's; cert-manager's, as its chart would add them)
+from tests/fixtures/infra/standin-crds.yaml.
+
+Every run appends `start <time>` / `end <time>` to /var/lib/rancher/standin-timeline, so a
+test can check the order of the installs across hosts; /var/lib/rancher/standin-join-seconds
+makes a join take that long (the benchmark's stand-in for k3s' own start-up time).
+
 Test hooks: while /var/lib/rancher/standin-hold exists, it waits there (after writing
 /var/lib/rancher/standin-started) so a test can cut the connection mid-install; the file
 /var/lib/rancher/standin-fail makes it fail like a broken download would.
@@ -27,11 +40,6 @@ from pathlib import Path
 
 import yaml
 
-from libresh_cli.lab.cluster import LabSpec, lab_up
-from libresh_cli.lab.state import kubeconfig_path
-from libresh_cli.progress import SilentReporter
-from libresh_cli.settings import Paths
-
 CONFIG = Path("/etc/rancher/k3s/config.yaml")
 KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
 TOKEN = Path("/var/lib/rancher/k3s/server/node-token")
@@ -41,6 +49,11 @@ AIRGAP_IMAGES = Path("/var/lib/rancher/k3s/agent/images")
 HOLD = Path("/var/lib/rancher/standin-hold")
 STARTED = Path("/var/lib/rancher/standin-started")
 FAIL = Path("/var/lib/rancher/standin-fail")
+TIMELINE = Path("/var/lib/rancher/standin-timeline")
+JOIN_SECONDS = Path("/var/lib/rancher/standin-join-seconds")
+FORWARDER_PID = Path("/var/lib/rancher/k3s/standin/forwarder.pid")
+REPO = Path(__file__).resolve().parents[2]
+SERVER_ROLES = ("control-plane", "etcd", "master")
 CHANNEL_VERSIONS = {"stable": "v1.34.4+k3s1", "latest": "v1.35.1+k3s1"}
 
 K3S_COMMAND = """#!/bin/sh
@@ -55,6 +68,19 @@ esac
 
 def main() -> int:
     STARTED.parent.mkdir(parents=True, exist_ok=True)
+    _timeline("start")
+    try:
+        return _install()
+    finally:
+        _timeline("end")
+
+
+def _timeline(event: str) -> None:
+    with TIMELINE.open("a") as handle:
+        handle.write(f"{event} {time.time():.3f}\n")
+
+
+def _install() -> int:
     STARTED.write_text(str(os.getpid()))
     while HOLD.exists():
         time.sleep(0.1)
@@ -72,6 +98,15 @@ def main() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "version").write_text(version)
     print(f"[INFO]  Using {version} as release (stand-in)")
+    if config.get("server"):
+        return _join(config, version)
+    # Imported here: a join does not need them, and eight joins starting at once on a small
+    # machine should not each pay for loading the lab.
+    from libresh_cli.lab.cluster import LabSpec, lab_up
+    from libresh_cli.lab.state import kubeconfig_path
+    from libresh_cli.progress import SilentReporter
+    from libresh_cli.settings import Paths
+
     paths = Paths(
         config=STATE / "config",
         data=STATE / "data",
@@ -85,8 +120,11 @@ def main() -> int:
         bind_address="0.0.0.0",  # noqa: S104 - every address of the test host, as k3s
         extra_names=tuple(config.get("tls-san") or ()),
         node_names=(str(config["node-name"]),),
+        join_token=str(config["token"]) if config.get("token") else None,
     )
     lab_up(paths, spec, SilentReporter())
+    if config.get("cluster-init"):
+        _first_server_extras(kubeconfig_path(paths, "k3s"), str(config["node-name"]))
     _write_kubeconfig(
         kubeconfig_path(paths, "k3s"), int(str(config.get("write-kubeconfig-mode", "0600")), 8)
     )
@@ -96,6 +134,91 @@ def main() -> int:
         TOKEN.chmod(0o600)
     print("[INFO]  systemd: Starting k3s (stand-in: lab control plane started)")
     return 0
+
+
+def _first_server_extras(kubeconfig: Path, node_name: str) -> None:
+    from libresh_cli.kube.client import KubeClient
+    from libresh_cli.kube.connection import KubeTarget
+
+    with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
+        labels = {f"node-role.kubernetes.io/{role}": "true" for role in SERVER_ROLES}
+        kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{node_name}",
+            body={"metadata": {"labels": labels}},
+            content_type="application/merge-patch+json",
+        )
+        crds = REPO / "tests" / "fixtures" / "infra" / "standin-crds.yaml"
+        kube.apply_all(d for d in yaml.safe_load_all(crds.read_text()) if d)
+
+
+def _join(config: dict[str, object], version: str) -> int:
+    """Register this node through the first server, with the token, as k3s joins."""
+    if JOIN_SECONDS.exists():
+        time.sleep(float(JOIN_SECONDS.read_text()))
+    import httpx
+
+    server = str(config["server"])
+    role = "agent" if os.environ.get("INSTALL_K3S_EXEC", "").startswith("agent") else "server"
+    labels = {"kubernetes.io/hostname": str(config["node-name"])}
+    if role == "server":
+        labels.update({f"node-role.kubernetes.io/{r}": "true" for r in SERVER_ROLES})
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": config["node-name"],
+            "labels": labels,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "status": {"nodeInfo": {"kubeletVersion": version.split("+")[0] + "+k3s1"}},
+    }
+    headers = {"Authorization": f"Bearer {config['token']}"}
+    with httpx.Client(base_url=server, verify=False, headers=headers, timeout=10) as client:  # noqa: S501 - stand-in
+        response = client.post("/api/v1/nodes", json=node)
+        if response.status_code == 401:
+            print("[ERROR]  the server refused the join token (stand-in)", file=sys.stderr)
+            return 1
+        if response.status_code not in (201, 409):
+            print(f"[ERROR]  join failed: {response.status_code} {response.text}", file=sys.stderr)
+            return 1
+    if role == "server":
+        _forward_api_port(server)
+    print(f"[INFO]  systemd: Starting k3s-{role} (stand-in: joined {server})")
+    return 0
+
+
+def _forward_api_port(server: str) -> None:
+    """Serve 6443 here as a k3s server does, by forwarding to the first server."""
+    if FORWARDER_PID.exists():
+        return
+    FORWARDER_PID.parent.mkdir(parents=True, exist_ok=True)
+    host, port = server.removeprefix("https://").rsplit(":", 1)
+    code = (
+        "import socket, threading\n"
+        "def pipe(a, b):\n"
+        "    try:\n"
+        "        while (d := a.recv(65536)): b.sendall(d)\n"
+        "    except OSError: pass\n"
+        "    try: b.shutdown(socket.SHUT_WR)\n"
+        "    except OSError: pass\n"
+        "s = socket.create_server(('0.0.0.0', 6443))\n"
+        "while True:\n"
+        "    c, _ = s.accept()\n"
+        f"    u = socket.create_connection(({host!r}, {port}))\n"
+        "    for x, y in ((c, u), (u, c)):\n"
+        "        threading.Thread(target=pipe, args=(x, y), daemon=True).start()\n"
+    )
+    import subprocess
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    FORWARDER_PID.write_text(str(process.pid))
 
 
 def _version() -> str:

@@ -92,7 +92,7 @@ def test_k3s_settings_of_the_profiles() -> None:
     from libresh_cli.cluster.k3s import wanted_settings
 
     ha = wanted_settings("ha", address="10.0.0.2", node_name="s1")
-    assert ha["flannel-backend"] == "wireguard-native"
+    assert "flannel-backend" not in ha  # chosen per cluster (private network or WireGuard)
     assert set(ha["disable"]) == {"servicelb", "local-storage"}
     assert ha["kubelet-arg"] == ["cloud-provider=external"]
     single = wanted_settings("single", address="x", node_name="n", storage_path="/srv/data/")

@@ -1,0 +1,1 @@
+"""The Hetzner Cloud adapter: the one package that imports the hcloud SDK."""
