@@ -33,6 +33,7 @@ from libresh_cli.cluster.preflight import HostFacts, assess
 from libresh_cli.cluster.spec import ClusterSpec
 from libresh_cli.errors import (
     BadInputError,
+    ExitCode,
     LibreshError,
     OperationFailedError,
     PrerequisiteError,
@@ -132,8 +133,8 @@ def kubeconfig_destination(paths: Paths, name: str) -> kubeconfig.Destination:
 # -- checking the file against the project --------------------------------------------------
 
 
-def check_against_catalog(cloud: HetznerCloud, spec: ClusterSpec) -> list[str]:
-    """Locations, server types and the image as Hetzner knows them; warnings returned."""
+def check_against_catalog(cloud: HetznerCloud, spec: ClusterSpec) -> Catalog:
+    """Locations, server types and the image as Hetzner knows them."""
     catalog = cloud.catalog()
     problems = _unknown_names(spec, catalog)
     if spec.private_network is not None:
@@ -156,7 +157,7 @@ def check_against_catalog(cloud: HetznerCloud, spec: ClusterSpec) -> list[str]:
                 f"{catalog.server_types[group.server_type]} servers ({group.server_type}).",
                 hint="Use a system image name such as debian-12 or ubuntu-24.04.",
             )
-    return spec.warnings()
+    return catalog
 
 
 def _unknown_names(spec: ClusterSpec, catalog: Catalog) -> list[str]:
@@ -318,6 +319,7 @@ def connect_nodes(
     known = cluster_dir(paths, spec.name) / "known_hosts"
     known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     reporter.step(f"Connecting to {len(servers)} server(s) over SSH")
+    opened: list[SshHost] = []
 
     def connect(server: ServerInfo) -> Node:
         if server.public_ipv4 is None:
@@ -330,10 +332,16 @@ def connect_nodes(
         )
         host = SshHost(target)
         host.label = server.name
+        opened.append(host)
         _connect_waiting(host, server.name, patient=server.name in new_names)
         return Node(server, host)
 
-    nodes = run_concurrently({s.name: partial(connect, s) for s in servers})
+    try:
+        nodes = run_concurrently({s.name: partial(connect, s) for s in servers})
+    except LibreshError:
+        for host in opened:  # the connections that did open are not left behind
+            host.close()
+        raise
     reporter.done(f"Connected to {len(nodes)} server(s)")
     return nodes
 
@@ -578,10 +586,10 @@ def create(
     """The whole cluster, from whatever part of it exists."""
     started = time.monotonic()
     report = CreateReport(cluster=spec.name)
-    report.warnings = check_against_catalog(cloud, spec)
+    zone = check_against_catalog(cloud, spec).locations[spec.locations[0]]
+    report.warnings = spec.warnings()
     for warning in report.warnings:
         reporter.warn(warning)
-    zone = cloud.catalog().locations[spec.locations[0]]
     parts = ensure_cloud(cloud, spec, zone, report, reporter)
     report.network = parts.network_name
     report.servers = ensure_servers(cloud, spec, parts, report, reporter)
@@ -785,8 +793,9 @@ def destroy(
     reporter.step("Deleting the load balancer, firewall, placement group, network and SSH key")
     deleted += cloud.delete_labelled(labels)
     directory = cluster_dir(paths, name)
-    for leftover in ("known_hosts", "token"):
-        (directory / leftover).unlink(missing_ok=True)
+    for leftover in (directory / "known_hosts", directory / "token"):
+        leftover.unlink(missing_ok=True)
+    kubeconfig_destination(paths, name).path.unlink(missing_ok=True)
     reporter.done(f"{len(deleted)} resource(s) deleted")
     return deleted
 
@@ -820,10 +829,13 @@ def _combined(failures: list[tuple[str, BaseException]]) -> BaseException:
         return failures[0][1]
     first = failures[0][1]
     lines = "\n".join(f"- {name}: {error}" for name, error in failures)
-    if isinstance(first, LibreshError):
-        combined = type(first)(f"{len(failures)} steps failed:\n{lines}", hint=first.hint)
-        return combined
-    return OperationFailedError(f"{len(failures)} steps failed:\n{lines}")
+    combined = LibreshError(
+        f"{len(failures)} steps failed:\n{lines}",
+        hint=first.hint if isinstance(first, LibreshError) else None,
+    )
+    # The first failure's exit code (e.g. 3 for a lost connection) stands for them all.
+    combined.exit_code = first.exit_code if isinstance(first, LibreshError) else ExitCode.FAILURE
+    return combined
 
 
 def cluster_name_of(text: str) -> str:

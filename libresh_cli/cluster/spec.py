@@ -144,8 +144,9 @@ def parse_spec(data: dict[str, Any], source: Path) -> ClusterSpec:
         errors.add("provider", f"{data.get('provider')!r} is not supported; use hetzner")
     locations = _locations(data, errors)
     public_key, identity = _ssh_key(data.get("ssh_key"), source, errors)
-    servers = _group(data.get("servers"), "servers", errors, minimum=1, default_count=3)
-    agents = _group(data.get("agents", {"count": 0}), "agents", errors, minimum=0)
+    # A spread placement group holds at most 10 servers.
+    servers = _group(data.get("servers"), "servers", errors, span=(1, 10), default_count=3)
+    agents = _group(data.get("agents", {"count": 0}), "agents", errors, span=(0, 50))
     ssh_from, api_from = _allowed(data.get("allowed_networks"), errors)
     private = _private_network(data.get("private_network", "10.0.0.0/16"), errors)
     version = _k3s_version(data.get("k3s_version", k3s.DEFAULT_K3S_VERSION), errors)
@@ -216,7 +217,7 @@ def _ssh_key(value: Any, source: Path, errors: _Errors) -> tuple[str, Path | Non
 
 
 def _group(
-    value: Any, where: str, errors: _Errors, *, minimum: int, default_count: int = 0
+    value: Any, where: str, errors: _Errors, *, span: tuple[int, int], default_count: int = 0
 ) -> NodeGroup:
     if not isinstance(value, dict):
         errors.add(where, "give type and count, e.g. {type: cx22, count: 3}")
@@ -224,9 +225,10 @@ def _group(
     for key in sorted(set(value) - {"type", "count"}, key=str):
         errors.add(f"{where}.{key}", "unknown field (fields: type, count)")
     count = value.get("count", default_count)
-    if isinstance(count, bool) or not isinstance(count, int) or not minimum <= count <= 50:
-        errors.add(f"{where}.count", f"{count!r} is not a number from {minimum} to 50")
-        count = minimum
+    low, high = span
+    if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= high:
+        errors.add(f"{where}.count", f"{count!r} is not a number from {low} to {high}")
+        count = low
     server_type = value.get("type", "")
     if count and (not isinstance(server_type, str) or not server_type):
         errors.add(f"{where}.type", "give a Hetzner server type, e.g. cx22 or cax21")

@@ -16,7 +16,13 @@ from libresh_cli.cluster.hetzner import (
     run_concurrently,
 )
 from libresh_cli.cluster.spec import ApiToken, load_spec, parse_spec, read_token
-from libresh_cli.errors import BadInputError, OperationFailedError, PrerequisiteError
+from libresh_cli.errors import (
+    BadInputError,
+    LibreshError,
+    OperationFailedError,
+    PrerequisiteError,
+    UnreachableError,
+)
 from libresh_cli.hetzner.cloud import LoadBalancerInfo, ServerInfo
 
 
@@ -68,7 +74,7 @@ def test_every_error_is_named_by_its_field(key: Path) -> None:
         "colour: unknown field",
         "name: 'Coop!' is not a cluster name",
         "servers.size: unknown field",
-        "servers.count: 0 is not a number from 1 to 50",
+        "servers.count: 0 is not a number from 1 to 10",
         "allowed_networks.ssh[0]: '300.1.1.1/32'",
         "allowed_networks.api[0]: '10.0.0.1/8'",
         "private_network: 8.8.0.0/16 must be a private IPv4 range",
@@ -190,9 +196,16 @@ def test_run_concurrently_finishes_everything_and_names_every_failure() -> None:
     def fails(name: str) -> int:
         raise OperationFailedError(f"{name} broke")
 
-    with pytest.raises(OperationFailedError) as raised:
+    with pytest.raises(LibreshError) as raised:
         run_concurrently({"a": lambda: fails("a"), "b": ok, "c": lambda: fails("c")})
-    assert done == ["ok"]
+    assert done == ["ok"] and raised.value.exit_code == 1
     assert "2 steps failed" in raised.value.message
     assert "- a: a broke" in raised.value.message and "- c: c broke" in raised.value.message
     assert run_concurrently({"x": ok}) == {"x": 1}
+
+    def lost() -> int:
+        raise UnreachableError("connection lost")
+
+    with pytest.raises(LibreshError) as two_lost:
+        run_concurrently({"a": lost, "b": lost})
+    assert two_lost.value.exit_code == 3  # the first failure's code stands for all
