@@ -312,6 +312,8 @@ def scale(
     app = app_context(ctx, output, yes=yes)
     spec = _spec(file)
     count = spec.agents.count if agents is None else agents
+    if count and not spec.agents.server_type:
+        raise BadInputError(f"{spec.source}: agents.type is needed to add agents.")
     cloud, _ = _cloud(token_file)
     reporter = app.reporter()
     removing = agents_to_remove(cloud.servers(spec.labels), count)
@@ -323,8 +325,6 @@ def scale(
         with KubeClient.connect(KubeTarget(path, spec.name)) as kube:
             for server in removing:
                 remove_agent(cloud, kube, server, app.paths, spec.name, reporter)
-    if count and spec.agents.count == 0 and not spec.agents.server_type:
-        raise BadInputError(f"{spec.source}: agents.type is needed to add agents.")
     from dataclasses import replace
 
     from libresh_cli.cluster.spec import NodeGroup
