@@ -4,6 +4,7 @@ status, destroy) and k3s upgrades."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -305,6 +306,7 @@ def scale(
         remove_agent,
     )
     from libresh_cli.cluster.hetzner import create as create_cluster
+    from libresh_cli.cluster.spec import NodeGroup
     from libresh_cli.kube.client import KubeClient
     from libresh_cli.kube.connection import KubeTarget
     from libresh_cli.remote.ssh import SSH_CONFIG_ENV
@@ -325,10 +327,6 @@ def scale(
         with KubeClient.connect(KubeTarget(path, spec.name)) as kube:
             for server in removing:
                 remove_agent(cloud, kube, server, app.paths, spec.name, reporter)
-    from dataclasses import replace
-
-    from libresh_cli.cluster.spec import NodeGroup
-
     grown = replace(spec, agents=NodeGroup(spec.agents.server_type, count))
     source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
     ssh_config = os.environ.get(SSH_CONFIG_ENV)

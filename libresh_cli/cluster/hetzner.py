@@ -9,7 +9,6 @@ every other server and agent joins at the same time.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,7 +51,7 @@ from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.readiness import node as node_readiness
 from libresh_cli.progress import Reporter
-from libresh_cli.remote.ssh import SshHost, SshTarget
+from libresh_cli.remote.ssh import SshHost, SshTarget, forget_host
 from libresh_cli.settings import Paths, write_private_file
 
 ROLE = "libresh.org/role"
@@ -768,15 +767,8 @@ def remove_agent(
 def forget_host_key(paths: Paths, cluster: str, address: str | None) -> None:
     """Hetzner hands a deleted server's address to someone else: its key must not be trusted
     for whatever answers there next."""
-    known = cluster_dir(paths, cluster) / "known_hosts"
-    if address is None or not known.exists():
-        return
-    kept = [
-        line
-        for line in known.read_text().splitlines()
-        if line.split(" ", 1)[0] not in (address, f"[{address}]:22")
-    ]
-    write_private_file(known, "\n".join(kept) + ("\n" if kept else ""))
+    if address is not None:
+        forget_host(cluster_dir(paths, cluster) / "known_hosts", address)
 
 
 def destroy(
@@ -836,9 +828,3 @@ def _combined(failures: list[tuple[str, BaseException]]) -> BaseException:
     # The first failure's exit code (e.g. 3 for a lost connection) stands for them all.
     combined.exit_code = first.exit_code if isinstance(first, LibreshError) else ExitCode.FAILURE
     return combined
-
-
-def cluster_name_of(text: str) -> str:
-    if not re.match(r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$", text):
-        raise BadInputError(f"{text!r} is not a cluster name.")
-    return text

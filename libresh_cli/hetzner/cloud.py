@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from hcloud import APIException, Client
@@ -50,7 +50,6 @@ from libresh_cli.errors import (
 ENDPOINT_ENV = "LIBRESH_HCLOUD_ENDPOINT"  # another API address: a proxy, or the tests' fake
 LOAD_BALANCER_TYPE = "lb11"
 API_PORT = 6443
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)

@@ -391,6 +391,17 @@ class ConnectionLostError(UnreachableError):
     """The master connection dropped in the middle of a step."""
 
 
+def forget_host(known_hosts: Path, address: str) -> None:
+    """Remove every key of `address` from a known_hosts file, hashed entries included (what
+    `ssh-keygen -R` knows how to do)."""
+    if not known_hosts.exists():
+        return
+    subprocess.run(
+        ["ssh-keygen", "-R", address, "-f", str(known_hosts)], capture_output=True, check=False
+    )
+    Path(f"{known_hosts}.old").unlink(missing_ok=True)  # ssh-keygen's backup
+
+
 def _append_known_hosts(key: HostKey) -> None:
     path = key.known_hosts
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

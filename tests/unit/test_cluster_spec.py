@@ -209,3 +209,30 @@ def test_run_concurrently_finishes_everything_and_names_every_failure() -> None:
     with pytest.raises(LibreshError) as two_lost:
         run_concurrently({"a": lost, "b": lost})
     assert two_lost.value.exit_code == 3  # the first failure's code stands for all
+
+
+def test_a_deleted_servers_host_key_is_forgotten_even_when_hashed(tmp_path: Path) -> None:
+    import subprocess
+
+    from libresh_cli.cluster.hetzner import forget_host_key
+    from libresh_cli.settings import Paths
+
+    paths = Paths(
+        config=tmp_path / "c", data=tmp_path / "d", state=tmp_path / "s", cache=tmp_path / "k"
+    )
+    known = paths.config / "clusters" / "coop" / "known_hosts"
+    known.parent.mkdir(parents=True)
+    known.write_text(
+        "198.51.100.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOLd1\n"
+        "198.51.100.2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOLd2\n"
+    )
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], capture_output=True, check=True)
+    assert "198.51.100.1" not in known.read_text()  # hashed now
+    forget_host_key(paths, "coop", "198.51.100.1")
+    lines = known.read_text().splitlines()
+    assert len(lines) == 1
+    found = subprocess.run(
+        ["ssh-keygen", "-F", "198.51.100.2", "-f", str(known)], capture_output=True
+    )
+    assert found.returncode == 0  # the other server's key is kept
+    assert not list(known.parent.glob("*.old"))
