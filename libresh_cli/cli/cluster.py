@@ -206,7 +206,13 @@ def _install_infra(
     reporter = app.reporter()
     with KubeClient.connect(KubeTarget(Path(kubeconfig), spec.name)) as kube:
         profile, result = plan_install(
-            kube, "ha", email or spec.email, HcloudAccess(token, network), email_question(app)
+            kube,
+            "ha",
+            email or spec.email,
+            HcloudAccess(token, network),
+            email_question(app),
+            # Traefik's load balancer goes where the API's does (hetzner.py ensure_cloud).
+            location=spec.locations[0],
         )
         if not result.nothing_to_do:
             with reporter.spinning("Installing the ha infrastructure profile"):

@@ -19,7 +19,7 @@ from libresh_cli.cli.common import (
 )
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
-from libresh_cli.errors import LibreshError
+from libresh_cli.errors import BadInputError, LibreshError
 
 infra_app = typer.Typer(
     help="""Install and check the cluster's infrastructure on k3s.
@@ -30,13 +30,14 @@ cert-manager with Let's Encrypt ClusterIssuers (staging and production, HTTP-01 
 Traefik), Traefik configured (HTTP to HTTPS, timeouts for large uploads),
 system-upgrade-controller (for `libresh cluster upgrade`), and k3s' local-path storage
 checked. Profile `ha` (Hetzner): the same without local-path, plus hcloud's
-cloud-controller-manager and CSI driver (--hcloud-token-file, once).
+cloud-controller-manager and CSI driver (--hcloud-token-file and --hcloud-location, once;
+--hcloud-network when there is a private network); Traefik then gets a Hetzner load balancer.
 
 \b
 Examples:
   libresh infra install --email admin@example.org
   libresh infra install --dry-run
-  libresh infra install --profile ha --hcloud-token-file ~/hcloud.token
+  libresh infra install --profile ha --hcloud-token-file ~/hcloud.token --hcloud-location fsn1
   libresh infra status -o json
   libresh infra upgrade --dry-run
 """,
@@ -61,7 +62,15 @@ def install(
         typer.Option(help="ha: a file holding the Hetzner Cloud API token (kept in a Secret)."),
     ] = None,
     hcloud_network: Annotated[
-        str | None, typer.Option(help="ha: the Hetzner private network's name or ID.")
+        str | None,
+        typer.Option(help="ha: the Hetzner private network's name or ID (omitted: none)."),
+    ] = None,
+    hcloud_location: Annotated[
+        str | None,
+        typer.Option(
+            help="ha: the Hetzner location (e.g. fsn1) of the load balancer in front of "
+            "Traefik (given once, then kept in the cluster)."
+        ),
     ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
@@ -78,13 +87,19 @@ def install(
 
     app = app_context(ctx, output, dry_run)
     hcloud = None
+    if hcloud_network is not None and hcloud_token_file is None:
+        raise BadInputError(
+            "--hcloud-network is kept with the token: give --hcloud-token-file with it."
+        )
     if hcloud_token_file is not None:
         token = read_secret_file(app, hcloud_token_file, "--hcloud-token-file")
         hcloud = HcloudAccess(token, hcloud_network)
     reporter = app.reporter()
     with kube_client(app) as kube:
         # Planned before the spinner starts: the email may be asked for.
-        chosen, result = plan_install(kube, profile, email, hcloud, email_question(app))
+        chosen, result = plan_install(
+            kube, profile, email, hcloud, email_question(app), hcloud_location
+        )
         if not app.dry_run and not result.nothing_to_do:
             with reporter.spinning("Installing the infrastructure"):
                 apply_install(kube, chosen, result, reporter)

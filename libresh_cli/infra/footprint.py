@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from libresh_cli.infra.profile import Component, Profile
-from libresh_cli.infra.render import component_manifests
+from libresh_cli.infra.render import Cluster, component_manifests
 from libresh_cli.kube.quantity import quantity
 
 SINGLE_TARGET_MIB = 512
@@ -29,7 +29,9 @@ def _requests_in(tree: Any) -> int:
 
 def component_requests(component: Component) -> int:
     if component.kind == "manifests":
-        return sum(_requests_in(m.get("spec")) for m in component_manifests(component))
+        return sum(_requests_in(m.get("spec")) for m in component_manifests(component, Cluster()))
+    # Requests are set in a component's own values, never in a variant: they do not depend
+    # on the cluster.
     return _requests_in(component.values)
 
 

@@ -2,24 +2,33 @@
 
 The objects are HelmChart / HelmChartConfig in kube-system (k3s' helm-controller installs the
 charts in the cluster) and, once cert-manager's CRDs exist, the ClusterIssuers. Settings
-asked once (the profile, the Let's Encrypt contact email) live in the ConfigMap
-`libresh-infra` of libresh-system.
+asked once (the profile, the Let's Encrypt contact email, for `ha` the Hetzner location and
+private network) live in the ConfigMap `libresh-infra` of libresh-system. Values for a chart
+k3s packages (Traefik) follow the chart version k3s' own HelmChart names.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from libresh_cli.errors import BadInputError, OperationFailedError, PrerequisiteError
 from libresh_cli.infra.profile import Component, Profile, load_profile
 from libresh_cli.infra.render import (
+    HELM_API,
     HELM_NAMESPACE,
     LABELS,
+    Cluster,
+    chart_version,
+    component_values,
     issuer_manifests,
+    packaged_chart,
     profile_manifests,
 )
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
@@ -36,6 +45,10 @@ CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 # helm-controller installs cert-manager in a Job; the first time it pulls images: minutes.
 CHARTS_TIMEOUT = 600.0
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LOCATION = re.compile(r"^[a-z]+[0-9]*$")  # Hetzner location names: fsn1, nbg1, hel1, ash, ...
+# k3s' HelmChart names the tarball it serves: traefik-38.0.201+up38.0.2.tgz packages upstream
+# 38.0.2 (k3s-io/k3s manifests/traefik.yaml; the `+up` part is the upstream chart's version).
+PACKAGED_CHART = re.compile(r"-(\d+\.\d+\.\d+)(?:\+up(\d+\.\d+\.\d+))?\.tgz$")
 MIB = 1024**2
 
 
@@ -50,6 +63,8 @@ class Change:
 class InstallResult:
     profile: str
     email: str
+    cluster: Cluster = field(default_factory=Cluster)
+    settings: dict[str, str] = field(default_factory=dict)  # kept in libresh-infra
     changes: list[Change] = field(default_factory=list)
     # Secrets to apply (the hcloud token): never in to_dict, never printed.
     secrets: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -62,6 +77,8 @@ class InstallResult:
         return {
             "profile": self.profile,
             "email": self.email,
+            "settings": self.settings,
+            "packaged_charts": self.cluster.charts,
             "nothing_to_do": self.nothing_to_do,
             "changes": [c.__dict__ for c in self.changes],
         }
@@ -92,11 +109,19 @@ def saved_settings(kube: KubeClient) -> dict[str, str]:
 
 
 def plan(
-    kube: KubeClient, profile: Profile, email: str, secrets: list[dict[str, Any]] | None = None
+    kube: KubeClient,
+    profile: Profile,
+    email: str,
+    cluster: Cluster,
+    secrets: list[dict[str, Any]] | None = None,
 ) -> list[Change]:
     """What applying would change, from the API server's own dry run."""
     issuers_ready = _crd_established(kube, ISSUER_CRD)
-    objects = [*(secrets or []), *profile_manifests(profile), *issuer_manifests(profile, email)]
+    objects = [
+        *(secrets or []),
+        *profile_manifests(profile, cluster),
+        *issuer_manifests(profile, email),
+    ]
     actions: dict[int, str] = {}
     lives: dict[int, dict[str, Any]] = {}
     for index, manifest in enumerate(objects):
@@ -131,21 +156,95 @@ def plan_install(
     email: str | None,
     hcloud: HcloudAccess | None = None,
     ask_email: Callable[[], str] | None = None,
+    location: str | None = None,
 ) -> tuple[Profile, InstallResult]:
-    """What installing (or upgrading to this release's pins) would change. The profile and the
-    email default to the ones kept in the cluster; a missing email is asked for once."""
+    """What installing (or upgrading to this release's pins) would change. The profile, the
+    email and the hcloud settings default to the ones kept in the cluster; a missing email is
+    asked for once."""
     require_k3s(kube)
     settings = saved_settings(kube)
     email = email or settings.get("email") or (ask_email() if ask_email else _no_email())
     email = check_email(email)
     profile = load_profile(profile_name or settings.get("profile") or "single")
-    secrets = _secret_manifests(kube, profile, hcloud)
-    result = InstallResult(profile.name, email, plan(kube, profile, email, secrets), secrets)
+    kept = {"profile": profile.name, "email": email}
+    location = location or settings.get("hcloud-location")
+    if location is not None:
+        kept["hcloud-location"] = check_location(location)
+    network = (
+        (hcloud.network if hcloud else None)
+        or settings.get("hcloud-network")
+        or (None if hcloud else _kept_network(kube, profile))
+    )
+    if network:
+        kept["hcloud-network"] = network
+    if "location" in profile.needs and location is None:
+        raise PrerequisiteError(
+            f"The {profile.name} profile needs the Hetzner location of the load balancer in "
+            "front of Traefik (the hcloud cloud-controller-manager makes none without one), "
+            "and none was given yet.",
+            hint="Give it once with --hcloud-location (e.g. fsn1: the location of the first "
+            "server); `libresh cluster create` gives it itself.",
+        )
+    cluster = Cluster(location, bool(network), packaged_charts(kube, profile, strict=True))
+    secrets = _secret_manifests(kube, profile, hcloud, network)
+    changes = plan(kube, profile, email, cluster, secrets)
+    result = InstallResult(profile.name, email, cluster, kept, changes, secrets)
     return profile, result
 
 
+def _kept_network(kube: KubeClient, profile: Profile) -> str | None:
+    """The network named in the hcloud Secret, for clusters installed before the setting was
+    kept in libresh-infra."""
+    for name in sorted({c.secret for c in profile.components if c.secret}):
+        data = (kube.get("v1", "Secret", name, HELM_NAMESPACE) or {}).get("data") or {}
+        if data.get("network"):
+            return base64.b64decode(data["network"]).decode()
+    return None
+
+
+def check_location(location: str) -> str:
+    if not LOCATION.match(location):
+        raise BadInputError(
+            f"--hcloud-location {location!r} is not a Hetzner location name.",
+            hint="Use the location of the cluster's first server, e.g. fsn1, nbg1 or hel1.",
+        )
+    return location
+
+
+def packaged_charts(kube: KubeClient, profile: Profile, *, strict: bool) -> dict[str, str]:
+    """For each component configuring a chart k3s packages: the chart version its HelmChart
+    (same name, kube-system, made by k3s) installs, when there is one. Strict (install): a
+    chart older than the profile's values are written for is refused."""
+    found: dict[str, str] = {}
+    for component in profile.components:
+        if component.packaged is None:
+            continue
+        chart = kube.get(HELM_API, "HelmChart", component.name, HELM_NAMESPACE)
+        match = PACKAGED_CHART.search(str(((chart or {}).get("spec") or {}).get("chart") or ""))
+        if match is None:
+            continue
+        version = match.group(2) or match.group(1)
+        oldest = component.packaged.supported_from
+        if strict and chart_version(version) < chart_version(oldest):
+            raise PrerequisiteError(
+                f"k3s runs the {component.name} chart {version}; libresh's values for it are "
+                f"written for {oldest} and later.",
+                hint=f"Move k3s to {component.packaged.default_k3s} or later "
+                "(`libresh cluster upgrade`), then run this again.",
+            )
+        found[component.name] = version
+    return found
+
+
+def secret_data(token: str, network: str | None) -> dict[str, str]:
+    """The hcloud Secret's keys, as the charts read them (HCLOUD_TOKEN from `token`; with
+    networking enabled, HCLOUD_NETWORK from `network`). Without a private network there is
+    no `network` key, and the profile turns the CCM's networking off."""
+    return {"token": token, **({"network": network} if network else {})}
+
+
 def _secret_manifests(
-    kube: KubeClient, profile: Profile, hcloud: HcloudAccess | None
+    kube: KubeClient, profile: Profile, hcloud: HcloudAccess | None, network: str | None
 ) -> list[dict[str, Any]]:
     names = sorted({c.secret for c in profile.components if c.secret})
     if hcloud is None:
@@ -157,14 +256,16 @@ def _secret_manifests(
                 hint="Give it once with --hcloud-token-file FILE (the token alone, mode 0600).",
             )
         return []
-    data = {"token": hcloud.token, **({"network": hcloud.network} if hcloud.network else {})}
+    data = secret_data(hcloud.token, network)
     return [
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name, "namespace": HELM_NAMESPACE, "labels": LABELS},
             "type": "Opaque",
-            "stringData": data,
+            # `data`, not stringData: server-side apply then removes a key no longer given
+            # (e.g. `network`), which it cannot do for the write-only stringData.
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
         for name in names
     ]
@@ -175,14 +276,13 @@ def apply_install(
 ) -> None:
     """Apply the planned profile (settings and Secrets first), wait for cert-manager, then
     apply the issuers."""
-    email = result.email
-    _save_settings(kube, profile.name, email)
+    _save_settings(kube, result.settings)
     for secret in result.secrets:
         kube.apply(secret)
     reporter.step(f"Applying profile {profile.name}")
-    kube.apply_all(profile_manifests(profile))
+    kube.apply_all(profile_manifests(profile, result.cluster))
     _wait_for_issuer_crd(kube, reporter)
-    for manifest in issuer_manifests(profile, email):
+    for manifest in issuer_manifests(profile, result.email):
         kube.apply(manifest)
     changed = sum(1 for c in result.changes if c.action != "unchanged")
     reporter.done(f"Profile {profile.name}: {changed} object(s) created or updated")
@@ -195,7 +295,7 @@ def _no_email() -> str:
     )
 
 
-def _save_settings(kube: KubeClient, profile: str, email: str) -> None:
+def _save_settings(kube: KubeClient, settings: dict[str, str]) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
     kube.apply(
         {
@@ -206,7 +306,7 @@ def _save_settings(kube: KubeClient, profile: str, email: str) -> None:
                 "namespace": SYSTEM_NAMESPACE,
                 "labels": LABELS,
             },
-            "data": {"profile": profile, "email": email},
+            "data": settings,
         }
     )
 
@@ -252,7 +352,12 @@ def status(kube: KubeClient) -> dict[str, Any]:
     require_k3s(kube)
     settings = saved_settings(kube)
     profile = load_profile(settings.get("profile", "single"))
-    components = [_component_status(kube, c) for c in profile.components]
+    cluster = Cluster(
+        settings.get("hcloud-location"),
+        bool(settings.get("hcloud-network")),
+        packaged_charts(kube, profile, strict=False),
+    )
+    components = [_component_status(kube, c, cluster) for c in profile.components]
     issuers_served = _crd_established(kube, ISSUER_CRD)
     issuers = [_issuer_status(kube, i.name, issuers_served) for i in profile.issuers]
     total = sum(c.memory_requests for c in components)
@@ -268,39 +373,88 @@ def status(kube: KubeClient) -> dict[str, Any]:
     }
 
 
-def _component_status(kube: KubeClient, component: Component) -> ComponentStatus:
+def _component_status(kube: KubeClient, component: Component, cluster: Cluster) -> ComponentStatus:
     pinned = component.version or "shipped with k3s"
     kind = {"helm-chart": "HelmChart", "helm-chart-config": "HelmChartConfig"}.get(component.kind)
-    if kind and kube.get("helm.cattle.io/v1", kind, component.name, HELM_NAMESPACE) is None:
+    helm_object = kind and kube.get(HELM_API, kind, component.name, HELM_NAMESPACE)
+    if kind and helm_object is None:
         return ComponentStatus(component.name, pinned, None, "missing", "not installed", 0)
+    # Values written for another chart than k3s runs: said whatever else is wrong.
+    values = _values_problem(helm_object, component, cluster) if helm_object else None
     # helm-controller installs a chart (k3s' own too) in the Job helm-install-NAME.
     install_job = kind and kube.get("batch/v1", "Job", f"helm-install-{component.name}",
                                     HELM_NAMESPACE)  # fmt: skip
     if install_job and job(install_job).failed:
-        detail = f"job/helm-install-{component.name} in kube-system failed"
+        detail = "; ".join(
+            filter(None, [f"job/helm-install-{component.name} in kube-system failed", values])
+        )
         return ComponentStatus(component.name, pinned, None, "install failed", detail, 0)
     deployments = [
         kube.get("apps/v1", "Deployment", w, component.namespace) for w in component.workloads
     ]
     if any(d is None for d in deployments):
-        return ComponentStatus(
-            component.name, pinned, None, "installing", "workloads not created yet", 0
-        )
+        detail = "; ".join(filter(None, ["workloads not created yet", values]))
+        health = "degraded" if values else "installing"
+        return ComponentStatus(component.name, pinned, None, health, detail, 0)
     found = [d for d in deployments if d is not None]
     problems = [f"not ready: {d['metadata']['name']}" for d in found if not deployment(d).ready]
     storage = _storage_class_problem(kube, component.storage_class)
     problems += [storage] if storage else []
+    problems += [values] if values else []
+    address, balancer = _load_balancer(kube, component)
+    problems += [balancer] if balancer else []
     labels = found[0]["metadata"].get("labels") or {}
     # Charts label their version differently: the app's version, else the chart's.
     running = labels.get("app.kubernetes.io/version") or labels.get("helm.sh/chart")
+    healthy = _healthy_detail(kube, component, len(found))
     return ComponentStatus(
         component.name,
         pinned,
         running,
         "degraded" if problems else "healthy",
-        "; ".join(problems) or _healthy_detail(kube, component, len(found)),
+        "; ".join(problems) or (f"{healthy}; address {address}" if address else healthy),
         sum(_memory_requests(d) for d in found),
     )
+
+
+def _values_problem(live: dict[str, Any], component: Component, cluster: Cluster) -> str | None:
+    """For a chart k3s packages: are the live values the ones written for the chart k3s runs
+    now? (Moving k3s to another release can change the chart and its keys.)"""
+    if component.packaged is None:
+        return None
+    chart = packaged_chart(component, cluster)
+    try:
+        wanted = component_values(component, cluster)
+    except BadInputError as error:
+        return f"values cannot be made: {error.message}"
+    if yaml.safe_load((live.get("spec") or {}).get("valuesContent") or "{}") != wanted:
+        return (
+            f"values are not the ones for the chart k3s runs ({chart}): run `libresh infra upgrade`"
+        )
+    return None
+
+
+def _load_balancer(kube: KubeClient, component: Component) -> tuple[str | None, str | None]:
+    """(address, problem) of the component's LoadBalancer Service: nothing answers on 80/443
+    until something (k3s' servicelb, the hcloud CCM) has given it an address."""
+    if component.load_balancer is None:
+        return None, None
+    name, namespace = component.load_balancer, component.namespace
+    service = kube.get("v1", "Service", name, namespace)
+    if service is None:
+        return None, f"no Service {name}"
+    if (service.get("spec") or {}).get("type") != "LoadBalancer":
+        return None, None
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    addresses = [
+        i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")
+    ]
+    if not addresses:
+        return None, (
+            f"Service {name} has no load balancer address yet: nothing answers on ports 80 "
+            f"and 443 (`kubectl -n {namespace} describe service {name}` says why)"
+        )
+    return ", ".join(addresses), None
 
 
 def _storage_class_problem(kube: KubeClient, name: str | None) -> str | None:

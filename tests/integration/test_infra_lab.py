@@ -23,6 +23,13 @@ from tests.integration.test_prompts import Terminal
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 CRDS = Path(__file__).parents[1] / "fixtures" / "infra" / "standin-crds.yaml"
+# The Plan CRD as system-upgrade-controller v0.14.2 registers it when it starts (see the file).
+PLAN_CRD = (
+    Path(__file__).parents[1]
+    / "fixtures"
+    / "infra"
+    / "system-upgrade-controller-v0.14.2-plan-crd.yaml"
+)
 CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 HELM = "helm.cattle.io/v1"
 
@@ -62,6 +69,7 @@ def k3s_kinds(lab: Lab) -> Iterator[None]:
             time.sleep(0.2)
     yield
     with lab.kube() as kube:
+        kube.delete(HELM, "HelmChart", "traefik", "kube-system")  # before its kind goes
         for crd in documents:
             kube.delete(*CRD_API, crd["metadata"]["name"])
         kube.delete("v1", "Namespace", "cert-manager")
@@ -70,6 +78,7 @@ def k3s_kinds(lab: Lab) -> Iterator[None]:
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "system-upgrade")
         kube.delete("v1", "ConfigMap", "libresh-infra", "libresh-system")
         kube.delete("apps/v1", "Deployment", "traefik", "kube-system")
+        kube.delete("v1", "Service", "traefik", "kube-system")
         kube.delete("apps/v1", "Deployment", "local-path-provisioner", "kube-system")
         kube.delete("storage.k8s.io/v1", "StorageClass", "local-path")
         kube.delete("v1", "Secret", "hcloud", "kube-system")
@@ -105,8 +114,10 @@ def test_install_applies_the_profile(lab: Lab, k3s_kinds: None) -> None:
     assert set(changes.values()) == {"create"}
     assert {("HelmChart", "cert-manager"), ("HelmChartConfig", "traefik"),
             ("ClusterIssuer", "letsencrypt-production"),
-            ("Deployment", "system-upgrade-controller"),
-            ("CustomResourceDefinition", "plans.upgrade.cattle.io")} <= set(changes)  # fmt: skip
+            ("Deployment", "system-upgrade-controller")} <= set(changes)  # fmt: skip
+    # The controller registers its Plan CRD itself when it starts: libresh makes none.
+    assert "CustomResourceDefinition" not in {kind for kind, _ in changes}
+    assert _get(lab, *CRD_API, "plans.upgrade.cattle.io") is None
 
     chart = _get(lab, HELM, "HelmChart", "cert-manager", "kube-system")
     assert chart["spec"]["repo"] == "https://charts.jetstack.io"
@@ -117,6 +128,8 @@ def test_install_applies_the_profile(lab: Lab, k3s_kinds: None) -> None:
     assert values["resources"]["requests"]["memory"] == "48Mi"
 
     traefik = _get(lab, HELM, "HelmChartConfig", "traefik", "kube-system")
+    # No k3s HelmChart traefik here: the chart of libresh's default k3s (38.0.2) is assumed.
+    assert json.loads(result.stdout)["packaged_charts"] == {}
     web = yaml.safe_load(traefik["spec"]["valuesContent"])["ports"]["web"]
     assert web["redirections"]["entryPoint"] == {
         "to": "websecure",
@@ -194,11 +207,68 @@ def test_upgrade_moves_to_the_pinned_versions(lab: Lab, k3s_kinds: None) -> None
     assert again.returncode == 0 and "Nothing to do" in again.stderr
 
 
+def _k3s_traefik_chart(lab: Lab, tarball: str | None) -> None:
+    """k3s' own HelmChart traefik, as k3s writes it from manifests/traefik.yaml (or none)."""
+    with lab.kube() as kube:
+        if tarball is None:
+            kube.delete(HELM, "HelmChart", "traefik", "kube-system")
+            return
+        kube.apply(
+            {
+                "apiVersion": HELM,
+                "kind": "HelmChart",
+                "metadata": {"name": "traefik", "namespace": "kube-system"},
+                "spec": {"chart": f"https://%{{KUBERNETES_API}}%/static/charts/{tarball}"},
+            }
+        )
+
+
+def _redirect(lab: Lab) -> dict[str, Any]:
+    traefik = _get(lab, HELM, "HelmChartConfig", "traefik", "kube-system")
+    web: dict[str, Any] = yaml.safe_load(traefik["spec"]["valuesContent"])["ports"]["web"]
+    return web
+
+
+def test_the_redirect_follows_the_chart_k3s_runs(lab: Lab, k3s_kinds: None) -> None:
+    """After k3s moves to a release packaging Traefik chart 39, the redirect key moves with it
+    (traefik/traefik-helm-chart 39: ports.<name>.http.redirections)."""
+    assert "redirections" in _redirect(lab) and "http" not in _redirect(lab)
+    _k3s_traefik_chart(lab, "traefik-39.0.501+up39.0.5.tgz")
+    try:
+        status = json.loads(libresh(lab, "-o", "json", "infra", "status").stdout)
+        traefik = next(c for c in status["components"] if c["name"] == "traefik")
+        assert "not the ones for the chart k3s runs (39.0.5)" in traefik["detail"]
+        planned = libresh(lab, "-o", "json", "infra", "upgrade", "--dry-run")
+        assert planned.returncode == 0, planned.stderr
+        report = json.loads(planned.stdout)
+        assert report["packaged_charts"] == {"traefik": "39.0.5"}
+        changed = [c for c in report["changes"] if c["action"] != "unchanged"]
+        assert changed == [{"kind": "HelmChartConfig", "name": "traefik", "action": "update"}]
+        done = libresh(lab, "infra", "upgrade", "--yes")
+        assert done.returncode == 0, done.stderr
+        web = _redirect(lab)
+        assert "redirections" not in web
+        assert web["http"]["redirections"]["entryPoint"]["to"] == "websecure"
+        status = json.loads(libresh(lab, "-o", "json", "infra", "status").stdout)
+        traefik = next(c for c in status["components"] if c["name"] == "traefik")
+        assert "not the ones for the chart" not in traefik["detail"]
+    finally:
+        _k3s_traefik_chart(lab, "traefik-38.0.201+up38.0.2.tgz")
+        back = libresh(lab, "infra", "upgrade", "--yes")
+    assert back.returncode == 0, back.stderr
+    assert _redirect(lab)["redirections"]["entryPoint"]["to"] == "websecure"
+    _k3s_traefik_chart(lab, None)
+    old = libresh(lab, "infra", "upgrade", "--dry-run")
+    assert old.returncode == 0 and "Nothing to do" in old.stderr, old.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--email", "not-an-address"], "is not an email address"),
         (["--email", "ops@coop.example", "--profile", "huge"], "Unknown profile 'huge'"),
+        (["--hcloud-network", "coop"], "--hcloud-network is kept with the token"),
+        (["--hcloud-location", "Falkenstein"], "is not a Hetzner location name"),
     ],
 )
 def test_bad_input(lab: Lab, k3s_kinds: None, args: list[str], message: str) -> None:
@@ -300,10 +370,60 @@ def test_status_reports_health_versions_and_memory(lab: Lab, k3s_kinds: None) ->
     assert "degraded" in table.stdout and "216Mi" in table.stdout
 
 
+def _traefik(lab: Lab) -> dict[str, Any]:
+    data = json.loads(libresh(lab, "-o", "json", "infra", "status").stdout)
+    found: dict[str, Any] = next(c for c in data["components"] if c["name"] == "traefik")
+    return {**found, "healthy": data["healthy"]}
+
+
+def test_status_needs_an_address_on_traefiks_load_balancer(lab: Lab, k3s_kinds: None) -> None:
+    """Traefik's Service (type LoadBalancer) gets its address from k3s' servicelb, or from the
+    hcloud CCM's load balancer: until then nothing answers on 80/443, and status says so."""
+    with lab.kube() as kube:
+        kube.apply(_chart_workload("traefik", "kube-system", "64Mi"))  # now a running Traefik
+    deadline = time.monotonic() + 60
+    while "not ready" in (traefik := _traefik(lab))["detail"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert traefik["health"] == "degraded" and "no Service traefik" in traefik["detail"]
+    with lab.kube() as kube:
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "traefik", "namespace": "kube-system"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "selector": {"app": "traefik"},
+                    "ports": [
+                        {"name": "web", "port": 80, "targetPort": 8000},
+                        {"name": "websecure", "port": 443, "targetPort": 8443},
+                    ],
+                },
+            }
+        )
+    waiting = _traefik(lab)
+    assert waiting["health"] == "degraded" and waiting["healthy"] is False
+    assert "Service traefik has no load balancer address yet" in waiting["detail"]
+    result = libresh(lab, "infra", "status")
+    assert result.returncode == 1 and "degraded" in result.stdout
+    with lab.kube() as kube:  # what servicelb or the CCM writes once the balancer is there
+        kube.request(
+            "PATCH",
+            kube.path_for("v1", "Service", "traefik", "kube-system") + "/status",
+            body={"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.80"}]}}},
+            content_type="application/merge-patch+json",
+        )
+    served = _traefik(lab)
+    assert served["health"] == "healthy", served["detail"]
+    assert "address 203.0.113.80" in served["detail"]
+
+
 def test_ha_profile_needs_the_hcloud_token_and_keeps_it_secret(
     lab: Lab, k3s_kinds: None, tmp_path: Path
 ) -> None:
     refused = libresh(lab, "infra", "install", "--profile", "ha")
+    assert refused.returncode == 6 and "--hcloud-location" in refused.stderr
+    refused = libresh(lab, "infra", "install", "--profile", "ha", "--hcloud-location", "fsn1")
     assert refused.returncode == 6 and "--hcloud-token-file" in refused.stderr
     assert _get(lab, HELM, "HelmChart", "hcloud-csi", "kube-system") is None
 
@@ -314,6 +434,7 @@ def test_ha_profile_needs_the_hcloud_token_and_keeps_it_secret(
     result = libresh(
         lab, "-o", "json", "infra", "install", "--profile", "ha",
         "--hcloud-token-file", str(token_file), "--hcloud-network", "coop-net",
+        "--hcloud-location", "fsn1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert token not in result.stdout + result.stderr
@@ -322,20 +443,83 @@ def test_ha_profile_needs_the_hcloud_token_and_keeps_it_secret(
     assert decoded == {"token": token, "network": "coop-net"}
     csi = _get(lab, HELM, "HelmChart", "hcloud-csi", "kube-system")["spec"]
     assert (csi["repo"], csi["version"]) == ("https://charts.hetzner.cloud", "2.18.3")
-    ccm = _get(lab, HELM, "HelmChart", "hcloud-cloud-controller-manager", "kube-system")
-    assert yaml.safe_load(ccm["spec"]["valuesContent"])["networking"]["enabled"] is True
-    again = libresh(lab, "infra", "install")  # the kept token and profile: nothing to do
+    assert "bootstrap" not in csi
+    ccm = _get(lab, HELM, "HelmChart", "hcloud-cloud-controller-manager", "kube-system")["spec"]
+    assert ccm["bootstrap"] is True  # its install Job tolerates the uninitialised nodes
+    networking = yaml.safe_load(ccm["valuesContent"])["networking"]
+    assert networking == {"enabled": True, "clusterCIDR": "10.42.0.0/16"}
+    traefik = _get(lab, HELM, "HelmChartConfig", "traefik", "kube-system")["spec"]
+    assert yaml.safe_load(traefik["valuesContent"])["service"]["annotations"] == {
+        "load-balancer.hetzner.cloud/location": "fsn1",
+        "load-balancer.hetzner.cloud/use-private-ip": "true",
+    }
+    settings = _get(lab, "v1", "ConfigMap", "libresh-infra", "libresh-system")["data"]
+    assert settings == {"profile": "ha", "email": "new@coop.example",
+                        "hcloud-location": "fsn1", "hcloud-network": "coop-net"}  # fmt: skip
+    again = libresh(lab, "infra", "install")  # the kept token and settings: nothing to do
     assert again.returncode == 0 and "Nothing to do" in again.stderr, again.stderr
     status = json.loads(libresh(lab, "-o", "json", "infra", "status").stdout)
     assert status["profile"] == "ha"
     assert "local-path" not in [c["name"] for c in status["components"]]
+    traefik_status = next(c for c in status["components"] if c["name"] == "traefik")
+    assert "not the ones" not in traefik_status["detail"]
+
+
+def test_ha_profile_without_a_private_network(lab: Lab, k3s_kinds: None, tmp_path: Path) -> None:
+    """private_network: none: the CCM's networking off (it would wait for a `network` key that
+    the Secret has not), and Traefik's load balancer reaches the nodes on public addresses."""
+    token_file = tmp_path / "hcloud-token"
+    token_file.write_text("y" * 64 + "\n")
+    token_file.chmod(0o600)
+    with lab.kube() as kube:  # a cluster made without a network: no setting kept for one
+        kube.request(
+            "PATCH",
+            kube.path_for("v1", "ConfigMap", "libresh-infra", "libresh-system"),
+            body={"data": {"hcloud-network": None}},
+            content_type="application/merge-patch+json",
+        )
+    result = libresh(
+        lab, "infra", "install", "--hcloud-token-file", str(token_file), "--hcloud-location", "hel1"
+    )
+    assert result.returncode == 0, result.stderr
+    secret = _get(lab, "v1", "Secret", "hcloud", "kube-system")
+    assert set(secret["data"]) == {"token"}
+    ccm = _get(lab, HELM, "HelmChart", "hcloud-cloud-controller-manager", "kube-system")["spec"]
+    assert yaml.safe_load(ccm["valuesContent"])["networking"] == {"enabled": False}
+    traefik = _get(lab, HELM, "HelmChartConfig", "traefik", "kube-system")["spec"]
+    assert yaml.safe_load(traefik["valuesContent"])["service"]["annotations"] == {
+        "load-balancer.hetzner.cloud/location": "hel1"
+    }
 
 
 # -- cluster upgrade: system-upgrade-controller Plans -----------------------------------------
 
 
+@pytest.fixture(scope="module")
+def controller_crd(lab: Lab, k3s_kinds: None) -> None:
+    """What system-upgrade-controller does when it starts (no pod runs in the lab): register
+    its Plan CRD (tests/fixtures/infra/system-upgrade-controller-v0.14.2-plan-crd.yaml)."""
+    crd = yaml.safe_load(PLAN_CRD.read_text())
+    with lab.kube() as kube:
+        kube.apply(crd)
+        deadline = time.monotonic() + 30
+        while not _established(kube, crd["metadata"]["name"]):
+            assert time.monotonic() < deadline, "the controller's Plan CRD not established"
+            time.sleep(0.2)
+
+
+def test_libresh_leaves_the_controllers_plan_crd_alone(lab: Lab, controller_crd: None) -> None:
+    before = _get(lab, *CRD_API, "plans.upgrade.cattle.io")
+    result = libresh(lab, "infra", "install")
+    assert result.returncode == 0 and "Nothing to do" in result.stderr, result.stderr
+    after = _get(lab, *CRD_API, "plans.upgrade.cattle.io")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    schema = after["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert "drain" in schema["properties"]["spec"]["properties"]  # the controller's own schema
+
+
 @pytest.fixture
-def k3s_nodes(lab: Lab, k3s_kinds: None) -> Iterator[None]:
+def k3s_nodes(lab: Lab, k3s_kinds: None, controller_crd: None) -> Iterator[None]:
     """Two nodes as k3s registers them (a server, an agent) at v1.34.4+k3s1. Not simulated by
     kwok (no annotation), so their status stays what the test writes."""
     names = {"k3s-server-1": {"node-role.kubernetes.io/control-plane": "true"}, "k3s-agent-1": {}}
