@@ -31,7 +31,11 @@
 #
 # Exit codes (also in the result's "code"): 0 ok, 1 unexpected failure, 2 bad input,
 # 10 no repository, 11 storage unreachable, 12 wrong repository password, 13 storage full,
-# 14 no such backup, 15 database dump or restore failed, 16 volume files failed.
+# 14 no such backup, 15 database dump or restore failed (also: the server is newer than this
+# pg_dump), 16 volume files failed.
+#
+# Databases are dumped and restored with the app's own connection (its role owns the
+# database, is no superuser): see empty_database_sql for what a restore may remove.
 
 set -u
 export TZ=UTC  # restic's times, as the listing prints them
@@ -193,6 +197,26 @@ backup_files_and_meta() {
     ADDED=$((ADDED + ${added:-0}))
 }
 
+check_dump_client() {
+    # pg_dump refuses a server of a newer major version than its own ("pg_dump cannot dump
+    # from PostgreSQL servers newer than its own major version; it will refuse to even try",
+    # pg_dump docs), and dumps any older one (back to 9.2). Said here, before anything is
+    # stored, from the numbers of the real binaries: the server's server_version_num and
+    # this pg_dump's --version. When the server cannot be asked, pg_dump says why below.
+    database=$1
+    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
+    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
+    server=$(psql --no-psqlrc --tuples-only --no-align --command='SHOW server_version_num' \
+        --dbname="$(cat "$uri_file")" 2>/dev/null) || return 0
+    client=$(pg_dump --version | sed -n 's/^pg_dump (PostgreSQL) \([0-9][0-9]*\).*/\1/p')
+    case $server in '' | *[!0-9]*) return 0 ;; esac
+    [ -n "$client" ] || fail 15 "cannot tell the version of this runner's pg_dump ($(pg_dump --version))"
+    server_major=$((server / 10000))
+    if [ "$server_major" -gt "$client" ]; then
+        fail 15 "database $database runs PostgreSQL $server_major, newer than this backup runner's pg_dump $client, which cannot dump it (pg_dump refuses servers newer than itself); the runner image must be PostgreSQL $server_major or newer"
+    fi
+}
+
 dump_database() {
     # pg_dump's output goes straight into restic: no copy of the dump on disk. Its exit status
     # travels through a file, since POSIX sh has no pipefail.
@@ -241,6 +265,9 @@ do_backup() {
     fi
     FILES=0 BYTES=0 ADDED=0
     check_volumes
+    for database in ${LIBRESH_DATABASES:-}; do
+        check_dump_client "$database"
+    done
     # No separate check that the repository opens: the first restic run says why it does not.
     for database in ${LIBRESH_DATABASES:-}; do
         dump_database "$database"
@@ -278,13 +305,14 @@ restore_database() {
     uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
     [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
     log "restoring database $database"
-    # One transaction: the schemas are emptied (so tables a failed upgrade added go too), the
+    # One transaction: the database is emptied (so tables a failed upgrade added go too), the
     # dump is loaded, and COMMIT is sent only when restic streamed the whole dump. Anything
     # less and psql ends without COMMIT, so the server rolls the whole restore back.
+    # The dump has no owners and no privileges (--no-owner --no-privileges): what it makes
+    # belongs to the role that restores, the app's own (the instance's, or a clone's).
     {
-        printf '%s\n' '\set ON_ERROR_STOP on' 'BEGIN;' \
-            "DO \$\$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END \$\$;" \
-            'CREATE SCHEMA public;'
+        printf '%s\n' '\set ON_ERROR_STOP on' 'BEGIN;'
+        empty_database_sql
         restic dump --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,part:db:$database" \
             latest "/databases/$database.sql" 2>"$WORK/err"
         dumped=$?
@@ -293,10 +321,62 @@ restore_database() {
     } | psql --quiet --no-psqlrc --dbname="$(cat "$uri_file")" >/dev/null 2>"$WORK/psql-err"
     status=$?
     cat "$WORK/err" "$WORK/psql-err" >&2
+    # psql stops at the first error, and restic, writing into its closed pipe, stops too: then
+    # psql's error is the reason, unless restic names one of the repository's.
+    if [ "$status" -ne 0 ] && [ -s "$WORK/psql-err" ] && ! repository_failure; then
+        fail 15 "loading the dump of $database failed (nothing was changed): $(grep -m 1 'ERROR' "$WORK/psql-err" || tail -n 1 "$WORK/psql-err")"
+    fi
     if [ "$(cat "$WORK/dump-status")" != 0 ]; then
         explain_restic_failure "reading the dump of $database (nothing was changed)" 15
     fi
     [ "$status" -eq 0 ] || fail 15 "loading the dump of $database failed (nothing was changed): $(tail -n 1 "$WORK/psql-err")"
+}
+
+empty_database_sql() {
+    # What the restoring role may remove, and only that: it is the database's owner, not a
+    # superuser, and cannot take other roles' objects.
+    # - Every schema whose owner's rights it has (pg_has_role ... USAGE): its own, and from
+    #   PostgreSQL 15 on `public`, which belongs to pg_database_owner, i.e. to the database's
+    #   owner (PostgreSQL 15 release notes). A schema's owner may drop it with everything in it.
+    # - On 13 and 14 (and on clusters upgraded from them) `public` belongs to the bootstrap
+    #   superuser: the role drops what it owns in it (DROP OWNED, its own objects in this
+    #   database only) and leaves the schema. A superuser skips DROP OWNED (the bootstrap
+    #   superuser's objects are pinned) and drops every schema in the first step.
+    # - Tables or views that other roles own and it cannot drop stop the restore, by name:
+    #   the dump would fail on them or leave them behind.
+    # pg_dump never writes CREATE SCHEMA public (pg_dump.c: "CREATE SCHEMA would fail"):
+    # it is made again when it was dropped.
+    cat <<'SQL'
+SET client_min_messages = warning;
+DO $libresh$
+DECLARE
+    schema_name name;
+    leftover text;
+BEGIN
+    FOR schema_name IN
+        SELECT nspname FROM pg_namespace
+         WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema'
+           AND pg_has_role(nspowner, 'USAGE')
+    LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+    END LOOP;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        DROP OWNED BY CURRENT_USER CASCADE;
+    END IF;
+    SELECT string_agg(format('%I.%I (owner %s)', n.nspname, c.relname,
+                             pg_get_userbyid(c.relowner)), ', ')
+      INTO leftover
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f');
+    IF leftover IS NOT NULL THEN
+        RAISE EXCEPTION 'role % may not remove %: only their owner or a superuser may',
+            current_user, leftover;
+    END IF;
+END
+$libresh$;
+CREATE SCHEMA IF NOT EXISTS public;
+SQL
 }
 
 restore_volumes() {

@@ -31,6 +31,43 @@ class Postgres:
             "PGSSLMODE": "disable",
         }
 
+    def tcp_env(self, user: str, password: str) -> dict[str, str]:
+        """libpq variables for a role over TCP (with its password), as a Job connects."""
+        return {
+            "PATH": f"{self.bindir}:{os.environ['PATH']}",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": user,
+            "PGPASSWORD": password,
+            "PGSSLMODE": "disable",
+        }
+
+    def admin_sql(self, sql: str, database: str = "postgres") -> str:
+        """Runs SQL as the superuser (over the socket); its rows, unaligned, one a line."""
+        done = subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "--no-psqlrc",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                database,
+            ],
+            input=sql,
+            env=self.admin_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    @property
+    def major(self) -> int:
+        return int(self.admin_sql("SHOW server_version_num").strip()) // 10000
+
     def psql_tcp(
         self, user: str, password: str, database: str, sql: str
     ) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,10 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from urllib.parse import quote
 
 import pytest
 
+from libresh_cli.apps.catalog import builtin_catalog, validate_app
+from libresh_cli.apps.model import App
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord
 from libresh_cli.backup.runner import decode_meta, parse_backups, parse_result, runner_script
 from tests.integration.postgres import Postgres, running_postgres
@@ -536,3 +540,363 @@ def test_an_app_without_volumes_backs_up_its_database_and_record(
     site.sql("DROP TABLE notes")
     assert run_runner(site, repository, "restore", LIBRESH_VOLUMES="").returncode == 0
     assert database_checksum(site) == before
+
+
+# --- The database's own role restores (PostgreSQL 13 to 17) -----------------------------------
+#
+# The app connects as a role libresh made: not a superuser, may not create roles, owner of its
+# database. Nextcloud's installer, when its user may not create roles, keeps that user and
+# makes its tables with it (nextcloud/server lib/private/Setup/PostgreSQL.php: the `oc_`
+# role is only made by a user with CREATEROLE). The runner dumps and restores with the same
+# role's uri (the Secret libresh-postgres).
+
+NEXTCLOUD_LIKE_TABLES = (
+    "CREATE TABLE oc_filecache (fileid BIGSERIAL PRIMARY KEY, path VARCHAR(4000),"
+    " name VARCHAR(250), size BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX fs_name_hash ON oc_filecache (name);"
+    "CREATE TABLE oc_appconfig (appid VARCHAR(32) NOT NULL, configkey VARCHAR(64) NOT NULL,"
+    " configvalue TEXT, PRIMARY KEY (appid, configkey));"
+    "CREATE VIEW oc_big_files AS SELECT fileid, path FROM oc_filecache WHERE size > 1000;"
+    "INSERT INTO oc_filecache (path, name, size) SELECT 'files/' || g, 'f' || g, g * 10"
+    " FROM generate_series(1, 500) g;"
+    "INSERT INTO oc_appconfig VALUES ('core', 'installedat', '1700000000'),"
+    " ('core', 'vendor', 'nextcloud')"
+)
+
+
+def pre_15_public_schema(server: Postgres, database: str) -> None:
+    """`public` as PostgreSQL 13 and 14 make it, and as clusters upgraded from them keep it
+    (PostgreSQL 15 release notes: upgrades "preserve public's existing ownership"): owned by
+    the bootstrap superuser, anyone may create in it."""
+    server.admin_sql(
+        "ALTER SCHEMA public OWNER TO postgres; GRANT CREATE ON SCHEMA public TO PUBLIC;",
+        database,
+    )
+
+
+def objects_and_owners(site: Site) -> dict[str, str]:
+    rows = site.postgres.admin_sql(
+        "SELECT c.relkind::text || ' ' || n.nspname || '.' || c.relname,"
+        " pg_get_userbyid(c.relowner)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+        " UNION ALL SELECT 'schema ' || nspname, pg_get_userbyid(nspowner) FROM pg_namespace"
+        " WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
+        site.database,
+    )
+    return dict(line.split("|") for line in rows.splitlines())
+
+
+def uses_its_tables(site: Site) -> None:
+    """The app reads and writes everything, as Nextcloud does (sequences included)."""
+    site.sql(
+        "INSERT INTO oc_filecache (path, name) VALUES ('files/new', 'new');"
+        "UPDATE oc_appconfig SET configvalue = 'x' WHERE configkey = 'vendor';"
+        "DELETE FROM oc_filecache WHERE path = 'files/new';"
+        "UPDATE oc_appconfig SET configvalue = 'nextcloud' WHERE configkey = 'vendor';"
+        "SELECT count(*) FROM oc_big_files"
+    )
+
+
+def clone_site(site: Site, name: str) -> Site:
+    """Another instance's database, owned by its own role, as `restore --as` makes it."""
+    create_database(site.postgres, name)
+    root = site.root.parent / name
+    (root / "databases" / "postgres").mkdir(parents=True)
+    uri = (site.root / "databases" / "postgres" / "uri").read_text()
+    (root / "databases" / "postgres" / "uri").write_text(uri.replace(site.database, name))
+    clone = Site(root, name, site.postgres)
+    clone.files.mkdir(parents=True)
+    return clone
+
+
+@pytest.mark.parametrize("public_schema", ["pg15-and-later", "pg13-and-14"])
+def test_the_apps_own_role_restores_and_owns_everything(
+    site: Site, repository: dict[str, str], public_schema: str
+) -> None:
+    if public_schema == "pg13-and-14":
+        pre_15_public_schema(site.postgres, site.database)
+    assert (
+        site.sql("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        == "f"
+    )
+    site.sql(NEXTCLOUD_LIKE_TABLES)
+    init(site, repository)
+    before = site.sql("SELECT md5(string_agg(f::text, ',' ORDER BY fileid)) FROM oc_filecache f")
+    owners_before = objects_and_owners(site)
+    assert owners_before.pop("schema public") in ("pg_database_owner", "postgres")
+    assert set(owners_before.values()) == {site.database}
+    assert run_runner(site, repository, "backup", LIBRESH_BACKUP_ID="b1").returncode == 0
+
+    # What a failed upgrade leaves: changed rows, a new table.
+    site.sql("UPDATE oc_filecache SET size = 0; CREATE TABLE oc_added_by_upgrade (x int)")
+    for _ in range(2):  # and a restore again onto a restored database
+        restore = run_runner(site, repository, "restore", LIBRESH_BACKUP_ID="b1")
+        assert restore.returncode == 0, restore.stderr
+        assert site.sql("SELECT to_regclass('oc_added_by_upgrade')") == ""
+        assert (
+            site.sql("SELECT md5(string_agg(f::text, ',' ORDER BY fileid)) FROM oc_filecache f")
+            == before
+        )
+        owners = objects_and_owners(site)
+        # Every restored table, index, sequence and view belongs to the app's role. `public`
+        # stays the bootstrap superuser's where it was (13, 14); on 15+ the role drops and
+        # makes it again.
+        assert {k: v for k, v in owners.items() if k != "schema public"} == owners_before
+        expected_public = "postgres" if public_schema == "pg13-and-14" else site.database
+        assert owners["schema public"] == expected_public
+        uses_its_tables(site)
+
+
+@pytest.mark.parametrize("public_schema", ["pg15-and-later", "pg13-and-14"])
+def test_a_clone_restores_into_a_database_its_own_role_owns(
+    site: Site, repository: dict[str, str], public_schema: str
+) -> None:
+    site.sql(NEXTCLOUD_LIKE_TABLES)
+    init(site, repository)
+    assert run_runner(site, repository, "backup", LIBRESH_BACKUP_ID="b1").returncode == 0
+    clone = clone_site(site, site.database + "_clone")
+    if public_schema == "pg13-and-14":
+        pre_15_public_schema(site.postgres, clone.database)
+    # The runner of `restore --as`: the source's backup, the clone's connection.
+    restore = run_runner(clone, repository, "restore", LIBRESH_BACKUP_ID="b1")
+    assert restore.returncode == 0, restore.stderr
+    owners = objects_and_owners(clone)
+    assert {v for k, v in owners.items() if k != "schema public"} == {clone.database}
+    assert clone.sql("SELECT count(*) FROM oc_filecache") == "500"
+    uses_its_tables(clone)
+    # Nothing in the clone is the source's role's.
+    crossing = site.postgres.psql_tcp(
+        site.database, DB_PASSWORD, clone.database, "SELECT count(*) FROM public.oc_filecache"
+    )
+    assert crossing.returncode != 0 and "permission denied" in crossing.stderr
+
+
+def test_objects_the_role_cannot_drop_stop_the_restore_by_name(
+    site: Site, repository: dict[str, str]
+) -> None:
+    # On 13 and 14 `public` is not the role's to drop: a table another role made there (an
+    # `oc_admin`-style role of an old install) would survive the restore or break it.
+    pre_15_public_schema(site.postgres, site.database)
+    site.sql(NEXTCLOUD_LIKE_TABLES)
+    init(site, repository)
+    assert run_runner(site, repository, "backup").returncode == 0
+    site.postgres.admin_sql(
+        "CREATE ROLE oc_admin; CREATE TABLE public.oc_leftover (x int);"
+        " ALTER TABLE public.oc_leftover OWNER TO oc_admin;",
+        site.database,
+    )
+    site.sql("DELETE FROM oc_appconfig")
+    restore = run_runner(site, repository, "restore")
+    assert restore.returncode == 15
+    error = str(restore.result["error"])
+    assert "nothing was changed" in error
+    assert "public.oc_leftover (owner oc_admin)" in error
+    assert site.sql("SELECT count(*) FROM oc_appconfig") == "0"  # rolled back, as it was
+
+
+def test_a_server_newer_than_pg_dump_is_refused_before_anything_is_stored(
+    site: Site, repository: dict[str, str], tmp_path: Path
+) -> None:
+    # pg_dump refuses servers of a newer major than its own. The runner compares the server's
+    # server_version_num with `pg_dump --version` first; here a pg_dump one major older than
+    # the server (the real one, reporting an older version).
+    init(site, repository)
+    fill(site)
+    older = site.postgres.major - 1
+    fake = tmp_path / "older-client"
+    fake.mkdir()
+    (fake / "pg_dump").write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = --version ] && {{ echo "pg_dump (PostgreSQL) {older}.9"; exit 0; }}\n'
+        f'exec {site.postgres.bindir / "pg_dump"} "$@"\n'
+    )
+    (fake / "pg_dump").chmod(0o755)
+    run = run_runner(
+        site, repository, "backup", PATH=f"{fake}:{site.postgres.bindir}:{os.environ['PATH']}"
+    )
+    assert run.returncode == 15, run.stderr
+    error = str(run.result["error"])
+    assert f"runs PostgreSQL {site.postgres.major}, newer than" in error
+    assert f"pg_dump {older}" in error
+    snapshots = subprocess.run(
+        ["restic", "snapshots", "--json"],
+        env={**os.environ, **repository},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(snapshots.stdout) in ([], None)
+
+
+# --- Vaultwarden: a consistent copy of its SQLite database --------------------------------------
+#
+# The app's hooks (apps/vaultwarden/app.yaml) run as written, under sh, on a real SQLite
+# database in WAL mode that a connection keeps writing to (the running Vaultwarden), with the
+# real runner and restic in between. `/vaultwarden backup` cannot run here: a model stands in.
+
+VAULTWARDEN_BACKUP_MODEL = """\
+# A MODEL of `/vaultwarden backup` (dani-garcia/vaultwarden src/main.rs, src/db/mod.rs
+# backup_sqlite): opens $DATA_FOLDER/db.sqlite3 read-only, VACUUM INTO db_<UTC>.sqlite3 beside
+# it, prints "Backup to '<file>' was successful"; exit 1 when it fails.
+import datetime, os, sqlite3, sys
+folder = os.environ.get("DATA_FOLDER", "data")
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d_%H%M%S")
+target = os.path.join(folder, f"db_{stamp}.sqlite3")
+try:
+    db = sqlite3.connect(f"file:{os.path.join(folder, 'db.sqlite3')}?mode=ro", uri=True)
+    db.execute("VACUUM INTO ?", (target,))
+except sqlite3.Error as error:
+    print(f"Backup failed. {error!r}")
+    sys.exit(1)
+print(f"Backup to '{target}' was successful")
+"""
+
+
+@pytest.fixture
+def vaultwarden() -> App:
+    return validate_app(builtin_catalog() / "vaultwarden")
+
+
+def run_hook(app: App, phase: str, data: Path, model: Path) -> subprocess.CompletedProcess[str]:
+    (step,) = app.hooks[phase]
+    command = [arg.replace("/vaultwarden backup", f"{model} backup") for arg in step.command]
+    done = subprocess.run(
+        command,
+        env={"PATH": os.environ["PATH"], "DATA_FOLDER": str(data)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, (phase, done.stdout, done.stderr)
+    return done
+
+
+@pytest.fixture
+def vaultwarden_model(tmp_path: Path) -> Path:
+    model = tmp_path / "vaultwarden-model"
+    model.write_text(f"#!{sys.executable}\n{VAULTWARDEN_BACKUP_MODEL}")
+    model.chmod(0o755)
+    return model
+
+
+def running_vaultwarden(data: Path) -> sqlite3.Connection:
+    """The app's connection: WAL mode (Vaultwarden's default, ENABLE_DB_WAL), no automatic
+    checkpoint, so committed rows stay in db.sqlite3-wal while it runs."""
+    db = sqlite3.connect(data / "db.sqlite3", isolation_level=None)
+    db.execute("PRAGMA journal_mode=wal")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE IF NOT EXISTS ciphers (id INTEGER PRIMARY KEY, data TEXT)")
+    return db
+
+
+def add_ciphers(db: sqlite3.Connection, count: int) -> None:
+    db.executemany("INSERT INTO ciphers (data) VALUES (?)", [("x" * 200,)] * count)
+
+
+def restored_ciphers(data: Path) -> tuple[int, str]:
+    db = sqlite3.connect(data / "db.sqlite3")
+    try:
+        count = db.execute("SELECT count(*) FROM ciphers").fetchone()[0]
+        return count, db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def vaultwarden_run(site: Site, repository: dict[str, str], action: str) -> Run:
+    run = run_runner(site, repository, action, LIBRESH_DATABASES="", LIBRESH_BACKUP_ID="vw")
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_vaultwarden_backups_restore_the_consistent_copy_without_the_stale_wal(
+    site: Site, repository: dict[str, str], vaultwarden: App, vaultwarden_model: Path
+) -> None:
+    data = site.files
+    init(site, repository)
+    app = running_vaultwarden(data)
+    add_ciphers(app, 300)
+    run_hook(vaultwarden, "pre_backup", data, vaultwarden_model)
+    copy = data / ".libresh-backup" / "db.sqlite3"
+    assert copy.is_file() and not list(data.glob("db_*.sqlite3"))
+    add_ciphers(app, 7)  # written while the backup runs: in the WAL, not in the copy
+    assert (data / "db.sqlite3-wal").stat().st_size > 0
+    vaultwarden_run(site, repository, "backup")
+    run_hook(vaultwarden, "post_backup", data, vaultwarden_model)
+    assert not (data / ".libresh-backup").exists()  # the live volume keeps no copy
+    add_ciphers(app, 50)
+    app.close()  # Vaultwarden stopped for the restore
+
+    vaultwarden_run(site, repository, "restore")
+    assert (data / "db.sqlite3-wal").exists() and copy.exists()  # the files as copied
+    done = run_hook(vaultwarden, "post_restore", data, vaultwarden_model)
+    assert "consistent copy" in done.stdout
+    # The copy, whole: not the WAL's later rows (a stale WAL over a copied database is what
+    # the wiki warns against), and nothing of the helper directory left.
+    assert restored_ciphers(data) == (300, "ok")
+    assert not (data / "db.sqlite3-wal").exists() and not (data / "db.sqlite3-shm").exists()
+    assert not (data / ".libresh-backup").exists()
+
+
+def test_vaultwarden_keeps_its_files_when_the_backup_holds_a_stale_copy(
+    site: Site, repository: dict[str, str], vaultwarden: App, vaultwarden_model: Path
+) -> None:
+    # A backup whose post_backup never ran left its copy; a later backup without hooks (the
+    # schedule) took it along with newer database files.
+    data = site.files
+    init(site, repository)
+    app = running_vaultwarden(data)
+    add_ciphers(app, 10)
+    run_hook(vaultwarden, "pre_backup", data, vaultwarden_model)
+    copy = data / ".libresh-backup" / "db.sqlite3"
+    day_ago = copy.stat().st_mtime - 24 * 3600
+    os.utime(copy, (day_ago, day_ago))
+    add_ciphers(app, 5)
+    app.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    app.close()
+    vaultwarden_run(site, repository, "backup")
+    vaultwarden_run(site, repository, "restore")
+    done = run_hook(vaultwarden, "post_restore", data, vaultwarden_model)
+    assert "keeping the files" in done.stdout
+    assert restored_ciphers(data) == (15, "ok")
+    assert not (data / ".libresh-backup").exists()
+
+
+def test_vaultwarden_restores_a_backup_without_a_copy_as_it_was_taken(
+    site: Site, repository: dict[str, str], vaultwarden: App, vaultwarden_model: Path
+) -> None:
+    data = site.files
+    init(site, repository)
+    app = running_vaultwarden(data)
+    add_ciphers(app, 4)
+    app.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    app.close()
+    vaultwarden_run(site, repository, "backup")
+    vaultwarden_run(site, repository, "restore")
+    done = run_hook(vaultwarden, "post_restore", data, vaultwarden_model)
+    assert "no consistent copy" in done.stdout
+    assert restored_ciphers(data) == (4, "ok")
+
+
+def test_instances_whose_app_user_is_the_bootstrap_superuser_still_restore(
+    site: Site, repository: dict[str, str]
+) -> None:
+    # Embedded databases made before the app had a role of its own: the app's user is the
+    # image's POSTGRES_USER, the bootstrap superuser, whose objects DROP OWNED may not drop
+    # ("required by the database system"): it drops every schema instead.
+    site.postgres.admin_sql("ALTER ROLE postgres PASSWORD 'bootstrap'")
+    uri = site.root / "databases" / "postgres" / "uri"
+    uri.write_text(
+        f"postgresql://postgres:bootstrap@127.0.0.1:{site.postgres.port}/{site.database}"
+        "?sslmode=disable"
+    )
+    site.postgres.admin_sql("CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)", site.database)
+    init(site, repository)
+    assert run_runner(site, repository, "backup").returncode == 0
+    site.postgres.admin_sql("DELETE FROM kept; CREATE TABLE added (y int)", site.database)
+    restore = run_runner(site, repository, "restore")
+    assert restore.returncode == 0, restore.stderr
+    assert site.postgres.admin_sql(
+        "SELECT count(*) FROM kept; SELECT to_regclass('added') IS NULL", site.database
+    ).split() == ["1", "t"]

@@ -43,7 +43,7 @@ def test_upgrade_path_visits_every_major() -> None:
 
 
 def test_upgrade_path_jumps_when_the_app_allows() -> None:
-    assert _versions(upgrade_path(VAULTWARDEN, "1.32.7")) == ["1.34.1"]
+    assert _versions(upgrade_path(VAULTWARDEN, "1.32.7")) == ["1.37.2"]
 
 
 def test_upgrade_path_refuses_downgrades_and_unknown_versions() -> None:

@@ -5,16 +5,36 @@
 #
 # Admin connection: PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE (libpq's own variables).
 # The instance: APP_DATABASE, APP_USER, APP_PASSWORD.
+#
+# The admin needs CREATEROLE and CREATEDB, not SUPERUSER (managed servers give none), on
+# PostgreSQL 13 to 18:
+# - `CREATE DATABASE ... OWNER app`: "To create a database owned by another role, you must be
+#   able to SET ROLE to that role" (PostgreSQL 16+ docs, CREATE DATABASE); up to 15: "be a
+#   direct or indirect member of that role". A CREATEROLE admin is neither by itself: since
+#   PostgreSQL 16 the role it creates is granted back to it "WITH ADMIN TRUE, SET FALSE,
+#   INHERIT FALSE" (docs, CREATE ROLE), so it may grant the role, also to itself. Hence the
+#   GRANT below: SET only (16+), so the admin does not inherit the app's privileges.
+# - The database's privileges are the owner's to change: the REVOKE runs as the app's role.
+# - The app's role gets LOGIN only: no CREATEDB, no CREATEROLE; it owns its database, and so
+#   (PostgreSQL 15+) the `public` schema, which belongs to pg_database_owner.
 set -eu
 : "${APP_DATABASE:?}" "${APP_USER:?}" "${APP_PASSWORD:?}"
 psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 --dbname=postgres \
     -v app_database="$APP_DATABASE" -v app_user="$APP_USER" -v app_password="$APP_PASSWORD" <<'SQL'
+SELECT current_setting('server_version_num')::int >= 160000 AS pg16 \gset
 SELECT format('CREATE ROLE %I LOGIN', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
 SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_password') \gexec
+-- A superuser passes pg_has_role already; so does an admin that ran this before.
+SELECT CASE WHEN :'pg16'::boolean THEN format('GRANT %I TO CURRENT_USER WITH INHERIT FALSE, SET TRUE', :'app_user')
+            ELSE format('GRANT %I TO CURRENT_USER', :'app_user') END
+ WHERE NOT pg_has_role(current_user, :'app_user', CASE WHEN :'pg16'::boolean THEN 'SET' ELSE 'MEMBER' END) \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'app_database', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_database') \gexec
-SELECT format('ALTER DATABASE %I OWNER TO %I', :'app_database', :'app_user') \gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', :'app_database', :'app_user')
+  FROM pg_database WHERE datname = :'app_database' AND pg_get_userbyid(datdba) <> :'app_user' \gexec
+SELECT format('SET ROLE %I', :'app_user') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'app_database') \gexec
+RESET ROLE;
 SQL
 echo "role and database $APP_DATABASE are ready"
