@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from libresh_cli.apps.model import HookStep
+from libresh_cli.apps.placement import place_with_volumes
 from libresh_cli.apps.render import Instance
 from libresh_cli.errors import OperationFailedError
 from libresh_cli.kube import readiness
@@ -98,7 +99,7 @@ def run_hooks(
 def _run_one(kube: KubeClient, job: Manifest, step: HookStep) -> None:
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     kube.delete_and_wait("batch/v1", "Job", name, namespace)  # left by an earlier attempt
-    kube.apply(job)
+    kube.apply(place_with_volumes(kube, job))
 
     def finished() -> bool | None:
         current = kube.get("batch/v1", "Job", name, namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 
 from libresh_cli.apps.catalog import Catalog
@@ -35,6 +36,9 @@ class InstanceSummary:
     url: str | None
     upgrade: str | None = None
     workloads: dict[str, str] = field(default_factory=dict)
+    # False when upstream no longer maintains the installed version's series (no security
+    # fixes): the catalog's `maintained_until`. None when the catalog does not say.
+    maintained: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +97,12 @@ def _summary(
             path = []
         upgrade = path[-1].version if path else None
     domain = record.params.get("domain")
+    installed = app.version(record.version) if app is not None else None
+    maintained = (
+        installed.maintained_on(date.today())
+        if installed is not None and installed.maintained_until is not None
+        else None
+    )
     return InstanceSummary(
         name=record.name,
         app=record.app,
@@ -101,6 +111,7 @@ def _summary(
         url=f"https://{domain}" if domain else None,
         upgrade=upgrade,
         workloads={k: ("ready" if r.ready else r.reason) for k, r in workloads.items()},
+        maintained=maintained,
     )
 
 

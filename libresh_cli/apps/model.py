@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ ARCHITECTURES = ("amd64", "arm64", "armhf")
 class Version:
     version: str
     image: str
+    # The last day upstream maintains this version's series (security and bug fixes); None
+    # when the catalog does not say.
+    maintained_until: date | None = None
+
+    def maintained_on(self, day: date) -> bool:
+        return self.maintained_until is None or day <= self.maintained_until
 
     @property
     def major(self) -> int:

@@ -106,6 +106,7 @@ def render(instance: Instance) -> list[Manifest]:
 
 SERVICES_DIR = Path(str(resources.files(__package__).joinpath("services")))
 PROVISION_SCRIPT = SERVICES_DIR / "postgres-provision.sh"
+EMBEDDED_INIT_SCRIPT = SERVICES_DIR / "postgres-embedded-init.sh"
 
 
 def service_objects(kind: str, instance: Instance) -> list[Manifest]:
@@ -113,6 +114,14 @@ def service_objects(kind: str, instance: Instance) -> list[Manifest]:
     provisioning Job with its admin credentials (external postgres), or nothing (external
     redis, shared as it is)."""
     provider = instance.provider(kind)
+    if provider == "embedded" and kind == "postgres":
+        init = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "libresh-postgres-init"},
+            "data": {"10-libresh-app-role.sh": EMBEDDED_INIT_SCRIPT.read_text()},
+        }
+        return [init, *_render_file(SERVICES_DIR / "postgres-embedded.yaml", instance)]
     if provider == "embedded":
         return _render_file(SERVICES_DIR / f"{kind}-embedded.yaml", instance)
     if kind == "postgres":
@@ -149,10 +158,31 @@ def template_context(instance: Instance) -> dict[str, Any]:
     }
 
 
+APACHE_MAX_BODY = 2147483647  # LimitRequestBody's largest value (Apache 2.4 core docs)
+SIZE_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def size_in_bytes(size: str) -> int:
+    """'10G', '512M', '50Gi' -> bytes (binary units, as PHP's and Kubernetes' are)."""
+    text = str(size).strip().removesuffix("i")
+    if not text[:-1].isdigit() or text[-1:] not in SIZE_UNITS:
+        raise RenderError(f"{size!r} is not a size such as 512M or 10G.")
+    return int(text[:-1]) * SIZE_UNITS[text[-1]]
+
+
+def apache_body_limit(size: str) -> str:
+    """Apache's LimitRequestBody for an upload limit: the bytes, or 0 (no limit) above what
+    the directive accepts."""
+    wanted = size_in_bytes(size)
+    return str(wanted) if wanted <= APACHE_MAX_BODY else "0"
+
+
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
+    environment = SandboxedEnvironment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
     )
+    environment.filters["apache_body_limit"] = apache_body_limit
+    return environment
 
 
 def _render_file(template: Path, instance: Instance) -> list[Manifest]:
@@ -259,6 +289,8 @@ def generated_secret_keys(app: App) -> dict[str, int]:
     parameters marked `secret: generate` and one password per backing service."""
     keys = {p.name: p.length for p in app.parameters if p.generate}
     keys.update({f"{kind}_password": 32 for kind in app.requires})
+    if "postgres" in app.requires:  # the embedded server's own superuser
+        keys["postgres_superuser_password"] = 32
     return keys
 
 

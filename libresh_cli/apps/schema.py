@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +244,9 @@ def _read_versions(c: Checker, top: Mapping[str, Any]) -> tuple[Version, ...]:
     versions: list[Version] = []
     for index, entry in enumerate(c.sequence(top, (), "versions")):
         path = ("versions", index)
-        item = c.mapping(entry, path, {"version", "image"}, {"version", "image"})
+        item = c.mapping(
+            entry, path, {"version", "image", "maintained_until"}, {"version", "image"}
+        )
         version = c.text(item, path, "version", VERSION, "MAJOR.MINOR.PATCH (e.g. 30.0.4)")
         image = c.text(item, path, "image", IMAGE, "an image reference with a pinned tag")
         if image and ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
@@ -260,10 +263,24 @@ def _read_versions(c: Checker, top: Mapping[str, Any]) -> tuple[Version, ...]:
                 (*path, "version"),
                 f"{version} must be newer than {versions[-1].version} (versions go oldest first)",
             )
-        versions.append(Version(version, image))
+        versions.append(Version(version, image, _maintained_until(c, item, path)))
     if not versions and "versions" in top:
         c.problem(("versions",), "at least one version is needed")
     return tuple(versions)
+
+
+def _maintained_until(c: Checker, item: Mapping[str, Any], path: Path_) -> date | None:
+    """`maintained_until: 2026-09-28` (YAML reads it as a date; quoted text works too)."""
+    value = item.get("maintained_until")
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    c.problem((*path, "maintained_until"), f"expected a date (YYYY-MM-DD), got {value!r}")
+    return None
 
 
 def _key(version: str) -> tuple[int, ...]:

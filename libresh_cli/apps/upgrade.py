@@ -2,9 +2,10 @@
 
 A step: safeguard (the pre-upgrade backup, from the backup service) -> pre_upgrade hooks with
 the old image -> apply the new version, prune what it no longer has -> wait for health ->
-post_upgrade hooks with the new image. If anything after the safeguard fails, the previous
-version's objects are applied again, what the new version added is removed, the safeguard
-restores its backup, the rollback hooks run with the old image (maintenance mode off), and the
+post_upgrade hooks with the new image. If anything after the safeguard fails, the safeguard
+restores its backup first (which stops the new version and starts the previous one on the
+restored data), then the previous version's objects are applied again (what the new version
+added is removed), the rollback hooks run with the old image (maintenance mode off), and the
 record says what happened.
 """
 
@@ -144,22 +145,60 @@ def _roll_back(
     cause: LibreshError,
     reporter: Reporter,
 ) -> None:
+    """Data first, then the previous version: the new version may already have changed the
+    volume (Nextcloud's new image copies its code there before migrating), and the old image
+    refuses to start on it (nextcloud/docker docker-entrypoint.sh: "version of the data is
+    higher than the docker image version"). The restore brings the files and the database of
+    the backup taken before the step back, and starts the version the backup was taken with;
+    the previous version's objects are then applied again, pruning what the new one added."""
     target = failed.instance.version.version
     reporter.warn(
-        f"Upgrade to {target} failed: {cause.message} Rolling back to {old.version.version}."
+        f"Upgrade to {target} failed: {cause.message} Rolling back to {old.version.version}"
+        + (f": restoring the backup {token} taken before the step first." if token else ".")
     )
     rollback_record = InstanceRecord(**{**record.__dict__, "inventory": refs_of(failed.objects)})
-    back = prepare(kube, old, rollback_record, target)
     outcome, restored = "rolled back", ""
     try:
-        apply_and_wait(kube, back, reporter)
         if token is not None:
             safeguard.restore(record.name, token)
             restored = f", its data restored from the backup {token} taken before the step"
+        back = prepare(kube, old, rollback_record, target)
+        apply_and_wait(kube, back, reporter)
         # e.g. maintenance mode off again: pre_upgrade may have turned it on
         hooks.run_hooks(kube, "rollback", old, back.objects, reporter)
     except LibreshError as rollback_error:
         outcome = f"rollback failed too ({rollback_error.message})"
+    _record_rollback(kube, record, old, target, cause, outcome)
+    how = (
+        f"It was {outcome} to {old.version.version}{restored}."
+        if outcome == "rolled back"
+        else f"The {outcome}: {_after_failed_rollback(record.name, token)}"
+    )
+    raise UpgradeFailedError(
+        f"Upgrading {record.name} from {old.version.version} to {target} failed: "
+        f"{cause.message} {how}",
+        hint=cause.hint,
+    ) from cause
+
+
+def _after_failed_rollback(name: str, token: str | None) -> str:
+    if token is None:
+        return (
+            "no backup was taken before the step (--no-backup), so the data may be at the new "
+            f"version; restore a backup: libresh backups list {name}, then "
+            f"libresh restore {name} --snapshot ID."
+        )
+    return f"restore the backup taken before the step: libresh restore {name} --snapshot {token}."
+
+
+def _record_rollback(
+    kube: KubeClient,
+    record: InstanceRecord,
+    old: Instance,
+    target: str,
+    cause: LibreshError,
+    outcome: str,
+) -> None:
     record = read_record(kube, record.name) or record  # the restore wrote to its history
     record.status = "installed" if outcome == "rolled back" else "failed"
     record.last_error = f"upgrade to {target} failed: {cause.message}"
@@ -173,9 +212,3 @@ def _roll_back(
         )
     )
     save_record(kube, record)
-    raise UpgradeFailedError(
-        f"Upgrading {record.name} from {old.version.version} to {target} failed: "
-        f"{cause.message} It was {outcome} to {old.version.version}"
-        f"{restored if outcome == 'rolled back' else ''}.",
-        hint=cause.hint,
-    ) from cause

@@ -42,6 +42,9 @@ class Target:
     volumes: tuple[str, ...] = ()  # PersistentVolumeClaims, in the app's backup.volumes
     databases: tuple[str, ...] = ()  # backing services dumped (backup.databases)
     services: tuple[str, ...] = ()  # every backing service: their Secrets are kept
+    # Labels of the pods that mount the volumes while the app runs (a workload's selector):
+    # a scheduled runner must go to their node (see libresh_cli/apps/placement.py).
+    volume_users: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, name: str, app: App, version: str) -> Target:
@@ -181,18 +184,17 @@ def runner_pod_spec(
         ],
         "volumes": volumes,
     }
-    if touches_data and target.volumes:
+    if touches_data and target.volumes and target.volume_users:
         # A ReadWriteOnce volume can only be mounted on the node that has it: go where the
-        # instance's pods are.
+        # pods using it are. Required, not preferred: elsewhere the runner would wait in
+        # "Multi-Attach error" until its deadline. (One-off Jobs are pinned to that node by
+        # name when they are made: libresh_cli/apps/placement.py.)
         spec["affinity"] = {
             "podAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
+                "requiredDuringSchedulingIgnoredDuringExecution": [
                     {
-                        "weight": 100,
-                        "podAffinityTerm": {
-                            "labelSelector": {"matchLabels": {INSTANCE: target.name}},
-                            "topologyKey": "kubernetes.io/hostname",
-                        },
+                        "labelSelector": {"matchLabels": dict(target.volume_users)},
+                        "topologyKey": "kubernetes.io/hostname",
                     }
                 ]
             }

@@ -15,7 +15,7 @@ import re
 import secrets as random_secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from libresh_cli.apps import hooks
@@ -34,6 +34,7 @@ from libresh_cli.apps.lifecycle import (
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
+from libresh_cli.apps.placement import place_with_volumes
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
 from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
@@ -170,7 +171,7 @@ def run_runner(
     raises with what the runner said."""
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     kube.delete_and_wait("batch/v1", "Job", name, namespace)
-    kube.apply(job)
+    kube.apply(place_with_volumes(kube, job))
     reporter.step(f"{what} (Job {name})")
     started = time.monotonic()
 
@@ -334,6 +335,16 @@ def _data_workloads(objects: list[Manifest], volumes: tuple[str, ...]) -> list[M
     return found
 
 
+def _volume_users(objects: list[Manifest], volumes: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The selector labels of the first workload that mounts the volumes (an app's volumes
+    are used by one workload: they are ReadWriteOnce)."""
+    for workload in _data_workloads(objects, volumes):
+        labels = workload["spec"].get("selector", {}).get("matchLabels", {}) or {}
+        if labels:
+            return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+    return ()
+
+
 def _stop(
     kube: KubeClient, instance: Instance, objects: list[Manifest], reporter: Reporter
 ) -> None:
@@ -424,6 +435,10 @@ def restore_backup(
         except LibreshError:
             _start(kube, running, running_objects, reporter)  # as it was, at its version
             raise
+        # While the app is still stopped: the restored files may not let it start as they
+        # are (Nextcloud's config.php names the database the backup came from), and its
+        # volumes are free for the hook Jobs.
+        hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
         _start(kube, instance, objects, reporter)
     except LibreshError as error:
         _add_history(
@@ -438,7 +453,6 @@ def restore_backup(
             else error.hint
         )
         raise RestoreFailedError(f"Restoring {name} failed: {error.message}", hint=hint) from error
-    hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
     fresh = require_record(kube, name)
     fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
     fresh.inventory = refs_of(objects)
@@ -649,7 +663,7 @@ def check_cron(expression: str) -> str:
 def set_schedule(
     kube: KubeClient, catalog: Catalog, name: str, cron: str, retention: Retention
 ) -> Manifest:
-    _, app, version = _installed(kube, catalog, name)
+    record, app, version = _installed(kube, catalog, name)
     storage, secret_values = require_storage(kube)
     for value, flag in (
         (retention.daily, "daily"),
@@ -664,9 +678,12 @@ def set_schedule(
             hint="Give at least one of --keep-daily, --keep-weekly, --keep-monthly above 0.",
         )
     prepare_namespace(kube, name, storage, secret_values)
-    cronjob = schedule_cronjob(
-        Target.of(name, app, version.version), storage, check_cron(cron), retention, BACKUP_TIMEOUT
+    objects = render(instance_for(kube, record, app, version))
+    target = replace(
+        Target.of(name, app, version.version),
+        volume_users=_volume_users(objects, app.backup_volumes),
     )
+    cronjob = schedule_cronjob(target, storage, check_cron(cron), retention, BACKUP_TIMEOUT)
     return kube.apply(cronjob)
 
 

@@ -112,10 +112,23 @@ def _list_table(rows: list[dict[str, Any]]) -> Any:
     return rows_table(
         ["NAME", "APP", "VERSION", "STATUS", "URL", "UPGRADE"],
         [
-            [r["name"], r["app"], r["version"], r["status"], r["url"], r["upgrade"] or ""]
+            [
+                r["name"],
+                r["app"],
+                _version_text(r),
+                r["status"],
+                r["url"],
+                r["upgrade"] or "",
+            ]
             for r in rows
         ],
     )
+
+
+def _version_text(row: dict[str, Any]) -> str:
+    """The version, marked when upstream no longer maintains its series."""
+    unmaintained = row.get("maintained") is False
+    return f"{row['version']} (unmaintained)" if unmaintained else str(row["version"])
 
 
 def status(
@@ -146,10 +159,17 @@ def _status_view(data: dict[str, Any]) -> Any:
         {
             "name": data.get("name"),
             "app": data.get("app"),
-            "version": data.get("version"),
+            "version": _version_text(data),
             "status": data.get("status"),
             "url": data.get("url"),
             "upgrade available": data.get("upgrade") or "no",
+            "upstream": (
+                "no longer maintains this version: upgrade"
+                if data.get("maintained") is False
+                else "maintained"
+                if data.get("maintained")
+                else "unknown"
+            ),
             "last backup": _last_backup_text(data.get("last_backup")),
             "backup schedule": data.get("backup_schedule") or "none",
             "last error": data.get("last_error"),

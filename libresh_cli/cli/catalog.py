@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,9 @@ def show(
         "license": found.license,
         "architectures": list(found.architectures),
         "versions": [v.version for v in found.versions],
+        # Versions whose series upstream no longer maintains (no more security fixes): kept
+        # so that instances still running them can upgrade along the path.
+        "unmaintained": [v.version for v in found.versions if not v.maintained_on(date.today())],
         "one_major_at_a_time": found.one_major_at_a_time,
         "requires": list(found.requires),
         "resources": found.resources,
@@ -107,7 +111,10 @@ def _show_table(data: dict[str, Any]) -> Any:
             "homepage": data["homepage"],
             "license": data["license"],
             "architectures": ", ".join(data["architectures"]),
-            "versions": ", ".join(data["versions"]),
+            "versions": ", ".join(
+                v + (" (unmaintained upstream)" if v in data["unmaintained"] else "")
+                for v in data["versions"]
+            ),
             "upgrades": "one major at a time" if data["one_major_at_a_time"] else "any step",
             "requires": ", ".join(data["requires"]) or "nothing",
             "parameters": params,

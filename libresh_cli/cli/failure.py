@@ -18,6 +18,26 @@ from libresh_cli.errors import ExitCode, LibreshError
 from libresh_cli.settings import Paths, write_private_file
 
 
+def json_requested(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON output (-o json, --output json, --output=json,
+    -ojson), wherever the option stands."""
+    for index, arg in enumerate(argv):
+        if arg in ("-o", "--output") and argv[index + 1 : index + 2] == ["json"]:
+            return True
+        if arg in ("--output=json", "-ojson"):
+            return True
+    return False
+
+
+def print_json_failure(message: str, exit_code: int, hint: str | None = None) -> None:
+    """One JSON document on stdout, so a script reading -o json output can parse a failure
+    too (the message also goes to stderr, for people)."""
+    import json
+
+    document = {"error": message, "exit_code": exit_code, "hint": hint}
+    sys.stdout.write(json.dumps(document) + "\n")
+
+
 def debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("LIBRESH_DEBUG", "") not in ("", "0")
 

@@ -17,6 +17,8 @@ from libresh_cli.cli.cluster import cluster_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
     debug_requested,
+    json_requested,
+    print_json_failure,
     report_libresh_error,
     report_unexpected_error,
 )
@@ -147,21 +149,50 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def _run(args: list[str]) -> int:
+    from libresh_cli.cli.output import EMITTED
+
+    code = _run_command(args)
+    if code != 0 and json_requested(args) and not EMITTED.data:
+        print_json_failure(*_last_failure.get(code))
+    return code
+
+
+class _LastFailure:
+    """What the failure was, for the JSON document of -o json."""
+
+    message = ""
+    hint: str | None = None
+
+    def set(self, message: str, hint: str | None = None) -> None:
+        self.message, self.hint = message, hint
+
+    def get(self, code: int) -> tuple[str, int, str | None]:
+        return (self.message or f"libresh failed (exit code {code}).", code, self.hint)
+
+
+_last_failure = _LastFailure()
+
+
+def _run_command(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="libresh", standalone_mode=False)
     except typer.Exit as done:
         return done.exit_code
     except typer.TyperException as usage:  # bad options and arguments: usage, exit code 2
         _show_usage_error(usage)
+        _last_failure.set(usage.format_message())
         return usage.exit_code
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\nInterrupted.\n")
+        _last_failure.set("Interrupted.")
         return int(ExitCode.INTERRUPTED)
     except LibreshError as error:
+        _last_failure.set(error.message, error.hint)
         return report_libresh_error(error)
     except Exception as error:
         if debug_requested(args):
             raise
+        _last_failure.set(f"libresh stopped on an unexpected {type(error).__name__} (a bug).")
         return report_unexpected_error(error)
     # Without standalone mode, typer returns the code of an Exit raised in a command; it turns
     # Ctrl-C into a silent Exit(130), which deserves a word.

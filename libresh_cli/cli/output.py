@@ -12,8 +12,19 @@ if TYPE_CHECKING:  # rich.table is imported when a table is drawn, not for `libr
     from rich.table import Table
 
 
+class _Emitted:
+    """Whether this run already printed its data on stdout: a failure after it (e.g. `status`
+    of an unhealthy instance, exit 1) must not add a second document."""
+
+    data = False
+
+
+EMITTED = _Emitted()
+
+
 def emit(app: AppContext, data: Any, as_table: Callable[[Any], Table | str]) -> None:
     """Print `data` on stdout in the chosen format; `as_table` builds the human view."""
+    EMITTED.data = True
     if app.output is OutputFormat.json:
         app.out.print_json(json.dumps(data, default=str))
     elif app.output is OutputFormat.yaml:

@@ -21,6 +21,7 @@ from libresh_cli.errors import BadInputError, LibreshError
 
 if TYPE_CHECKING:
     from libresh_cli.apps.catalog import Catalog
+    from libresh_cli.apps.upgrade import UpgradePlan
 
 
 def upgrade(
@@ -45,8 +46,9 @@ def upgrade(
     Each step takes a backup first (a failed backup stops the upgrade before the app is
     touched), runs the app's hooks and waits for health; a failed step is rolled back to the
     version before it and the backup is restored. Exit code 0 when everything is upgraded
-    (or already was), 1 when an upgrade failed (the others still ran), 6 when backups are
-    not set up (set them up, or pass --no-backup).
+    (or already was: nothing to do needs no backup storage), 1 when an upgrade failed (the
+    others still ran), 6 when an instance has an upgrade and backups are not set up (set
+    them up, or pass --no-backup).
 
     \b
     Examples:
@@ -71,32 +73,31 @@ def upgrade(
             if name
             else [s.name for s in list_instances(kube, apps) if s.status != "uninstalled"]
         )
-        if not no_backup and not app.dry_run:
+        planned = [_plan_one(app, kube, apps, n, to, keep_going=all_instances) for n in names]
+        # Backups are needed only by the instances that will change: a nightly run with
+        # nothing to upgrade succeeds on a cluster without backup storage.
+        if not no_backup and not app.dry_run and any(_has_steps(p) for p in planned):
             from libresh_cli.backup.storage import require_storage
 
             require_storage(kube, hint_skip="--no-backup")
-        results = [_upgrade_one(app, kube, apps, n, to, all_instances, no_backup) for n in names]
+        results = [_upgrade_one(app, kube, apps, p, no_backup) for p in planned]
     emit(app, results, _results_table)
     if any(r["result"] == "failed" for r in results):
         raise typer.Exit(1)
 
 
-def _upgrade_one(
-    app: AppContext,
-    kube: Any,
-    apps: Catalog,
-    name: str,
-    to: str | None,
-    keep_going: bool,
-    no_backup: bool,
-) -> dict[str, Any]:
-    """Upgrade one instance; with keep_going (--all) even a failure to plan is a result."""
-    from libresh_cli.apps.lifecycle import NoSafeguard, Safeguard
-    from libresh_cli.apps.upgrade import plan_upgrade, upgrade
-    from libresh_cli.backup.service import BackupSafeguard
+def _has_steps(planned: UpgradePlan | dict[str, Any]) -> bool:
+    return not isinstance(planned, dict) and not planned.nothing_to_do
+
+
+def _plan_one(
+    app: AppContext, kube: Any, apps: Catalog, name: str, to: str | None, keep_going: bool
+) -> UpgradePlan | dict[str, Any]:
+    """The instance's plan; with keep_going (--all) a failure to plan is a result."""
+    from libresh_cli.apps.upgrade import plan_upgrade
 
     try:
-        plan = plan_upgrade(kube, apps, name, to)
+        return plan_upgrade(kube, apps, name, to)
     except LibreshError as error:
         if not keep_going:
             raise  # one instance asked for by name: its own message and exit code
@@ -111,6 +112,22 @@ def _upgrade_one(
             "result": "failed",
             "message": error.message,
         }
+
+
+def _upgrade_one(
+    app: AppContext,
+    kube: Any,
+    apps: Catalog,
+    plan: UpgradePlan | dict[str, Any],
+    no_backup: bool,
+) -> dict[str, Any]:
+    from libresh_cli.apps.lifecycle import NoSafeguard, Safeguard
+    from libresh_cli.apps.upgrade import upgrade
+    from libresh_cli.backup.service import BackupSafeguard
+
+    if isinstance(plan, dict):
+        return plan  # could not even be planned
+    name = plan.record.name
     result: dict[str, Any] = {**plan.to_dict(), "result": "up to date", "message": ""}
     if plan.nothing_to_do:
         return result

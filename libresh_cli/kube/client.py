@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -121,7 +121,7 @@ class KubeClient:
         self.request_count = 0
 
     @classmethod
-    def connect(cls, target: KubeTarget, **kwargs: Any) -> KubeClient:
+    def connect(cls, target: KubeTarget, **kwargs: Any) -> Self:
         return cls(load_connection(target), **kwargs)
 
     def close(self) -> None:

@@ -91,7 +91,12 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
     assert k8s.NetworkingV1Api(api).read_namespaced_network_policy("libresh-isolate", name)
 
     credentials = core.read_namespaced_secret("libresh-credentials", name).data
-    assert set(credentials) == {"admin_password", "postgres_password", "redis_password"}
+    assert set(credentials) == {
+        "admin_password",
+        "postgres_password",
+        "postgres_superuser_password",
+        "redis_password",
+    }
     password = base64.b64decode(credentials["admin_password"]).decode()
     assert len(password) == 24
     shown = ok(libresh(lab, "secret", "get", name, "admin_password"))

@@ -4,6 +4,7 @@ reported at once with its file, field and line."""
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,31 @@ def test_builtin_apps_are_valid(name: str) -> None:
     assert app.name == name and len(app.versions) >= 3
 
 
-def test_nextcloud_has_three_consecutive_majors_one_at_a_time() -> None:
+def test_nextcloud_steps_through_every_major_and_ends_on_maintained_ones() -> None:
     app = load_app(builtin_catalog() / "nextcloud")
-    majors = [v.major for v in app.versions]
-    assert majors == sorted(set(majors)) and majors[-1] - majors[0] >= 2
+    majors = sorted({v.major for v in app.versions})
+    assert majors == list(range(majors[0], majors[-1] + 1))  # no major missing on the path
     assert app.one_major_at_a_time and set(app.requires) == {"postgres", "redis"}
+    # Every version says until when upstream maintains it; the newest is maintained today.
+    assert all(v.maintained_until is not None for v in app.versions)
+    assert app.latest.maintained_on(date.today())
     # maintenance mode goes on before an upgrade and off after it, or after a rollback
     assert [s.name for s in app.hooks["pre_upgrade"]] == ["maintenance-on"]
-    assert app.hooks["post_upgrade"][-1].name == "maintenance-off"
+    assert app.hooks["post_upgrade"][0].name == "maintenance-off"
     assert [s.name for s in app.hooks["rollback"]] == ["maintenance-off"]
     assert all(":" in v.image and not v.image.endswith(":latest") for v in app.versions)
+
+
+def test_maintained_until_must_be_a_date(tmp_path: Path) -> None:
+    folder = tmp_path / "dated"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "templates" / "x.yaml").write_text("")
+    (folder / "app.yaml").write_text(
+        "schema_version: 1\nname: dated\ndescription: d\n"
+        "versions:\n  - {version: 1.0.0, image: example.org/d:1.0.0, maintained_until: soon}\n"
+    )
+    with pytest.raises(CatalogInvalidError, match=r"versions\[0\]\.maintained_until"):
+        load_app(folder)
 
 
 BROKEN = """\

@@ -33,9 +33,12 @@ def _versions(path: list[Version]) -> list[str]:
 
 
 def test_upgrade_path_visits_every_major() -> None:
-    assert _versions(upgrade_path(NEXTCLOUD, "29.0.16")) == ["30.0.12", "31.0.6"]
+    every_major = ["30.0.17", "31.0.14", "32.0.13", "33.0.7", "34.0.2"]
+    assert _versions(upgrade_path(NEXTCLOUD, "29.0.16")) == every_major
+    # an instance on an older release of its major goes to that major's newest first
+    assert _versions(upgrade_path(NEXTCLOUD, "30.0.12")) == every_major
     assert _versions(upgrade_path(NEXTCLOUD, "29.0.16", "30.0.12")) == ["30.0.12"]
-    assert upgrade_path(NEXTCLOUD, "31.0.6") == []
+    assert upgrade_path(NEXTCLOUD, "34.0.2") == []
     # The newest release of the current major first, as Nextcloud requires (latest 29.x
     # before 30), then each major.
     assert _versions(upgrade_path(DEMO, "1.0.0", "3.0.0")) == ["1.1.0", "2.0.0", "3.0.0"]
@@ -173,13 +176,14 @@ def test_hook_jobs_come_from_the_main_workload_with_their_own_command() -> None:
     instance = _nextcloud("30.0.12")
     step = NEXTCLOUD.hooks["post_upgrade"][0]
     job = hook_job("post_upgrade", step, instance, render(instance), sequence=7)
-    assert job["metadata"]["name"] == "hook-post-upgrade-occ-upgrade-30-0-12"
+    assert job["metadata"]["name"] == "hook-post-upgrade-maintenance-off-30-0-12"
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["command"] == list(step.command)
     assert container["image"].endswith(":30.0.12-apache")
     assert container["securityContext"]["runAsUser"] == 33
     assert "readinessProbe" not in container and pod["restartPolicy"] == "Never"
+    assert "startupProbe" not in container and "livenessProbe" not in container
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "nextcloud-data"
     # not behind the app's Service: the workload's selector labels are not copied
     assert "app.kubernetes.io/component" not in job["spec"]["template"]["metadata"]["labels"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,16 @@ def test_backup_job_mounts_volumes_database_and_meta() -> None:
     assert "/data/nextcloud-data" in paths and "/databases/postgres" in paths
     assert "/meta/secrets/libresh-redis" in paths  # every service's Secret is kept
     assert "/repository" not in paths  # S3: nothing mounted
-    assert spec["affinity"]["podAffinity"]  # next to the pods holding the RWO volume
+    # One-off Jobs are pinned by name when made (libresh_cli/apps/placement.py); the
+    # schedule's pods need the labels of the pods that use the volumes.
+    assert "affinity" not in spec
+    users = (("app.kubernetes.io/component", "nextcloud"), ("app.kubernetes.io/instance", "cloud"))
+    scheduled = runner_job(
+        replace(nextcloud_target(), volume_users=users), S3, "scheduled", "x", {}, 600
+    )["spec"]["template"]["spec"]
+    (term,) = scheduled["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["labelSelector"]["matchLabels"] == dict(users)
+    assert term["topologyKey"] == "kubernetes.io/hostname"
     assert job["spec"]["activeDeadlineSeconds"] == 600
 
 
