@@ -73,7 +73,7 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
     apps = k8s.AppsV1Api(api)
     deployment = apps.read_namespaced_deployment_status("nextcloud", name)
     assert deployment.status.available_replicas == 1
-    assert deployment.spec.template.spec.containers[0].image.endswith(":31.0.6-apache")
+    assert deployment.spec.template.spec.containers[0].image.endswith(":34.0.2-apache")
     assert apps.read_namespaced_stateful_set_status("postgres", name).status.ready_replicas == 1
     assert apps.read_namespaced_deployment_status("redis", name).status.available_replicas == 1
     core = k8s.CoreV1Api(api)
@@ -103,7 +103,7 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
     assert shown.stdout.strip() == password
 
     record = read_record(kube, name)
-    assert record is not None and record.version == "31.0.6" and record.status == "installed"
+    assert record is not None and record.version == "34.0.2" and record.status == "installed"
     assert record.params["domain"] == "cloud.example.org"
     record_text = json.dumps(core.read_namespaced_config_map("libresh-instance", name).data)
     assert password not in record_text  # the record never holds secret values
@@ -113,47 +113,46 @@ def test_install_nextcloud_then_nothing_to_do(lab: Lab, kube: KubeClient, name: 
     listed = json.loads(ok(libresh(lab, "list", "-o", "json")).stdout)
     assert password not in json.dumps(listed)
     mine = next(i for i in listed if i["name"] == name)
-    assert (mine["app"], mine["version"], mine["status"]) == ("nextcloud", "31.0.6", "installed")
+    assert (mine["app"], mine["version"], mine["status"]) == ("nextcloud", "34.0.2", "installed")
 
 
 def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
     lab: Lab, kube: KubeClient, name: str
 ) -> None:
-    ok(install(lab, "nextcloud", name, "c.example.org", "--version", "29.0.16"))
+    ok(install(lab, "nextcloud", name, "c.example.org", "--version", "32.0.13"))
     planned = json.loads(ok(libresh(lab, "upgrade", name, "--dry-run", "-o", "json")).stdout)
-    assert planned[0]["steps"] == ["29.0.16 -> 30.0.12", "30.0.12 -> 31.0.6"]
-    assert read_record(kube, name).version == "29.0.16"
+    assert planned[0]["steps"] == ["32.0.13 -> 33.0.7", "33.0.7 -> 34.0.2"]
+    assert read_record(kube, name).version == "32.0.13"
 
     done = json.loads(
         ok(libresh(lab, "upgrade", name, "--no-backup", "--yes", "-o", "json")).stdout
     )
-    assert done[0]["result"] == "upgraded" and done[0]["to"] == "31.0.6"
+    assert done[0]["result"] == "upgraded" and done[0]["to"] == "34.0.2"
     jobs = (
         k8s.BatchV1Api(lab.official_client())
         .list_namespaced_job(name, label_selector="libresh.dev/hook")
         .items
     )
     ordered = sorted(jobs, key=lambda j: int(j.metadata.annotations["libresh.dev/hook-sequence"]))
+    # No `occ upgrade`: the new image's entrypoint migrates before it is healthy.
     assert [j.metadata.name for j in ordered] == [
-        "hook-pre-upgrade-maintenance-on-29-0-16",
-        "hook-post-upgrade-occ-upgrade-30-0-12",
-        "hook-post-upgrade-add-missing-indices-30-0-12",
-        "hook-post-upgrade-maintenance-off-30-0-12",
-        "hook-pre-upgrade-maintenance-on-30-0-12",
-        "hook-post-upgrade-occ-upgrade-31-0-6",
-        "hook-post-upgrade-add-missing-indices-31-0-6",
-        "hook-post-upgrade-maintenance-off-31-0-6",
+        "hook-pre-upgrade-maintenance-on-32-0-13",
+        "hook-post-upgrade-add-missing-indices-33-0-7",
+        "hook-post-upgrade-maintenance-off-33-0-7",
+        "hook-pre-upgrade-maintenance-on-33-0-7",
+        "hook-post-upgrade-add-missing-indices-34-0-2",
+        "hook-post-upgrade-maintenance-off-34-0-2",
     ]
     assert all(j.status.succeeded == 1 for j in jobs)
     # each hook ran with the image of the version it belongs to
     images = {j.metadata.name: j.spec.template.spec.containers[0].image for j in jobs}
-    assert images["hook-pre-upgrade-maintenance-on-29-0-16"].endswith(":29.0.16-apache")
-    assert images["hook-post-upgrade-occ-upgrade-30-0-12"].endswith(":30.0.12-apache")
+    assert images["hook-pre-upgrade-maintenance-on-32-0-13"].endswith(":32.0.13-apache")
+    assert images["hook-post-upgrade-maintenance-off-33-0-7"].endswith(":33.0.7-apache")
     record = read_record(kube, name)
-    assert record is not None and record.version == "31.0.6"
+    assert record is not None and record.version == "34.0.2"
     assert [(h.version_from, h.version_to, h.result) for h in record.history[-2:]] == [
-        ("29.0.16", "30.0.12", "ok"),
-        ("30.0.12", "31.0.6", "ok"),
+        ("32.0.13", "33.0.7", "ok"),
+        ("33.0.7", "34.0.2", "ok"),
     ]
 
 

@@ -370,11 +370,18 @@ def test_upgrade_without_backup_storage_is_refused_unless_no_backup(
     try:
         for kind in ("ConfigMap", "Secret"):
             kube.delete("v1", kind, SETTINGS_NAME, SYSTEM_NAMESPACE)
-        refused = libresh(lab, "upgrade", notes, "--to", "2.0.0", "--yes")
+        refused = libresh(lab, "upgrade", notes, "--to", "2.0.0", "--yes", "-o", "json")
         assert refused.returncode == ExitCode.PREREQUISITE_MISSING
         assert "Backups are not set up" in refused.stderr and "--no-backup" in refused.stderr
+        # cron wrappers parse -o json: a failure is a JSON document too
+        document = json.loads(refused.stdout)
+        assert document["exit_code"] == ExitCode.PREREQUISITE_MISSING
+        assert "Backups are not set up" in document["error"] and document["hint"]
         skipped = ok(libresh(lab, "upgrade", notes, "--to", "2.0.0", "--no-backup", "--yes"))
         assert "No backup of" in skipped.stderr and "(--no-backup)" in skipped.stderr
+        # A run with nothing left to upgrade needs no backup storage (cron's every night).
+        nightly = ok(libresh(lab, "upgrade", notes, "--to", "2.0.0", "--yes", "-o", "json"))
+        assert json.loads(nightly.stdout)[0]["result"] == "up to date"
     finally:
         for manifest in saved:
             assert manifest is not None

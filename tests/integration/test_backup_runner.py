@@ -167,7 +167,7 @@ def init(site: Site, repository: dict[str, str]) -> None:
 
 def fill(site: Site, rows: int = 1000, big_file: bool = False) -> None:
     site.sql(
-        "CREATE TABLE notes (id int PRIMARY KEY, body text, created timestamptz DEFAULT now());"  # noqa: S608 - rows is an int
+        "CREATE TABLE notes (id int PRIMARY KEY, body text, created timestamptz DEFAULT now());"
         f"INSERT INTO notes SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, {rows}) g;"
         "CREATE SCHEMA extra; CREATE TABLE extra.tags (name text);"
         "INSERT INTO extra.tags VALUES ('a'), ('b')"

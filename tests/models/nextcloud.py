@@ -15,10 +15,14 @@ U1  nextcloud/server core/Command/Upgrade.php: `occ upgrade` upgrades when Util:
     (exit 0), else exits 2 (ERROR_MAINTENANCE_MODE) in maintenance mode, else 0 (up to date).
 U2  nextcloud/server lib/private/Updater.php: the upgrade turns maintenance mode on and back
     off only if it was off when it started; it stays on if it was on.
-U3  nextcloud/server lib/private/Console/Application.php: with an upgrade pending only a few
-    commands exist (upgrade, maintenance:mode, status); anything else fails.
+U3  nextcloud/server lib/private/Console/Application.php, core/register_command.php: core
+    commands exist whenever Nextcloud is installed (also in maintenance mode and with an
+    upgrade pending); app commands only when neither (none is modelled: libresh runs none).
 S1  nextcloud/server status.php: 200 with installed, maintenance, needsDbUpgrade in every state
     that can read its database, 500 when it cannot (the probes in templates/deployment.yaml).
+L1  apps/nextcloud/templates/deployment.yaml's liveness probe: after a failed install or
+    `occ upgrade` the restarted container (versions equal, Apache up) is restarted again, so
+    the pod crash-loops: a start() that fails stands for that.
 I1  nextcloud/server lib/private/Setup/PostgreSQL.php: a database user with CREATEROLE makes the
     installer create the role `oc_admin`, which it writes to config.php as dbuser and which
     then owns every table; a user without it is used as it is.
@@ -184,8 +188,6 @@ class NextcloudModel:
             if self.volume.maintenance:  # U1
                 return self._note(Outcome(2, "Nextcloud is in maintenance mode"))
             return self._note(Outcome(0, "No upgrade required"))
-        if needs_upgrade and command not in ("status",):  # U3
-            return self._note(Outcome(1, f"occ {command}: an upgrade is required first"))
         if command == "config:system:set":
             self.volume.config[args[1]] = args[-1]
         return self._note(Outcome(0, f"occ {command}"))

@@ -176,7 +176,7 @@ def test_hook_jobs_come_from_the_main_workload_with_their_own_command() -> None:
     instance = _nextcloud("30.0.12")
     step = NEXTCLOUD.hooks["post_upgrade"][0]
     job = hook_job("post_upgrade", step, instance, render(instance), sequence=7)
-    assert job["metadata"]["name"] == "hook-post-upgrade-maintenance-off-30-0-12"
+    assert job["metadata"]["name"] == "hook-post-upgrade-add-missing-indices-30-0-12"
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["command"] == list(step.command)
