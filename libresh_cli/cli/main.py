@@ -151,6 +151,8 @@ def run(argv: list[str] | None = None) -> None:
 def _run(args: list[str]) -> int:
     from libresh_cli.cli.output import EMITTED
 
+    EMITTED.data = False
+    _last_failure.set("")
     code = _run_command(args)
     if code != 0 and json_requested(args) and not EMITTED.data:
         print_json_failure(*_last_failure.get(code))
