@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from libresh_cli import yamlfile
 from libresh_cli.apps.model import App, Parameter
 from libresh_cli.errors import BadInputError
 
-DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+INSTANCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 RESERVED_NAMES = {"default", "kube-system", "kube-public", "kube-node-lease", "libresh-system"}
 
 Asker = Callable[[Parameter], Any]
@@ -35,7 +34,7 @@ class GivenValues:
 
 
 def validate_instance_name(name: str) -> str:
-    if not INSTANCE_NAME.match(name):
+    if not INSTANCE_NAME.fullmatch(name):
         raise BadInputError(
             f"--name {name!r} is not a valid instance name.",
             hint="Use 1-40 lowercase letters, digits and '-', starting with a letter and "
@@ -46,13 +45,18 @@ def validate_instance_name(name: str) -> str:
     return name
 
 
+def validate_domain(domain: str, option: str = "--domain") -> str:
+    if not DOMAIN.fullmatch(domain.lower()):
+        raise BadInputError(
+            f"{option} {domain!r} is not a domain name.",
+            hint="Give the name the app is served at, e.g. cloud.example.org.",
+        )
+    return domain
+
+
 def read_values_file(path: Path) -> GivenValues:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise BadInputError(f"Cannot read the values file {path}: {error.strerror}.") from error
-    except yaml.YAMLError as error:
-        raise BadInputError(f"{path} is not valid YAML: {error}") from error
+    # Bounded, and errors give line and column only: the file may hold passwords.
+    data = yamlfile.load_file(path, what="values file")
     if data is None:
         return GivenValues()
     if not isinstance(data, dict):
@@ -149,9 +153,9 @@ def coerce(parameter: Parameter, value: Any, source: str) -> Any:
 
 def problem_with(parameter: Parameter, value: Any) -> str | None:
     text = str(value)
-    if parameter.type == "domain" and not DOMAIN.match(text.lower()):
+    if parameter.type == "domain" and not DOMAIN.fullmatch(text.lower()):
         return "expected a domain name such as cloud.example.org"
-    if parameter.type == "email" and not EMAIL.match(text):
+    if parameter.type == "email" and not EMAIL.fullmatch(text):
         return "expected an email address"
     if parameter.type == "integer":
         if isinstance(value, bool) or not re.fullmatch(r"-?\d+", text):

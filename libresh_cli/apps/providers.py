@@ -48,7 +48,7 @@ def check_external(service: ExternalService) -> ExternalService:
             f"{service.kind!r} is not a backing service libresh knows.",
             hint=f"Known: {', '.join(SERVICE_KINDS)}.",
         )
-    host_ok = DOMAIN.match(service.host.lower()) or _is_ip(service.host)
+    host_ok = DOMAIN.fullmatch(service.host.lower()) or _is_ip(service.host)
     if not host_ok:
         raise BadInputError(f"--host {service.host!r} is not a host name or IP address.")
     if not 1 <= service.port <= 65535:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import yaml
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from libresh_cli import yamlfile
 from libresh_cli.apps.model import App, Version
 from libresh_cli.errors import BadInputError
 
@@ -187,7 +187,11 @@ def _environment() -> SandboxedEnvironment:
 
 def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     try:
-        text = _environment().from_string(template.read_text()).render(template_context(instance))
+        source = yamlfile.read_text(template, what="template")
+    except BadInputError as error:
+        raise RenderError(error.message, hint=error.hint) from None
+    try:
+        text = _environment().from_string(source).render(template_context(instance))
     except TemplateError as error:
         line = getattr(error, "lineno", None)
         where = f"{template}:{line}" if line else str(template)
@@ -197,9 +201,12 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
             "version to find such errors.",
         ) from error
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        raise RenderError(f"{template}: the rendered text is not valid YAML: {error}") from error
+        loaded = yamlfile.load_all(
+            text, source=f"{template} (rendered)", limit=yamlfile.MAX_RENDERED_BYTES
+        )
+    except yamlfile.YamlRefusedError as error:
+        raise RenderError(error.message, hint=error.hint) from None
+    documents = [d for d in loaded if d is not None]
     for document in documents:
         _check_object(document, template)
     return documents

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from libresh_cli import yamlfile
 from libresh_cli.apps.model import (
     ARCHITECTURES,
     HOOK_PHASES,
@@ -30,10 +31,10 @@ from libresh_cli.apps.model import (
 )
 from libresh_cli.errors import BadInputError
 
-NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
-PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-IMAGE = re.compile(r"^[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?$")
+NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
+VERSION = re.compile(r"\d+\.\d+\.\d+")
+IMAGE = re.compile(r"[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?")
 Path_ = tuple[str | int, ...]
 
 
@@ -82,8 +83,8 @@ def line_numbers(text: str) -> dict[Path_, int]:
                 walk(item, (*path, index))
 
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
+        root = yamlfile.compose(text, source="app.yaml")
+    except yamlfile.YamlRefusedError:
         return lines
     if root is not None:
         walk(root, ())
@@ -127,7 +128,7 @@ class Checker:
         if not isinstance(value, str):
             self.problem((*path, key), f"expected text, got {value!r}")
             return default
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.problem((*path, key), f"{value!r} is not {expected}")
         return value
 
@@ -160,16 +161,13 @@ def load_app(directory: Path) -> App:
     """Read and validate `directory/app.yaml`; raise CatalogInvalidError listing every problem."""
     file = directory / "app.yaml"
     try:
-        text = file.read_text()
-    except OSError as error:
-        raise BadInputError(f"Cannot read {file}: {error.strerror}.") from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = Problem(file, "(syntax)", line, f"not valid YAML: {error}")
-        raise CatalogInvalidError([problem]) from error
+        text = yamlfile.read_text(file, what="app definition")
+        data = yamlfile.load(text, source=str(file))
+    except yamlfile.YamlRefusedError as error:
+        # Bounded (aliases, size, depth, UTF-8); the reason never quotes the file's text.
+        where = f" (column {error.column})" if error.column else ""
+        problem = Problem(file, "(file)", error.line, f"{error.reason}{where}")
+        raise CatalogInvalidError([problem]) from None
     checker = Checker(file, line_numbers(text))
     app = _read_app(checker, data, directory)
     if checker.problems or app is None:
@@ -254,9 +252,9 @@ def _read_versions(c: Checker, top: Mapping[str, Any]) -> tuple[Version, ...]:
         elif image.endswith(":latest"):
             c.problem((*path, "image"), "'latest' is not pinned: give the exact tag")
         if (
-            VERSION.match(version)
+            VERSION.fullmatch(version)
             and versions
-            and VERSION.match(versions[-1].version)
+            and VERSION.fullmatch(versions[-1].version)
             and (_key(version) <= _key(versions[-1].version))
         ):
             c.problem(
@@ -360,7 +358,9 @@ def _read_health(c: Checker, top: Mapping[str, Any]) -> Health:
     health = c.mapping(top.get("health", {}), ("health",), {"workloads", "timeout"}, set())
     workloads = c.sequence(health, ("health",), "workloads")
     for index, ref in enumerate(workloads):
-        if not isinstance(ref, str) or not re.match(r"^(Deployment|StatefulSet)/[-a-z0-9]+$", ref):
+        if not isinstance(ref, str) or not re.fullmatch(
+            r"(Deployment|StatefulSet)/[-a-z0-9]+", ref
+        ):
             c.problem(
                 ("health", "workloads", index),
                 f"expected Deployment/NAME or StatefulSet/NAME, got {ref!r}",

@@ -53,9 +53,19 @@ def install(
     """
     from libresh_cli.apps.lifecycle import install as do_install
     from libresh_cli.apps.lifecycle import plan_install
-    from libresh_cli.apps.params import GivenValues, parse_set_options, read_values_file
+    from libresh_cli.apps.params import (
+        GivenValues,
+        parse_set_options,
+        read_values_file,
+        validate_domain,
+        validate_instance_name,
+    )
 
     app = app_context(ctx, output, dry_run, yes)
+    if name is not None:
+        validate_instance_name(name)  # checked before connecting: a bad name costs nothing
+    if domain is not None:
+        validate_domain(domain)
     given = read_values_file(values) if values else GivenValues()
     parse_set_options(set_values or [], given)
     if domain is not None:

@@ -146,6 +146,7 @@ def bootstrap_ssh(
     from libresh_cli.cluster.bootstrap import context_name
     from libresh_cli.remote.ssh import SSH_CONFIG_ENV, SshHost, SshTarget
 
+    _check_names(context, address)  # before ssh is asked anything
     app = app_context(ctx, output, dry_run, yes)
     config = os.environ.get(SSH_CONFIG_ENV)
     target = SshTarget(destination, port, identity, Path(config) if config else None)
@@ -201,6 +202,7 @@ def bootstrap_local(
     from libresh_cli.cluster.bootstrap import context_name
     from libresh_cli.remote.local import LocalHost
 
+    _check_names(context, address)
     app = app_context(ctx, output, dry_run, yes)
     _bootstrap(
         app,
@@ -213,6 +215,15 @@ def bootstrap_local(
         kubeconfig=kubeconfig,
         merge=merge,
     )
+
+
+def _check_names(context: str | None, address: str | None) -> None:
+    from libresh_cli.cluster.kubeconfig import check_address, check_context
+
+    if context is not None:
+        check_context(context)
+    if address is not None:
+        check_address(address)
 
 
 def _options(

@@ -167,6 +167,10 @@ def create(
 
     app = app_context(ctx, output)
     spec = _spec(file)
+    if email is not None:
+        from libresh_cli.infra.service import check_email
+
+        check_email(email)  # before anything is created
     if install_script is not None and not install_script.is_file():
         raise BadInputError(f"--install-script {install_script}: no such file.")
     cloud, token = _cloud(token_file)

@@ -83,9 +83,19 @@ def install(
       libresh infra install --email admin@example.org
       libresh infra install --email new@example.org --dry-run
     """
-    from libresh_cli.infra.service import HcloudAccess, apply_install, plan_install
+    from libresh_cli.infra.service import (
+        HcloudAccess,
+        apply_install,
+        check_email,
+        check_location,
+        plan_install,
+    )
 
     app = app_context(ctx, output, dry_run)
+    if email is not None:
+        check_email(email)  # checked before connecting
+    if hcloud_location is not None:
+        check_location(hcloud_location)
     hcloud = None
     if hcloud_network is not None and hcloud_token_file is None:
         raise BadInputError(
@@ -162,7 +172,7 @@ def email_question(app: AppContext) -> Callable[[], str] | None:
         return str(
             questionary.text(
                 "Contact email for Let's Encrypt (warnings before certificates expire):",
-                validate=lambda text: bool(EMAIL.match(text)) or "Give an email address.",
+                validate=lambda text: bool(EMAIL.fullmatch(text)) or "Give an email address.",
             ).unsafe_ask()
         )
 

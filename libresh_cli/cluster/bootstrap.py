@@ -246,6 +246,11 @@ def check_request(request: BootstrapRequest) -> None:
     if request.k3s_channel is not None:
         k3s.check_channel(request.k3s_channel)
     k3s.profile_settings(request.profile)
+    kubeconfig.check_context(request.context)
+    if request.node_name is not None:
+        k3s.check_node_name(request.node_name)
+    if request.address is not None:
+        kubeconfig.check_address(request.address)
     if request.storage_path is not None:
         k3s.check_storage_path(request.storage_path)
     kubeconfig.check_destination(

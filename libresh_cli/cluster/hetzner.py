@@ -18,8 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
+from libresh_cli import yamlfile
 from libresh_cli.cluster import k3s, kubeconfig
 from libresh_cli.cluster.bootstrap import (
     INSTALLER_TIMEOUT,
@@ -398,7 +397,12 @@ def interface_of(ip_output: str, address: str) -> str | None:
 def cluster_token(first: Node, paths: Paths, name: str) -> str:
     """The secret every node joins with: what the first server already has, else the one
     kept here, else a new one (kept here, 0600, before any node gets it)."""
-    current = yaml.safe_load((first.facts.k3s_config if first.facts else None) or "") or {}
+    try:
+        current = yamlfile.load(
+            (first.facts.k3s_config if first.facts else None) or "", source=k3s.CONFIG_PATH
+        )
+    except yamlfile.YamlRefusedError:
+        current = None  # unreadable: k3s could not have started with it either
     kept = cluster_dir(paths, name) / "token"
     token = current.get("token") if isinstance(current, dict) else None
     if not token and kept.exists():

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError, ConflictError
 from libresh_cli.settings import bootstrap_file
 
@@ -23,12 +24,12 @@ CONFIG_HEADER = (
     "# Written by libresh (`libresh bootstrap`). Re-running it keeps keys added here by hand,\n"
     "# and sets its own ones back. k3s reads this file when it starts.\n"
 )
-VERSION_PATTERN = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
-NODE_NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+VERSION_PATTERN = re.compile(r"v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)")
+NODE_NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
 
 
 def parse_version(version: str, option: str = "--k3s-version") -> tuple[int, int, int, int]:
-    match = VERSION_PATTERN.match(version)
+    match = VERSION_PATTERN.fullmatch(version)
     if match is None:
         raise BadInputError(
             f"{option} {version!r} is not a k3s version.",
@@ -40,7 +41,7 @@ def parse_version(version: str, option: str = "--k3s-version") -> tuple[int, int
 
 
 def check_channel(channel: str) -> str:
-    if channel not in CHANNELS and not re.match(r"^v\d+\.\d+$", channel):
+    if channel not in CHANNELS and not re.fullmatch(r"v\d+\.\d+", channel):
         raise BadInputError(
             f"--k3s-channel {channel!r} is not a k3s release channel.",
             hint=f"Use {', '.join(CHANNELS)}, or a minor version like v1.34.",
@@ -53,12 +54,12 @@ def profile_settings(profile: str) -> dict[str, Any]:
         raise BadInputError(
             f"Unknown profile {profile!r}.", hint=f"Profiles: {', '.join(PROFILES)}."
         )
-    loaded = yaml.safe_load(bootstrap_file(f"k3s/{profile}.yaml").read_text())
+    loaded = yamlfile.load_file(bootstrap_file(f"k3s/{profile}.yaml"), what="k3s profile")
     return dict(loaded or {})
 
 
 def check_node_name(name: str) -> str:
-    if not NODE_NAME_PATTERN.match(name):
+    if not NODE_NAME_PATTERN.fullmatch(name):
         raise BadInputError(
             f"The node name {name!r} is not valid for Kubernetes.",
             hint="Give --node-name with lowercase letters, digits, '-' and '.' "
@@ -101,8 +102,8 @@ class ConfigPlan:
 def plan_config(current_text: str | None, wanted: dict[str, Any]) -> ConfigPlan:
     """Our keys over whatever the file has; a change only when a value differs."""
     try:
-        current = yaml.safe_load(current_text or "") or {}
-    except yaml.YAMLError:
+        current = yamlfile.load(current_text or "", source=CONFIG_PATH) or {}
+    except yamlfile.YamlRefusedError:
         current = {}  # unreadable: replaced whole (k3s could not have started with it either)
     if not isinstance(current, dict):
         current = {}

@@ -3,15 +3,32 @@ the chosen context, pointed at the public address, written 0600 or merged as a n
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError, ConflictError, OperationFailedError
 from libresh_cli.settings import Paths, write_private_file
+
+# A context name libresh writes: also a file name (kubeconfigs/CONTEXT.yaml), so no '/', no
+# leading '.', nothing a shell or YAML would read differently.
+CONTEXT_PATTERN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._@-]{0,200}[A-Za-z0-9])?")
+
+
+def check_context(name: str, option: str = "--context") -> str:
+    if not CONTEXT_PATTERN.fullmatch(name):
+        raise BadInputError(
+            f"{option} {name!r} is not a context name libresh can use.",
+            hint="Use letters, digits, '.', '_', '@' and '-', starting and ending with a letter "
+            "or digit (it also names the kubeconfig file).",
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,7 @@ class Destination:
     def choose(
         cls, paths: Paths, context: str, kubeconfig: Path | None, merge: bool
     ) -> Destination:
+        check_context(context)
         if merge:
             return cls(kubeconfig or default_merge_target(), True)
         return cls(kubeconfig or paths.config / "kubeconfigs" / f"{context}.yaml", False)
@@ -35,6 +53,27 @@ def default_merge_target() -> Path:
     return Path(first) if first else Path.home() / ".kube" / "config"
 
 
+HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_address(address: str, option: str = "--address") -> str:
+    """A host name or an IP address (no zone): it goes into k3s' certificate and the URL."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        labels = address[:-1].split(".") if address.endswith(".") else address.split(".")
+        if len(address) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels):
+            return address
+    else:
+        if not (isinstance(ip, ipaddress.IPv6Address) and ip.scope_id):
+            return address
+    raise BadInputError(
+        f"{option} {address!r} is not a host name or IP address.",
+        hint="Give the server's public name (e.g. cloud.example.org) or address "
+        "(e.g. 203.0.113.10) with --address.",
+    )
+
+
 def server_url(address: str, port: int = 6443) -> str:
     host = f"[{address}]" if ":" in address else address
     return f"https://{host}:{port}"
@@ -43,10 +82,12 @@ def server_url(address: str, port: int = 6443) -> str:
 def from_k3s(text: str, *, context: str, server: str) -> dict[str, Any]:
     """k3s names its cluster, user and context `default` and points at 127.0.0.1."""
     try:
-        document = yaml.safe_load(text)
+        document = yamlfile.load(
+            text, source="the host's k3s kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES
+        )
         cluster = dict(document["clusters"][0]["cluster"])
         user = dict(document["users"][0]["user"])
-    except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+    except (yamlfile.YamlRefusedError, KeyError, IndexError, TypeError) as error:
         raise OperationFailedError(
             "The kubeconfig k3s wrote on the host is not one libresh can read.",
             hint="Check /etc/rancher/k3s/k3s.yaml on the host.",
@@ -63,19 +104,17 @@ def from_k3s(text: str, *, context: str, server: str) -> dict[str, Any]:
 
 
 def read_kubeconfig(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except OSError as error:
-        raise BadInputError(f"Cannot read the kubeconfig {path}: {error.strerror}.") from error
     try:
-        document = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
+        document = (
+            yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES) or {}
+        )
+    except yamlfile.YamlRefusedError as error:
         raise BadInputError(
-            f"{path} is not valid YAML, so libresh will not add to it.",
+            f"{error.message[:-1]}, so libresh will not add to it.",
             hint="Fix the file, or write the new cluster to another one with --kubeconfig.",
-        ) from error
+        ) from None
     if not isinstance(document, dict):
         raise BadInputError(f"{path} is not a kubeconfig (no mapping at the top).")
     return document

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from libresh_cli import yamlfile
 from libresh_cli.cluster import k3s
 from libresh_cli.errors import BadInputError, PrerequisiteError
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,29}[a-z0-9]")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # as infra.service.EMAIL
 TOKEN_ENV = "HCLOUD_TOKEN"  # noqa: S105 - a variable name; the variable Hetzner's own `hcloud` CLI reads
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{64}$")  # Hetzner Cloud API tokens
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]{64}")  # Hetzner Cloud API tokens
 DEFAULT_IMAGE = "debian-12"
 KNOWN_KEYS = {
     "name", "provider", "location", "locations", "image", "ssh_key", "servers", "agents",
@@ -120,16 +120,15 @@ class _Errors:
 
 def load_spec(path: Path) -> ClusterSpec:
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            raw = handle.read(yamlfile.MAX_FILE_BYTES + 1)
     except OSError as error:
         raise BadInputError(
             f"Cannot read the cluster file {path}: {error.strerror}.",
             hint="Give the path of a cluster file with -f (see `libresh cluster create --help`).",
         ) from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise BadInputError(f"{path} is not valid YAML: {error}") from error
+    source = f"the cluster file {path}"
+    data = yamlfile.load(yamlfile.decode(raw, source=source), source=source)
     if not isinstance(data, dict):
         raise BadInputError(f"{path} must be a mapping of fields.", hint=f"Example:\n{EXAMPLE}")
     return parse_spec(data, path)
@@ -156,6 +155,8 @@ def parse_spec(data: dict[str, Any], source: Path) -> ClusterSpec:
     email = data.get("email")
     if email is not None and not isinstance(email, str):
         errors.add("email", "give the Let's Encrypt contact address as text")
+    elif email is not None and not EMAIL_PATTERN.fullmatch(email):
+        errors.add("email", f"{email!r} is not an email address")
     errors.raise_if_any()
     return ClusterSpec(
         name=name,
@@ -175,7 +176,7 @@ def parse_spec(data: dict[str, Any], source: Path) -> ClusterSpec:
 
 
 def _name(value: Any, errors: _Errors) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         errors.add(
             "name",
             f"{value!r} is not a cluster name: 2 to 31 lowercase letters, digits and '-', "
@@ -284,7 +285,7 @@ def _private_network(value: Any, errors: _Errors) -> str | None:
 
 
 def _k3s_version(value: Any, errors: _Errors) -> str:
-    if not isinstance(value, str) or not k3s.VERSION_PATTERN.match(value):
+    if not isinstance(value, str) or not k3s.VERSION_PATTERN.fullmatch(value):
         errors.add("k3s_version", f"{value!r} is not a k3s release like {k3s.DEFAULT_K3S_VERSION}")
         return k3s.DEFAULT_K3S_VERSION
     return value
@@ -324,7 +325,7 @@ def read_token(environ: dict[str, str] | os._Environ[str], token_file: Path | No
 
 
 def _checked(value: str, source: str) -> ApiToken:
-    if not TOKEN_PATTERN.match(value):
+    if not TOKEN_PATTERN.fullmatch(value):
         raise BadInputError(
             f"The Hetzner Cloud API token in {source} is not a token (expected 64 letters and "
             "digits).",

@@ -9,15 +9,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError
 
 KINDS = ("helm-chart", "helm-chart-config", "manifests", "k3s-addon")
 # What a variant's `when` may test: the cluster's settings and the packaged chart's version.
 CONDITIONS = ("private_network", "chart_min", "chart_below")
-CHART_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-K3S_RELEASE = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+CHART_VERSION = re.compile(r"\d+\.\d+\.\d+")
+K3S_RELEASE = re.compile(r"v\d+\.\d+\.\d+\+k3s\d+")
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def load_profile(name: str) -> Profile:
         raise BadInputError(
             f"Unknown profile {name!r}.", hint=f"Profiles: {', '.join(profile_names())}."
         )
-    data = yaml.safe_load(path.read_text())
+    data = yamlfile.load_file(path, what="infrastructure profile")
     base = data.get("extends") if isinstance(data, dict) else None
     return parse_profile(data, str(path), load_profile(str(base)) if base else None)
 
@@ -174,7 +173,7 @@ def _variants(data: Any, where: str) -> tuple[Variant, ...]:
                 f"{here}.when: {', '.join(unknown)} not one of {', '.join(CONDITIONS)}."
             )
         for key in ("chart_min", "chart_below"):
-            if key in when and not CHART_VERSION.match(str(when[key])):
+            if key in when and not CHART_VERSION.fullmatch(str(when[key])):
                 raise BadInputError(f"{here}.when.{key}: {when[key]!r} is not X.Y.Z.")
         variants.append(Variant(when, dict(_field(item, "values", here))))
     return tuple(variants)
@@ -183,7 +182,7 @@ def _variants(data: Any, where: str) -> tuple[Variant, ...]:
 def _packaged(data: Any, where: str) -> PackagedChart:
     releases = {str(k): str(v) for k, v in dict(_field(data, "releases", where)).items()}
     for release, chart in releases.items():
-        if not K3S_RELEASE.match(release) or not CHART_VERSION.match(chart):
+        if not K3S_RELEASE.fullmatch(release) or not CHART_VERSION.fullmatch(chart):
             raise BadInputError(f"{where}.releases: {release}: {chart} is not k3s -> X.Y.Z.")
     default_k3s = str(_field(data, "default_k3s", where))
     if default_k3s not in releases:

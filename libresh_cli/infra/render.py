@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError
 from libresh_cli.infra.profile import Component, Issuer, Profile, Variant, manifests_file
 
@@ -98,7 +99,9 @@ def component_manifests(component: Component, cluster: Cluster) -> list[dict[str
         return []  # k3s deploys it; libresh only checks it
     if component.kind != "manifests" or component.file is None:
         return [component_manifest(component, cluster)]
-    documents = [d for d in yaml.safe_load_all(manifests_file(component.file).read_text()) if d]
+    path = manifests_file(component.file)
+    text = yamlfile.read_text(path, what="manifest")
+    documents = [d for d in yamlfile.load_all(text, source=str(path)) if d]
     for document in documents:
         labels = document.setdefault("metadata", {}).setdefault("labels", {})
         labels.update(LABELS)

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError, OperationFailedError, PrerequisiteError
 from libresh_cli.infra.profile import Component, Profile, load_profile
 from libresh_cli.infra.render import (
@@ -44,8 +43,8 @@ ISSUER_CRD = "clusterissuers.cert-manager.io"
 CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 # helm-controller installs cert-manager in a Job; the first time it pulls images: minutes.
 CHARTS_TIMEOUT = 600.0
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-LOCATION = re.compile(r"^[a-z]+[0-9]*$")  # Hetzner location names: fsn1, nbg1, hel1, ash, ...
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+LOCATION = re.compile(r"[a-z]+[0-9]*")  # Hetzner location names: fsn1, nbg1, hel1, ash, ...
 # k3s' HelmChart names the tarball it serves: traefik-38.0.201+up38.0.2.tgz packages upstream
 # 38.0.2 (k3s-io/k3s manifests/traefik.yaml; the `+up` part is the upstream chart's version).
 PACKAGED_CHART = re.compile(r"-(\d+\.\d+\.\d+)(?:\+up(\d+\.\d+\.\d+))?\.tgz$")
@@ -95,7 +94,7 @@ def require_k3s(kube: KubeClient) -> None:
 
 
 def check_email(email: str) -> str:
-    if not EMAIL.match(email):
+    if not EMAIL.fullmatch(email):
         raise BadInputError(
             f"--email {email!r} is not an email address.",
             hint="Let's Encrypt writes to it before certificates expire: give one you read.",
@@ -203,7 +202,7 @@ def _kept_network(kube: KubeClient, profile: Profile) -> str | None:
 
 
 def check_location(location: str) -> str:
-    if not LOCATION.match(location):
+    if not LOCATION.fullmatch(location):
         raise BadInputError(
             f"--hcloud-location {location!r} is not a Hetzner location name.",
             hint="Use the location of the cluster's first server, e.g. fsn1, nbg1 or hel1.",
@@ -427,7 +426,14 @@ def _values_problem(live: dict[str, Any], component: Component, cluster: Cluster
         wanted = component_values(component, cluster)
     except BadInputError as error:
         return f"values cannot be made: {error.message}"
-    if yaml.safe_load((live.get("spec") or {}).get("valuesContent") or "{}") != wanted:
+    try:
+        live_values = yamlfile.load(
+            (live.get("spec") or {}).get("valuesContent") or "{}",
+            source=f"the valuesContent of HelmChart {component.name}",
+        )
+    except yamlfile.YamlRefusedError as error:
+        return f"values cannot be read: {error.reason}"
+    if live_values != wanted:
         return (
             f"values are not the ones for the chart k3s runs ({chart}): run `libresh infra upgrade`"
         )

@@ -16,6 +16,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError, NotFoundError
 
 
@@ -55,6 +56,9 @@ def load_connection(target: KubeTarget) -> Connection:
             f"The kubeconfig {target.kubeconfig} does not exist.",
             hint="Pass an existing file with --kubeconfig, or set KUBECONFIG.",
         )
+    for path in kubeconfig_files(target):
+        # The kubernetes client parses with PyYAML unbounded: it only gets files that pass.
+        yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES)
     try:
         k8s_config.load_kube_config(
             config_file=config_file,
@@ -73,6 +77,18 @@ def load_connection(target: KubeTarget) -> Connection:
         context_name=context_name,
         authorization=_authorization_getter(configuration),
     )
+
+
+def kubeconfig_files(target: KubeTarget) -> list[Path]:
+    """The files the kubernetes client would read: --kubeconfig, else every file of
+    KUBECONFIG, else ~/.kube/config (those that exist)."""
+    if target.kubeconfig is not None:
+        return [target.kubeconfig]
+    variable = os.environ.get("KUBECONFIG", "")
+    paths = [Path(p).expanduser() for p in variable.split(os.pathsep) if p] or [
+        Path("~/.kube/config").expanduser()
+    ]
+    return [p for p in paths if p.is_file()]
 
 
 def _config_error(target: KubeTarget, error: ConfigException) -> BadInputError:

@@ -17,12 +17,12 @@ from libresh_cli.errors import BadInputError
 from libresh_cli.lab.processes import ProcessRecord
 from libresh_cli.settings import Paths, write_private_file
 
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
 STATE_FILE = "lab.json"
 
 
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise BadInputError(
             f"--name {name!r} is not a valid lab name.",
             hint="Use 1-32 lowercase letters, digits and '-', starting and ending with a "
@@ -88,7 +88,7 @@ def lab_names(paths: Paths) -> list[str]:
     root = labs_root(paths)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name))
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name))
 
 
 def remove_state(paths: Paths, name: str) -> None:
