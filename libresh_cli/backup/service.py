@@ -34,7 +34,7 @@ from libresh_cli.apps.lifecycle import (
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
-from libresh_cli.apps.placement import place_with_volumes
+from libresh_cli.apps.placement import claims_of, place_with_volumes
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
 from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
@@ -164,6 +164,15 @@ def _release_stale_volume(kube: KubeClient, name: str) -> None:
         kube.delete_and_wait("v1", "PersistentVolume", name, None)
 
 
+def _placed(kube: KubeClient, job: Manifest) -> Manifest:
+    """A runner that writes to a directory of one node (path storage) must run on that node,
+    which its repository volume's node affinity already says: pinning it to the app's node
+    too could make it unschedulable. With S3 storage it goes where the app's volumes are."""
+    if REPOSITORY_CLAIM in claims_of(job["spec"]["template"]["spec"]):
+        return job
+    return place_with_volumes(kube, job)
+
+
 def run_runner(
     kube: KubeClient, job: Manifest, reporter: Reporter, what: str, timeout: int
 ) -> RunnerResult | None:
@@ -171,7 +180,7 @@ def run_runner(
     raises with what the runner said."""
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     kube.delete_and_wait("batch/v1", "Job", name, namespace)
-    kube.apply(place_with_volumes(kube, job))
+    kube.apply(_placed(kube, job))
     reporter.step(f"{what} (Job {name})")
     started = time.monotonic()
 
