@@ -19,6 +19,7 @@ from libresh_cli.apps.record import (
     RECORD_NAME,
     HistoryEntry,
     InstanceRecord,
+    Ref,
     refs_of,
 )
 from libresh_cli.apps.render import (
@@ -29,7 +30,7 @@ from libresh_cli.apps.render import (
     render,
 )
 from libresh_cli.errors import ConflictError, NotFoundError
-from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.client import KubeApiError, KubeClient
 from libresh_cli.progress import Reporter
 
 Manifest = dict[str, Any]
@@ -117,12 +118,25 @@ def prepare(
     else:
         live = dict(zip(refs, kube.get_many(refs, instance.namespace), strict=True))
         existing = [o for o, r in zip(objects, refs, strict=True) if live[r] is not None]
-        would_be = kube.apply_all(existing, dry_run=True)
-        changes = compare(
-            refs, live, dict(zip(refs_of(existing), would_be, strict=True)), inventory
-        )
+        changes = compare(refs, live, _dry_run(kube, existing), inventory)
     plan = Plan(instance.name, instance.app.name, version_from, instance.version.version, changes)
     return Prepared(instance, objects, plan, record)
+
+
+def _dry_run(kube: KubeClient, existing: list[Manifest]) -> dict[Ref, Manifest]:
+    """What applying would make of each existing object. A Job whose pod template would
+    change cannot be applied at all (the API refuses it: 422, the template is immutable; e.g.
+    the version label of a new release): it has no dry run and is planned as an update, which
+    replace_changed_jobs does by deleting and re-creating it."""
+    others = [m for m in existing if m["kind"] != "Job"]
+    would_be = dict(zip(refs_of(others), kube.apply_all(others, dry_run=True), strict=True))
+    for job in (m for m in existing if m["kind"] == "Job"):
+        try:
+            would_be[refs_of([job])[0]] = kube.apply(job, dry_run=True)
+        except KubeApiError as error:
+            if error.status != 422:
+                raise
+    return would_be
 
 
 def plan_install(

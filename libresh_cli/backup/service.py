@@ -37,7 +37,7 @@ from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.placement import claims_of, place_with_volumes
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
-from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
+from libresh_cli.apps.render import APP_VERSION, CREDENTIALS_SECRET, Instance, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
     Retention,
@@ -87,7 +87,13 @@ MetaReader = Callable[[KubeClient, str, BackupEntry, Reporter], BackupMeta]
 
 
 class BackupFailedError(OperationFailedError):
-    pass
+    # The runner's exit code (bootstrap/backup-runner.sh), when it left a result.
+    runner_code: int | None = None
+
+
+# Runner codes of a restore that failed before it changed anything: the repository could not
+# be opened or read, the backup is not there, or the database load rolled back as a whole.
+RESTORE_CHANGED_NOTHING = {2, 10, 11, 12, 14, 15}
 
 
 class RestoreFailedError(OperationFailedError):
@@ -199,11 +205,13 @@ def run_runner(
     result = _result_of(kube, name, namespace)
     if state.failed or (result is not None and not result.ok):
         detail = result.error if result and result.error else f"its Job failed ({state.reason})"
-        raise BackupFailedError(
+        failed = BackupFailedError(
             f"{what} failed: {detail}.",
             hint=(result.hint if result and result.hint else None)
             or f"Its log: kubectl -n {namespace} logs job/{name}",
         )
+        failed.runner_code = result.code if result is not None else None
+        raise failed
     reporter.done(f"{what}: done in {time.monotonic() - started:.0f}s")
     return result
 
@@ -377,6 +385,7 @@ def _start(
 ) -> None:
     """Apply everything again (which restores the replicas) and wait for health."""
     reporter.step(f"Starting {instance.name} ({instance.version.version})")
+    _recreate_jobs_of_another_version(kube, instance, objects)
     kube.apply_all(objects)
     wait_healthy(
         kube,
@@ -386,6 +395,23 @@ def _start(
         instance.app.health.timeout,
         reporter,
     )
+
+
+def _recreate_jobs_of_another_version(
+    kube: KubeClient, instance: Instance, objects: list[Manifest]
+) -> None:
+    """A Job's pod template cannot change (the API refuses it): a Job of the instance left by
+    another version (e.g. postgres-provision after a failed upgrade, whose rollback starts the
+    previous version) is deleted, then made again by the apply."""
+    for manifest in objects:
+        if manifest["kind"] != "Job":
+            continue
+        live = kube.get("batch/v1", "Job", manifest["metadata"]["name"], instance.namespace)
+        labels = (live or {}).get("spec", {}).get("template", {}).get("metadata", {})
+        if live and (labels.get("labels") or {}).get(APP_VERSION) != instance.version.version:
+            kube.delete_and_wait(
+                "batch/v1", "Job", manifest["metadata"]["name"], instance.namespace
+            )
 
 
 def _wait_stopped(kube: KubeClient, manifest: Manifest, namespace: str) -> None:
@@ -436,18 +462,22 @@ def restore_backup(
     )
     prepare_namespace(kube, name, storage, secret_values)
     _stop(kube, running, running_objects, reporter)
+    stopped = True
     try:
         try:
             run_runner(
                 kube, job, reporter, f"Restoring {backup.backup} into {name}", BACKUP_TIMEOUT
             )
-        except LibreshError:
-            _start(kube, running, running_objects, reporter)  # as it was, at its version
+        except BackupFailedError as failed:
+            if failed.runner_code in RESTORE_CHANGED_NOTHING:
+                stopped = False
+                _start(kube, running, running_objects, reporter)  # as it was, at its version
             raise
         # While the app is still stopped: the restored files may not let it start as they
         # are (Nextcloud's config.php names the database the backup came from), and its
         # volumes are free for the hook Jobs.
         hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
+        stopped = False
         _start(kube, instance, objects, reporter)
     except LibreshError as error:
         _add_history(
@@ -455,13 +485,16 @@ def restore_backup(
             name,
             HistoryEntry("restore", current.version, current.version, "failed", error.message),
         )
-        hint = (
-            f"What was there before is in backup {safety}: "
-            f"libresh restore {name} --snapshot {safety}"
-            if safety
-            else error.hint
-        )
-        raise RestoreFailedError(f"Restoring {name} failed: {error.message}", hint=hint) from error
+        raise RestoreFailedError(
+            f"Restoring {name} failed: {error.message}"
+            + (
+                f" {name} is left stopped: its data may be partly restored, and starting it on "
+                "that could damage it further."
+                if stopped
+                else ""
+            ),
+            hint=_after_failed_restore(name, backup.backup, safety, stopped, error.hint),
+        ) from error
     fresh = require_record(kube, name)
     fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
     fresh.inventory = refs_of(objects)
@@ -471,6 +504,24 @@ def restore_backup(
     )
     save_record(kube, fresh)
     return RestoreResult(name, backup.backup, version.version, safety, source)
+
+
+def _after_failed_restore(
+    name: str, backup: str, safety: str | None, stopped: bool, cause_hint: str | None
+) -> str | None:
+    again = (
+        f"Run the restore again once the cause is fixed: libresh restore {name} --snapshot {backup}"
+    )
+    before = (
+        f"What was there before is in backup {safety}: libresh restore {name} --snapshot {safety}"
+    )
+    if stopped:
+        return (
+            f"{again}. "
+            + (f"{before}." if safety else "")
+            + (f" ({cause_hint})" if cause_hint else "")
+        )
+    return before if safety else cause_hint
 
 
 def read_backup_meta(

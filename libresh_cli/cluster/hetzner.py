@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from libresh_cli import yamlfile
 from libresh_cli.cluster import k3s, kubeconfig
 from libresh_cli.cluster.bootstrap import (
     INSTALLER_TIMEOUT,
@@ -397,12 +396,7 @@ def interface_of(ip_output: str, address: str) -> str | None:
 def cluster_token(first: Node, paths: Paths, name: str) -> str:
     """The secret every node joins with: what the first server already has, else the one
     kept here, else a new one (kept here, 0600, before any node gets it)."""
-    try:
-        current = yamlfile.load(
-            (first.facts.k3s_config if first.facts else None) or "", source=k3s.CONFIG_PATH
-        )
-    except yamlfile.YamlRefusedError:
-        current = None  # unreadable: k3s could not have started with it either
+    current = k3s.read_host_config(first.facts.k3s_config if first.facts else None)
     kept = cluster_dir(paths, name) / "token"
     token = current.get("token") if isinstance(current, dict) else None
     if not token and kept.exists():

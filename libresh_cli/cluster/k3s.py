@@ -99,12 +99,24 @@ class ConfigPlan:
     kept_keys: tuple[str, ...]  # keys someone added by hand, kept as they are
 
 
+def read_host_config(text: str | None) -> Any:
+    """The host's k3s config as libresh reads it. k3s itself (Go YAML) accepts anchors and
+    larger files than libresh's bounded reader: such a file is not replaced (it holds hand-made
+    settings and the cluster token) but refused, with what to do."""
+    try:
+        return yamlfile.load(text or "", source=CONFIG_PATH)
+    except yamlfile.YamlRefusedError as error:
+        raise BadInputError(
+            f"{error.message} libresh does not rewrite it: it may hold your own settings and "
+            "the cluster's token.",
+            hint=f"Write {CONFIG_PATH} on the host without anchors (&) or aliases (*), then run "
+            "the same command again.",
+        ) from error
+
+
 def plan_config(current_text: str | None, wanted: dict[str, Any]) -> ConfigPlan:
     """Our keys over whatever the file has; a change only when a value differs."""
-    try:
-        current = yamlfile.load(current_text or "", source=CONFIG_PATH) or {}
-    except yamlfile.YamlRefusedError:
-        current = {}  # unreadable: replaced whole (k3s could not have started with it either)
+    current = read_host_config(current_text) or {}
     if not isinstance(current, dict):
         current = {}
     merged = {**current, **wanted}

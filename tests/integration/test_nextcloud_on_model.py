@@ -15,9 +15,16 @@ import pytest
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.lifecycle import install, plan_install, read_record
 from libresh_cli.apps.params import GivenValues
+from libresh_cli.apps.providers import ExternalService, set_provider
 from libresh_cli.apps.upgrade import UpgradeFailedError, plan_upgrade, upgrade
 from libresh_cli.backup.runner import BackupEntry
-from libresh_cli.backup.service import BackupSafeguard, restore_as, take_backup
+from libresh_cli.backup.service import (
+    BackupSafeguard,
+    RestoreFailedError,
+    restore_as,
+    restore_backup,
+    take_backup,
+)
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.progress import SilentReporter
@@ -144,3 +151,40 @@ def test_a_clone_reads_its_own_database(modelled: ModelledKube) -> None:
     assert model.volume.maintenance is False
     image, labels = image_of(modelled, clone)
     assert image.endswith(":34.0.2-apache") and FAIL_LABEL not in labels
+
+
+def test_a_rollback_on_external_postgres_makes_its_provisioning_job_again(
+    modelled: ModelledKube,
+) -> None:
+    """Every pod template carries the version label, and a Job's template cannot change: the
+    restore that starts the previous version must make the provisioning Job anew."""
+    external = ExternalService("postgres", "db.example.org", 5432, "admin", "require")
+    set_provider(modelled, "postgres", external, "adm1n-secret")
+    try:
+        name = install_nextcloud(modelled, "33.0.7")
+    finally:
+        set_provider(modelled, "postgres", None, None)  # later installs: embedded again
+    model = modelled.models[name]
+    assert model.volume.config["dbname"] == f"libresh_{name}"
+    model.broken_migration_to = "34.0.2"
+    reporter = SilentReporter()
+    plan = plan_upgrade(modelled, CATALOG, name, None)
+    with pytest.raises(UpgradeFailedError, match=r"rolled back to 33\.0\.7, its data restored"):
+        upgrade(modelled, plan, BackupSafeguard(modelled, CATALOG, reporter), reporter)
+    job = modelled.get("batch/v1", "Job", "postgres-provision", name)
+    assert job is not None
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/version"] == "33.0.7"
+    assert model.ready() and model.volume.code == "33.0.7"
+
+
+def test_a_restore_that_failed_half_way_leaves_the_app_stopped_and_says_so(
+    modelled: ModelledKube,
+) -> None:
+    name = install_nextcloud(modelled, "34.0.2")
+    missing = BackupEntry("not-in-the-repository", "", "34.0.2", "manual", "nextcloud")
+    with pytest.raises(RestoreFailedError, match="is left stopped") as failed:
+        restore_backup(modelled, CATALOG, name, missing, SilentReporter(), safety_backup=False)
+    assert f"libresh restore {name} --snapshot not-in-the-repository" in str(failed.value.hint)
+    deployment = modelled.get("apps/v1", "Deployment", "nextcloud", name)
+    assert deployment is not None and deployment["spec"]["replicas"] == 0

@@ -90,8 +90,8 @@ class ModelledKube(KubeClient):
         elif action == "restore":
             source = env.get("LIBRESH_INSTANCE", namespace)
             taken = self.backups.get((source, backup))
-            if taken is None:
-                return _failing(manifest)
+            if taken is None:  # as restic failing half-way through the volumes (exit 16)
+                return _with_env(manifest, "LIBRESH_LAB", "lab-files-fail")
             self.model(namespace).restore(taken, conn)
         return manifest
 
@@ -123,6 +123,13 @@ def _version_of(manifest: Manifest) -> str:
 def _env(manifest: Manifest) -> dict[str, str]:
     container = manifest["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: str(e.get("value", "")) for e in container.get("env", []) or []}
+
+
+def _with_env(manifest: Manifest, name: str, value: str) -> Manifest:
+    changed = copy.deepcopy(manifest)
+    container = changed["spec"]["template"]["spec"]["containers"][0]
+    container.setdefault("env", []).append({"name": name, "value": value})
+    return changed
 
 
 def _failing(manifest: Manifest) -> Manifest:

@@ -20,9 +20,11 @@ U3  nextcloud/server lib/private/Console/Application.php, core/register_command.
     upgrade pending); app commands only when neither (none is modelled: libresh runs none).
 S1  nextcloud/server status.php: 200 with installed, maintenance, needsDbUpgrade in every state
     that can read its database, 500 when it cannot (the probes in templates/deployment.yaml).
-L1  apps/nextcloud/templates/deployment.yaml's liveness probe: after a failed install or
-    `occ upgrade` the restarted container (versions equal, Apache up) is restarted again, so
-    the pod crash-loops: a start() that fails stands for that.
+L1  apps/nextcloud/templates/deployment.yaml's probes: the startup probe passes once Apache
+    answers, then the liveness probe restarts a container whose status.php says not installed
+    or an upgrade pending in maintenance mode — after a failed install or `occ upgrade` the
+    restarted container (versions equal, Apache up) is restarted again and the pod
+    crash-loops: a start() that fails stands for that.
 I1  nextcloud/server lib/private/Setup/PostgreSQL.php: a database user with CREATEROLE makes the
     installer create the role `oc_admin`, which it writes to config.php as dbuser and which
     then owns every table; a user without it is used as it is.

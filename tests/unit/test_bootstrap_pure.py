@@ -301,3 +301,13 @@ def test_a_destination_that_ssh_would_read_as_an_option_is_refused() -> None:
 def test_fingerprints_from_ssh_keygen() -> None:
     listed = "256 SHA256:uYcjLQHKWhoho 10.77.1.2 (ED25519)\n3072 SHA256:abc [h]:2222 (RSA)\n"
     assert parse_fingerprints(listed) == ["ED25519 SHA256:uYcjLQHKWhoho", "RSA SHA256:abc"]
+
+
+def test_a_host_config_with_anchors_is_refused_not_replaced() -> None:
+    """k3s reads YAML anchors; libresh's bounded reader does not. Replacing the file would drop
+    the admin's own keys and the cluster token: it is refused, with what to do."""
+    text = "token: &t s3cr3t-token\nnode-label: [*t]\n"
+    with pytest.raises(BadInputError, match="does not rewrite it") as refused:
+        plan_config(text, settings())
+    assert "s3cr3t-token" not in refused.value.message
+    assert "without anchors" in str(refused.value.hint)
