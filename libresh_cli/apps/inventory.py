@@ -15,7 +15,12 @@ from libresh_cli.apps.lifecycle import (
 )
 from libresh_cli.apps.model import App
 from libresh_cli.apps.plan import Plan, upgrade_path
-from libresh_cli.apps.record import RECORD_SELECTOR, HistoryEntry, InstanceRecord
+from libresh_cli.apps.record import (
+    RECORD_SELECTOR,
+    HistoryEntry,
+    InstanceRecord,
+    RecordUnreadableError,
+)
 from libresh_cli.apps.render import INSTANCE, MANAGED_BY
 from libresh_cli.errors import LibreshError, NotFoundError
 from libresh_cli.kube import readiness
@@ -46,16 +51,22 @@ class InstanceSummary:
 
 def list_instances(kube: KubeClient, catalog: Catalog) -> list[InstanceSummary]:
     """Three API calls whatever the number of instances: records, Deployments, StatefulSets."""
-    records = [
-        InstanceRecord.from_configmap(c)
-        for c in kube.list("v1", "ConfigMap", label_selector=RECORD_SELECTOR)
-    ]
+    records, unreadable = [], []
+    for configmap in kube.list("v1", "ConfigMap", label_selector=RECORD_SELECTOR):
+        try:
+            records.append(InstanceRecord.from_configmap(configmap))
+        except RecordUnreadableError as error:
+            unreadable.append(_unreadable(error))
     workloads = _workload_states(kube, namespace=None)
     latest = _latest_versions(catalog, {r.app for r in records})
-    return [
-        _summary(r, workloads.get(r.name, {}), latest.get(r.app))
-        for r in sorted(records, key=lambda r: r.name)
-    ]
+    summaries = [_summary(r, workloads.get(r.name, {}), latest.get(r.app)) for r in records]
+    return sorted([*summaries, *unreadable], key=lambda s: s.name)
+
+
+def _unreadable(error: RecordUnreadableError) -> InstanceSummary:
+    """Listed, named and marked, so `list` shows it and `upgrade --all` reports it as failed
+    while the other instances go on."""
+    return InstanceSummary(error.namespace, "?", "?", "unreadable record", None)
 
 
 def _workload_states(

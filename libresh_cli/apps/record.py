@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from libresh_cli.apps.render import INSTANCE, MANAGED_BY
+from libresh_cli.errors import OperationFailedError
 
 RECORD_NAME = "libresh-instance"
 RECORD_LABEL = "libresh.dev/record"
@@ -62,10 +63,64 @@ class InstanceRecord:
 
     @classmethod
     def from_configmap(cls, configmap: dict[str, Any]) -> InstanceRecord:
-        data = json.loads(configmap["data"]["record.json"])
-        data["inventory"] = [tuple(ref) for ref in data.get("inventory", [])]
-        data["history"] = [HistoryEntry(**entry) for entry in data.get("history", [])]
-        return cls(**data)
+        """Read tolerantly: fields a newer libresh added are ignored; a record that is not
+        what libresh writes (edited by hand, cut short) is refused by name, field included,
+        so one bad record never stops the others from being listed or upgraded."""
+        namespace = str((configmap.get("metadata") or {}).get("namespace", "?"))
+        try:
+            data = json.loads((configmap.get("data") or {}).get("record.json", ""))
+            return cls._from_dict(data)
+        except (ValueError, TypeError, KeyError) as error:
+            raise RecordUnreadableError(namespace, str(error)) from error
+
+    @classmethod
+    def _from_dict(cls, data: Any) -> InstanceRecord:
+        if not isinstance(data, dict):
+            raise TypeError("the record is not a JSON object")
+        known = _known(cls, data)
+        for key in ("name", "app", "version"):
+            if not isinstance(known.get(key), str):
+                raise TypeError(f"{key} is missing or not text")
+        for key, kind in (("params", dict), ("secret_keys", list), ("services", dict)):
+            if not isinstance(known.get(key, kind()), kind):
+                raise TypeError(f"{key} is not a {kind.__name__}")
+        known["inventory"] = [_ref(ref) for ref in _list(known.get("inventory", []), "inventory")]
+        known["history"] = [
+            HistoryEntry(**_known(HistoryEntry, entry))
+            for entry in _list(known.get("history", []), "history")
+        ]
+        return cls(**known)
+
+
+class RecordUnreadableError(OperationFailedError):
+    def __init__(self, namespace: str, reason: str) -> None:
+        super().__init__(
+            f"The record of {namespace} (ConfigMap {RECORD_NAME}) cannot be read: {reason}.",
+            hint=f"Look at it with kubectl -n {namespace} get configmap {RECORD_NAME} -o yaml; "
+            "libresh writes it again at the next install or upgrade of that instance.",
+        )
+        self.namespace = namespace
+
+
+def _known(kind: type, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError(f"an entry of {kind.__name__} is not a JSON object")
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list")
+    return value
+
+
+def _ref(value: Any) -> Ref:
+    if not (isinstance(value, list | tuple) and len(value) == 3):
+        raise TypeError("an inventory entry is not [apiVersion, kind, name]")
+    if not all(isinstance(part, str) for part in value):
+        raise TypeError("an inventory entry is not [apiVersion, kind, name]")
+    return (value[0], value[1], value[2])
 
 
 def refs_of(objects: list[dict[str, Any]]) -> list[Ref]:

@@ -479,3 +479,36 @@ def test_an_interrupted_upgrade_is_finished_by_upgrade_not_install(
     ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--no-backup", "--yes"))
     record = read_record(kube, name)
     assert record is not None and (record.version, record.status) == ("3.0.0", "installed")
+
+
+def test_one_broken_record_is_named_and_skipped_by_list_and_upgrade_all(
+    lab: Lab, kube: KubeClient, name: str
+) -> None:
+    ok(install(lab, "demo", name, "d.example.org", "--version", "2.0.0"))
+    broken = f"r{uuid.uuid4().hex[:7]}"
+    try:
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": broken}})
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "libresh-instance",
+                    "namespace": broken,
+                    "labels": {"libresh.dev/record": "instance"},
+                },
+                "data": {"record.json": '{"name": "' + broken + '", "app": 7}'},
+            }
+        )
+        listed = {r["name"]: r for r in json.loads(ok(libresh(lab, "list", "-o", "json")).stdout)}
+        assert listed[broken]["status"] == "unreadable record"
+        assert listed[name]["status"] == "installed"
+        result = libresh(lab, "upgrade", "--all", "--no-backup", "--yes", "-o", "json")
+        rows = {r["instance"]: r for r in json.loads(result.stdout)}
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert rows[broken]["result"] == "failed"
+        assert f"The record of {broken}" in rows[broken]["message"]
+        assert rows[name]["result"] == "failed"  # demo 4.0.0 is broken: rolled back, reported
+        assert rows[name]["steps"][0] == "2.0.0 -> 3.0.0"
+    finally:
+        kube.delete("v1", "Namespace", broken)
