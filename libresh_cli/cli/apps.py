@@ -21,6 +21,7 @@ from libresh_cli.cli.common import (
 )
 from libresh_cli.cli.context import OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
+from libresh_cli.cli.terminal import marked
 from libresh_cli.errors import NotFoundError
 
 
@@ -89,9 +90,13 @@ def install(
             do_install(kube, prepared, reporter)
     instance = prepared.instance
     app.err.print(
-        f"[green]✓[/green] {instance.name} is installed and healthy"
-        + (f" at {instance.url}" if instance.url else "")
-        + "."
+        marked(
+            "✓",
+            "green",
+            f"{instance.name} is installed and healthy"
+            + (f" at {instance.url}" if instance.url else "")
+            + ".",
+        )
     )
     secret_params = [p.name for p in instance.app.parameters if p.secret]
     if secret_params:
@@ -260,7 +265,7 @@ def uninstall(
         reporter = app.reporter()
         with reporter.spinning(f"Uninstalling {name}"):
             outcome = do_uninstall(kube, name, purge_data, reporter)
-    app.err.print(f"[green]✓[/green] {name}: {outcome}.")
+    app.err.print(marked("✓", "green", f"{name}: {outcome}."))
 
 
 secret_app = typer.Typer(

@@ -10,6 +10,7 @@ import typer
 
 from libresh_cli.cli.common import OutputOption, app_context, catalog
 from libresh_cli.cli.output import emit, key_value_table, rows_table
+from libresh_cli.cli.terminal import marked
 
 catalog_app = typer.Typer(
     help="""The apps libresh can install.
@@ -148,7 +149,9 @@ def validate(
             failures.append(error)
             continue
         app.err.print(
-            f"[green]✓[/green] {path}: {checked.name} is valid ({len(checked.versions)} versions)."
+            marked(
+                "✓", "green", f"{path}: {checked.name} is valid ({len(checked.versions)} versions)."
+            )
         )
     if len(failures) == 1:
         raise failures[0]

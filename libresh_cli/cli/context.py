@@ -40,16 +40,16 @@ class AppContext:
     @cached_property
     def out(self) -> Console:
         """Data goes to stdout."""
-        from rich.console import Console
+        from libresh_cli.cli.terminal import console
 
-        return Console(no_color=not self.color, soft_wrap=True, highlight=False)
+        return console(no_color=not self.color, soft_wrap=True)
 
     @cached_property
     def err(self) -> Console:
         """Messages, progress and prompts go to stderr."""
-        from rich.console import Console
+        from libresh_cli.cli.terminal import console
 
-        return Console(stderr=True, no_color=not self.color, highlight=False)
+        return console(stderr=True, no_color=not self.color)
 
     @property
     def interactive(self) -> bool:
@@ -81,16 +81,22 @@ class TerminalReporter:
 
     def step(self, message: str) -> None:
         if self._status is not None:
-            self._status.update(message)  # type: ignore[attr-defined]
+            from libresh_cli.cli.terminal import spinner_text
+
+            self._status.update(spinner_text(message))  # type: ignore[attr-defined]
         elif not self.quiet and not self.console.is_terminal:
             self.console.print(f"… {message}")
 
     def done(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[green]✓[/green] {message}")
+            from libresh_cli.cli.terminal import marked
+
+            self.console.print(marked("✓", "green", message))
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]![/yellow] {message}")
+        from libresh_cli.cli.terminal import marked
+
+        self.console.print(marked("!", "yellow", message))
 
     @contextmanager
     def spinning(self, message: str) -> Iterator[TerminalReporter]:
@@ -98,7 +104,9 @@ class TerminalReporter:
         if not self.console.is_terminal or self.quiet:
             yield self
             return
-        with self.console.status(message) as status:
+        from libresh_cli.cli.terminal import spinner_text
+
+        with self.console.status(spinner_text(message)) as status:
             self._status = status
             try:
                 yield self

@@ -43,12 +43,12 @@ def debug_requested(argv: list[str]) -> bool:
 
 
 def print_error(message: str, hint: str | None = None) -> None:
-    from rich.console import Console
+    from libresh_cli.cli.terminal import console, marked
 
-    console = Console(stderr=True, highlight=False)
-    console.print(f"[bold red]Error:[/bold red] {message}", markup=True, soft_wrap=True)
+    err = console(stderr=True)
+    err.print(marked("Error:", "bold red", message), soft_wrap=True)
     if hint:
-        console.print(hint, style="dim", markup=False, soft_wrap=True)
+        err.print(hint, style="dim", soft_wrap=True)
 
 
 def report_libresh_error(error: LibreshError) -> int:

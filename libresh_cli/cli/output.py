@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from libresh_cli.cli.context import AppContext, OutputFormat
+from libresh_cli.cli.terminal import plain
 
 if TYPE_CHECKING:  # rich.table is imported when a table is drawn, not for `libresh --help`
     from rich.table import Table
@@ -42,7 +43,7 @@ def key_value_table(rows: Mapping[str, Any], title: str | None = None) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # paths and URLs are copied from here: never cut them
     for key, value in rows.items():
-        table.add_row(key.replace("_", " "), "" if value is None else str(value))
+        table.add_row(key.replace("_", " "), "" if value is None else plain(value))
     return table
 
 
@@ -53,5 +54,5 @@ def rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else plain(cell) for cell in row))
     return table

@@ -11,6 +11,7 @@ import typer
 from libresh_cli.cli.common import OutputOption, app_context, kube_client, read_secret_file
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
+from libresh_cli.cli.terminal import marked
 from libresh_cli.errors import BadInputError
 
 services_app = typer.Typer(
@@ -117,8 +118,11 @@ def set_provider(
     details = setting.get("external", {})
     where = f" at {details['host']}:{details['port']}" if external else ""
     app.err.print(
-        f"[green]✓[/green] {kind.value}: {setting['provider']}{where}, for instances "
-        "installed from now on."
+        marked(
+            "✓",
+            "green",
+            f"{kind.value}: {setting['provider']}{where}, for instances installed from now on.",
+        )
     )
 
 
