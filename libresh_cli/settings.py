@@ -49,16 +49,35 @@ def bootstrap_file(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "bootstrap" / name
 
 
-def write_private_file(path: Path, content: str | bytes) -> None:
-    """Write a file only its owner can read (kubeconfigs, keys), creating parent directories.
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and every missing parent 0700 (`mkdir(parents=True, mode=...)` gives
+    the mode to the last one only: the parents would be 0755)."""
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
-    The mode is set at creation so the content is never readable by others, not even briefly.
+
+def write_private_file(path: Path, content: str | bytes) -> None:
+    """Write a file only its owner can read (kubeconfigs, keys), creating parent directories
+    0700.
+
+    The temporary file has a fresh name made with O_EXCL and mode 0600 (mkstemp): a file or
+    symlink planted under a predictable name is never written through. The final rename
+    replaces `path` itself, even when `path` is a symlink.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile
+
+    make_private_dirs(path.parent)
     data = content.encode() if isinstance(content, str) else content
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply when the file already existed
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -50,7 +50,7 @@ from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.readiness import node as node_readiness
 from libresh_cli.progress import Reporter
 from libresh_cli.remote.ssh import SshHost, SshTarget, forget_host
-from libresh_cli.settings import Paths, write_private_file
+from libresh_cli.settings import Paths, make_private_dirs, write_private_file
 
 ROLE = "libresh.org/role"
 INDEX = "libresh.org/index"
@@ -314,7 +314,7 @@ def connect_nodes(
     known_hosts; a server's key is trusted on first use (it was just created by this
     project's token) and shown, a changed one refused."""
     known = cluster_dir(paths, spec.name) / "known_hosts"
-    known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(known.parent)
     reporter.step(f"Connecting to {len(servers)} server(s) over SSH")
     opened: list[SshHost] = []
 

@@ -36,7 +36,7 @@ from libresh_cli.lab.processes import (
     stop_all,
 )
 from libresh_cli.progress import Reporter
-from libresh_cli.settings import Paths, write_private_file
+from libresh_cli.settings import Paths, make_private_dirs, write_private_file
 
 MAX_NODES = 100
 # Stopped in this order: the API's clients, then the API server (which still needs etcd to
@@ -209,7 +209,7 @@ def _start(
     binaries: LabBinaries,
     reporter: Reporter,
 ) -> None:
-    layout.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(layout.directory)
     reporter.step("Writing certificates and kubeconfig")
     pki = create_pki(layout.pki.directory, lab.name, layout.extra_names)
     document = components.kubeconfig_document(

@@ -32,6 +32,7 @@ from libresh_cli.errors import (
     UnreachableError,
 )
 from libresh_cli.remote.base import CommandResult, ShellHost, run_process
+from libresh_cli.settings import make_private_dirs
 
 CONNECT_TIMEOUT = 15
 # A dead link is noticed within a minute, even during a long silent step (the installer).
@@ -404,7 +405,7 @@ def forget_host(known_hosts: Path, address: str) -> None:
 
 def _append_known_hosts(key: HostKey) -> None:
     path = key.known_hosts
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a") as handle:
         handle.write(key.known_hosts_lines.rstrip("\n") + "\n")
