@@ -145,7 +145,20 @@ def main(
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the console script: runs the app and maps every outcome to an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    _terminate_like_interrupt()
     sys.exit(_run(args))
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (kill, systemd, a cron timeout) ends libresh as Ctrl-C does: through the same
+    cleanup (finally blocks, temporary files, SSH masters) and exit code 130, instead of dying
+    on the spot and leaving key material in temporary files."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _run(args: list[str]) -> int:

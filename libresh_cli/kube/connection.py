@@ -70,13 +70,33 @@ def load_connection(target: KubeTarget) -> Connection:
     except ConfigException as error:
         raise _config_error(target, error) from error
     context_name = target.context or str(current.get("name", ""))
+    try:
+        ssl_context = _ssl_context(configuration)
+    finally:
+        _forget_key_material(configuration)
     return Connection(
         server=configuration.host,
-        ssl_context=_ssl_context(configuration),
+        ssl_context=ssl_context,
         target=target,
         context_name=context_name,
         authorization=_authorization_getter(configuration),
     )
+
+
+def _forget_key_material(configuration: k8s_client.Configuration) -> None:
+    """The kubernetes client writes a kubeconfig's embedded client key (and certificates) to
+    temporary files it removes only at a normal exit (kubernetes.config.kube_config
+    _create_temp_file_with_content, atexit). Once the SSL context holds them they are not
+    needed: removed now, and dropped from the client's cache of those files so a later load
+    writes them again instead of pointing at a removed file."""
+    from kubernetes.config import kube_config
+
+    made: dict[str, str] = getattr(kube_config, "_temp_files", {})
+    ours = {configuration.key_file, configuration.cert_file}
+    for content, path in list(made.items()):
+        if path in ours:
+            Path(path).unlink(missing_ok=True)
+            del made[content]
 
 
 def kubeconfig_files(target: KubeTarget) -> list[Path]:
