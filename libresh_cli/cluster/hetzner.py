@@ -311,10 +311,14 @@ def connect_nodes(
     reporter: Reporter,
 ) -> dict[str, Node]:
     """One SSH master connection per server, all at once. Host keys: the cluster's own
-    known_hosts; a server's key is trusted on first use (it was just created by this
-    project's token) and shown, a changed one refused."""
+    known_hosts; a server's key is trusted on first use (shown, kept) only when this run
+    created the server or libresh never trusted a key of it before (a run cut off between
+    creating and connecting); a changed key is refused, and so is an unknown key of a server
+    trusted before (its known_hosts entry was lost: the key must be checked by a person)."""
     known = cluster_dir(paths, spec.name) / "known_hosts"
     make_private_dirs(known.parent)
+    record = known.parent / TRUSTED_SERVERS
+    trusted_before = set(record.read_text().split()) if record.exists() else set()
     reporter.step(f"Connecting to {len(servers)} server(s) over SSH")
     opened: list[SshHost] = []
 
@@ -330,7 +334,10 @@ def connect_nodes(
         host = SshHost(target)
         host.label = server.name
         opened.append(host)
-        _connect_waiting(host, server.name, patient=server.name in new_names)
+        first_contact = server.name in new_names or server.name not in trusted_before
+        _connect_waiting(
+            host, server.name, new=server.name in new_names, tofu=first_contact, known_hosts=known
+        )
         return Node(server, host)
 
     try:
@@ -339,16 +346,33 @@ def connect_nodes(
         for host in opened:  # the connections that did open are not left behind
             host.close()
         raise
+    write_private_file(record, "\n".join(sorted(trusted_before | set(nodes))) + "\n")
     reporter.done(f"Connected to {len(nodes)} server(s)")
     return nodes
 
 
-def _connect_waiting(host: SshHost, name: str, *, patient: bool) -> None:
-    deadline = time.monotonic() + (SSH_WAIT if patient else 0)
+# The servers whose host key libresh has trusted once (cluster folder): an unknown key of one
+# of them means known_hosts lost it, not a first contact.
+TRUSTED_SERVERS = "trusted-servers"
+
+
+def _connect_waiting(host: SshHost, name: str, *, new: bool, tofu: bool, known_hosts: Path) -> None:
+    deadline = time.monotonic() + (SSH_WAIT if new else 0)
     while True:
         try:
-            host.connect(None, accept_new=True)
+            host.connect(None, accept_new=tofu)
             return
+        except BadInputError as error:
+            if tofu or "host key" not in error.message:
+                raise
+            raise BadInputError(
+                f"{name}: {error.message} libresh trusted a key of this server before, so "
+                "the cluster's known_hosts has lost it: a new key is not trusted blindly.",
+                hint="Check the fingerprint on the server's console in Hetzner's Cloud Console "
+                "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), add the key to "
+                f"{known_hosts} (`ssh-keyscan -t ed25519 ADDRESS`, once it matches), then run "
+                "the same command again.",
+            ) from error
         except UnreachableError as error:
             if time.monotonic() > deadline:
                 raise UnreachableError(
@@ -783,7 +807,7 @@ def destroy(
     reporter.step("Deleting the load balancer, firewall, placement group, network and SSH key")
     deleted += cloud.delete_labelled(labels)
     directory = cluster_dir(paths, name)
-    for leftover in (directory / "known_hosts", directory / "token"):
+    for leftover in (directory / "known_hosts", directory / "token", directory / TRUSTED_SERVERS):
         leftover.unlink(missing_ok=True)
     kubeconfig_destination(paths, name).path.unlink(missing_ok=True)
     reporter.done(f"{len(deleted)} resource(s) deleted")

@@ -251,6 +251,10 @@ class SshHost(ShellHost):
         options = [
             "-o", f"ControlPath={self._socket}",
             "-o", "StrictHostKeyChecking=yes",
+            # Whatever the user's ssh config says: a server must never reach the admin's
+            # agent (the keys of every other server) or display.
+            "-o", "ForwardAgent=no",
+            "-o", "ForwardX11=no",
             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
             *KEEPALIVE,
         ]  # fmt: skip

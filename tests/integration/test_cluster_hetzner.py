@@ -202,6 +202,20 @@ def test_rerun_creates_nothing_and_changes_nothing(
         h.index: (h.etc / "rancher/k3s/config.yaml").stat().st_mtime for h in big.hosts
     }
 
+    # The cluster's known_hosts lost: the servers' keys were trusted once, so an unknown key
+    # now is not trusted blindly (it could be a machine in the middle).
+    known = big.config_home / "libresh" / "clusters" / "coop" / "known_hosts"
+    saved = known.read_text()
+    known.unlink()
+    try:
+        refused = big.create(big.cluster_file("coop", servers=3, agents=2))
+        assert refused.returncode == 2, refused.stderr
+        assert "trusted a key of this server before" in refused.stderr
+        assert "ssh-keygen -lf" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        known.write_text(saved)
+        known.chmod(0o600)
+
 
 # -- faults: each on a small cluster of its own (1 server, 1 agent) ------------------------
 

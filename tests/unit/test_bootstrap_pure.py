@@ -311,3 +311,19 @@ def test_a_host_config_with_anchors_is_refused_not_replaced() -> None:
         plan_config(text, settings())
     assert "s3cr3t-token" not in refused.value.message
     assert "without anchors" in str(refused.value.hint)
+
+
+def test_ssh_never_forwards_the_agent_whatever_the_config_says(tmp_path: Path) -> None:
+    """A user's `ForwardAgent yes` must not reach a server libresh logs in to (issue 14,
+    finding 15): options given with -o win over the config file (ssh_config(5): the first
+    value obtained is used, and the command line is read first)."""
+    from libresh_cli.remote.ssh import SshHost, SshTarget
+
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    ForwardAgent yes\n    ForwardX11 yes\n")
+    host = SshHost(SshTarget("root@203.0.113.10", config_file=config))
+    try:
+        options = host._options()
+    finally:
+        host.close()
+    assert "ForwardAgent=no" in options and "ForwardX11=no" in options
