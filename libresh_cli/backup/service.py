@@ -670,6 +670,17 @@ def check_clone_target_free(kube: KubeClient, new_name: str) -> None:
             f"An instance named {new_name} exists already ({existing.app} {existing.version}).",
             hint=f"Choose another name for --as, or restore into it: libresh restore {new_name}",
         )
+    if existing is not None:
+        # Uninstalled with its data kept: a clone there would empty those volumes, with no
+        # question and no backup of them.
+        raise ConflictError(
+            f"{new_name} was uninstalled, but its data ({existing.app} {existing.version}) is "
+            "kept: restoring into that name would replace it.",
+            hint=f"Choose another name for --as, or install {new_name} again "
+            f"(libresh install {existing.app} --name {new_name}) and restore into it "
+            f"(libresh restore {new_name}, which backs its data up first), or delete that "
+            f"data for good (libresh uninstall {new_name} --purge-data).",
+        )
 
 
 # -- the safeguard of upgrades ----------------------------------------------------------------

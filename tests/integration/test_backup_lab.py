@@ -357,6 +357,13 @@ def test_restore_as_makes_a_new_instance_with_the_same_credentials(
         taken = libresh(lab, "restore", notes, "--as", clone, "--domain", "x.example.org")
         assert taken.returncode == ExitCode.CONFLICT
         assert f"An instance named {clone} exists already" in taken.stderr
+        # Uninstalled with its data kept: a clone must not silently empty that data.
+        ok(libresh(lab, "uninstall", clone, "--yes"))
+        kept = libresh(lab, "restore", notes, "--as", clone, "--domain", "x.example.org")
+        assert kept.returncode == ExitCode.CONFLICT
+        assert f"{clone} was uninstalled, but its data" in kept.stderr
+        assert "--purge-data" in kept.stderr
+        assert kube.get("v1", "PersistentVolumeClaim", "notes-data", clone) is not None
     finally:
         kube.delete("v1", "Namespace", clone)
 
