@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from libresh_cli.lab.binaries import (
     find_binaries,
 )
 from libresh_cli.lab.components import LabLayout
-from libresh_cli.lab.pki import create_pki
+from libresh_cli.lab.pki import LabPki, create_pki
 from libresh_cli.lab.processes import (
     ProcessRecord,
     free_ports,
@@ -234,7 +235,7 @@ def _start(
 
     reporter.step("Starting etcd")
     etcd = launch("etcd", components.etcd_command(binaries, layout))
-    _wait_healthy(etcd, lambda: _etcd_healthy(layout.etcd_port), "etcd", ETCD_TIMEOUT)
+    _wait_healthy(etcd, lambda: _etcd_healthy(layout), "etcd", ETCD_TIMEOUT)
     reporter.step("Starting kube-apiserver")
     apiserver = launch("kube-apiserver", components.apiserver_command(binaries, layout))
     with KubeClient.connect(KubeTarget(layout.kubeconfig)) as kube:
@@ -256,9 +257,21 @@ def _daemon_env(directory: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)}
 
 
-def _etcd_healthy(port: int) -> bool:
+def ssl_context_for(pki: LabPki) -> ssl.SSLContext:
+    """A client of the lab's etcd: its CA, and the client certificate it asks for."""
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(str(pki.etcd_client_cert), str(pki.etcd_client_key))
+    return context
+
+
+def _etcd_healthy(layout: LabLayout) -> bool:
+    pki = layout.pki
     try:
-        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2.0)
+        response = httpx.get(
+            f"https://127.0.0.1:{layout.etcd_port}/health",
+            timeout=2.0,
+            verify=ssl_context_for(pki),
+        )
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and '"true"' in response.text

@@ -51,6 +51,24 @@ class LabPki:
         return self.directory / "admin.key"
 
     @property
+    def etcd_cert(self) -> Path:
+        """etcd's serving (and peer) certificate."""
+        return self.directory / "etcd.crt"
+
+    @property
+    def etcd_key(self) -> Path:
+        return self.directory / "etcd.key"
+
+    @property
+    def etcd_client_cert(self) -> Path:
+        """What kube-apiserver (and libresh's health check) show etcd."""
+        return self.directory / "etcd-client.crt"
+
+    @property
+    def etcd_client_key(self) -> Path:
+        return self.directory / "etcd-client.key"
+
+    @property
     def service_account_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -126,14 +144,15 @@ def _issue_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     subject: x509.Name,
-    usage: x509.ObjectIdentifier,
+    usage: x509.ObjectIdentifier | list[x509.ObjectIdentifier],
     sans: list[x509.GeneralName] | None = None,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = _new_key()
+    usages = usage if isinstance(usage, list) else [usage]
     builder = (
         _builder(subject, ca_cert.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -177,7 +196,24 @@ def create_pki(directory: Path, lab_name: str, extra_names: tuple[str, ...] = ()
         _name("libresh-lab-admin", "system:masters"),
         ExtendedKeyUsageOID.CLIENT_AUTH,
     )
+    # etcd on loopback still takes only clients with a certificate of the lab's CA: any local
+    # user could otherwise read every Secret straight from it (issue 14, finding 19).
+    loopback = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    etcd_key, etcd_cert = _issue_leaf(
+        ca_key,
+        ca_cert,
+        _name("etcd"),
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],  # peers: both
+        loopback,
+    )
+    etcd_client_key, etcd_client_cert = _issue_leaf(
+        ca_key, ca_cert, _name("kube-apiserver-etcd-client"), ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     sa_key = _new_key()
+    write_private_file(pki.etcd_key, _key_pem(etcd_key))
+    write_private_file(pki.etcd_cert, _cert_pem(etcd_cert))
+    write_private_file(pki.etcd_client_key, _key_pem(etcd_client_key))
+    write_private_file(pki.etcd_client_cert, _cert_pem(etcd_client_cert))
     write_private_file(pki.ca_key, _key_pem(ca_key))
     write_private_file(pki.ca_cert, _cert_pem(ca_cert))
     write_private_file(pki.serving_key, _key_pem(serving_key))

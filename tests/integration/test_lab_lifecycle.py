@@ -152,3 +152,25 @@ def test_lab_up_with_cached_binaries_does_not_rebuild(own_state: dict[str, str])
     assert result.returncode == 0, result.stderr
     assert "Building" not in result.stderr
     assert "3 simulated node(s) ready" in result.stderr
+
+
+def test_etcd_takes_only_clients_with_a_certificate_of_the_lab(lab: Lab) -> None:
+    """Loopback is shared with every local user: plain HTTP and TLS without a client
+    certificate get nothing from the lab's etcd (issue 14, finding 19)."""
+    import ssl
+
+    import httpx
+
+    from libresh_cli.lab.cluster import ssl_context_for
+    from libresh_cli.lab.pki import LabPki
+    from libresh_cli.lab.state import lab_dir
+
+    pki = LabPki(lab_dir(lab.paths, "pytest") / "pki")
+    health = f"https://127.0.0.1:{lab.state.etcd_port}/health"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(health.replace("https://", "http://"), timeout=3.0)
+    anonymous = ssl.create_default_context(cafile=str(pki.ca_cert))
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(health, timeout=3.0, verify=anonymous)
+    answered = httpx.get(health, timeout=3.0, verify=ssl_context_for(pki))
+    assert answered.status_code == 200 and '"true"' in answered.text

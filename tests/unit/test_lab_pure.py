@@ -61,11 +61,15 @@ def test_component_command_lines(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
     etcd = components.etcd_command(bins, layout)
     assert etcd[:2] == [str(bins.controlplane), "etcd"]
-    assert "--listen-client-urls=http://127.0.0.1:23790" in etcd
-    assert "--listen-peer-urls=http://127.0.0.1:23800" in etcd
+    # TLS with client certificates, clients and peers (issue 14, finding 19)
+    assert "--listen-client-urls=https://127.0.0.1:23790" in etcd
+    assert "--listen-peer-urls=https://127.0.0.1:23800" in etcd
+    assert "--client-cert-auth=true" in etcd and "--peer-client-cert-auth=true" in etcd
+    assert f"--trusted-ca-file={layout.pki.ca_cert}" in etcd
     api = components.apiserver_command(bins, layout)
     assert "--secure-port=16443" in api and "--bind-address=127.0.0.1" in api
-    assert "--etcd-servers=http://127.0.0.1:23790" in api
+    assert "--etcd-servers=https://127.0.0.1:23790" in api
+    assert f"--etcd-certfile={layout.pki.etcd_client_cert}" in api
     assert "--authorization-mode=Node,RBAC" in api
     for command in (
         components.controller_manager_command(bins, layout),
