@@ -12,7 +12,13 @@ from libresh_cli.apps import hooks
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.health import wait_healthy
 from libresh_cli.apps.model import App, Version
-from libresh_cli.apps.params import Asker, GivenValues, resolve, validate_instance_name
+from libresh_cli.apps.params import (
+    Asker,
+    GivenValues,
+    coerce,
+    resolve,
+    validate_instance_name,
+)
 from libresh_cli.apps.plan import Plan, compare
 from libresh_cli.apps.providers import providers_for_new_instance, read_settings, services_for
 from libresh_cli.apps.record import (
@@ -153,7 +159,8 @@ def plan_install(
     record = read_record(kube, name)
     _check_name_free(kube, name, app, record)
     chosen = _choose_version(app, version, record)
-    plain, given_secrets = resolve(app, given, record.params if record else None, ask)
+    kept = stored_params(app, record.params, f"the record of {name}") if record else None
+    plain, given_secrets = resolve(app, given, kept, ask)
     secret_values = secret_values_for(app, existing_secret_values(kube, name), given_secrets)
     settings, passwords = read_settings(kube)
     pinned = (
@@ -175,11 +182,24 @@ def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Ve
         record.name,
         app,
         version,
-        record.params,
+        stored_params(app, record.params, f"the record of {record.name}"),
         existing_secret_values(kube, record.name),
         services,
         service_secrets,
     )
+
+
+def stored_params(app: App, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Values kept in a record or a backup, checked like a person's: a record edited by hand
+    (or a backup from elsewhere) must not put into a template what the command line would
+    refuse, e.g. a size with a newline that adds a field to a volume claim. Keys the app no
+    longer has are dropped."""
+    checked = {}
+    for parameter in app.parameters:
+        if parameter.name in params and not parameter.secret:
+            source = f"{where}, parameter {parameter.name}"
+            checked[parameter.name] = coerce(parameter, params[parameter.name], source)
+    return checked
 
 
 def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceRecord | None) -> None:

@@ -31,6 +31,7 @@ from libresh_cli.apps.lifecycle import (
     read_record,
     require_record,
     save_record,
+    stored_params,
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
@@ -659,7 +660,7 @@ def _params_for_copy(
             f"The copy needs its own domain: {source} answers at {params.get('domain')}.",
             hint="Give it with --domain.",
         )
-    plain, _ = resolve(app, given, params, None)
+    plain, _ = resolve(app, given, stored_params(app, params, f"the backup of {source}"), None)
     return plain
 
 

@@ -52,3 +52,22 @@ def test_a_broken_record_is_refused_by_name(data: Any, reason: str) -> None:
     assert refused.value.namespace == "broken"
     assert "The record of broken" in refused.value.message
     assert "kubectl -n broken get configmap libresh-instance" in str(refused.value.hint)
+
+
+def test_values_kept_in_a_record_are_checked_like_a_persons() -> None:
+    """A stored storage_size with a newline would add a field to the volume claim (issue 14,
+    finding 3): values from records and backups go through the same checks as --set."""
+    from libresh_cli.apps.catalog import builtin_catalog
+    from libresh_cli.apps.lifecycle import stored_params
+    from libresh_cli.apps.schema import load_app
+    from libresh_cli.errors import BadInputError
+
+    nextcloud = load_app(builtin_catalog() / "nextcloud")
+    good = {"domain": "Cloud.Example.org", "storage_size": "50Gi", "gone": "a removed parameter"}
+    assert stored_params(nextcloud, good, "the record of cloud") == {
+        "domain": "cloud.example.org",
+        "storage_size": "50Gi",
+    }
+    hostile = {"domain": "c.example.org", "storage_size": "50Gi\n  volumeName: someone-else"}
+    with pytest.raises(BadInputError, match="the record of cloud, parameter storage_size"):
+        stored_params(nextcloud, hostile, "the record of cloud")
