@@ -151,8 +151,15 @@ def coerce(parameter: Parameter, value: Any, source: str) -> Any:
     return str(value).lower() if parameter.type == "domain" else str(value)
 
 
+MAX_MATCHED_LENGTH = 1000  # characters of a value checked against a pattern
+
+
 def problem_with(parameter: Parameter, value: Any) -> str | None:
     text = str(value)
+    matched = parameter.pattern or parameter.type in ("domain", "email")
+    if matched and len(text) > MAX_MATCHED_LENGTH:
+        # Checked before any regular expression runs on it: matching time grows with length.
+        return f"it is longer than {MAX_MATCHED_LENGTH} characters"
     if parameter.type == "domain" and not DOMAIN.fullmatch(text.lower()):
         return "expected a domain name such as cloud.example.org"
     if parameter.type == "email" and not EMAIL.fullmatch(text):

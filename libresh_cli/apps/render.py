@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Mapping
+import functools
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from libresh_cli import yamlfile
@@ -99,8 +104,24 @@ def render(instance: Instance) -> list[Manifest]:
     for kind in instance.app.requires:
         objects.append(connection_secret(kind, instance))
         objects += service_objects(kind, instance)
+    # What an app's own templates may not do (issue 14, finding 7): libresh's objects above
+    # are the only ones named libresh-*, and every object is declared once.
+    declared = {_identity(o): "libresh" for o in objects}
+    package = instance.app.directory.resolve()
     for template in instance.app.templates:
-        objects += _render_file(template, instance)
+        _check_inside(template, package)
+        for document in _render_file(template, instance):
+            _check_app_object(document, template)
+            identity = _identity(document)
+            if identity in declared:
+                raise RenderError(
+                    f"{template}: {_label(document)} is declared twice (also by "
+                    f"{declared[identity]}).",
+                    hint="Declare each object once; names used by libresh's services "
+                    "(postgres, redis…) are taken.",
+                )
+            declared[identity] = str(template)
+            objects.append(document)
     return [_finish(o, instance) for o in objects]
 
 
@@ -177,12 +198,260 @@ def apache_body_limit(size: str) -> str:
     return str(wanted) if wanted <= APACHE_MAX_BODY else "0"
 
 
-def _environment() -> SandboxedEnvironment:
-    environment = SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+# Bounds on what one template may cost (issue 14, finding 17): a catalog may come from a
+# third party, and neither `catalog validate` nor an install may hang or exhaust memory on it.
+MAX_RANGE = 10_000  # items of one range() (Jinja's sandbox allows 100,000)
+MAX_VALUE = 1024 * 1024  # characters of a string / items of a list a template builds
+MAX_INT_BITS = 4096  # integers a template computes
+MAX_RENDER_STEPS = 250_000  # loop iterations, block runs, calls and operators
+MAX_RENDER_SECONDS = 5.0  # wall clock for one template file
+_FORMAT_NUMBER = re.compile(r"\d+")
+
+
+class _StepCodeGenerator(CodeGenerator):
+    """Jinja's code generator, counting a step at the start of every block (each loop
+    iteration, each macro call, each branch taken) and bounding every `~` concatenation."""
+
+    def blockvisit(self, nodes: Iterable[nodes.Node], frame: Frame) -> None:
+        self.writeline("environment.libresh_step()")
+        super().blockvisit(nodes, frame)
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.libresh_bounded(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _weight(value: Any, seen: dict[int, int] | None = None) -> int:
+    """Characters and items in a value, counting shared parts each time they appear (as
+    serialising it would); stops counting once past MAX_VALUE."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if not isinstance(value, list | tuple | dict | set | frozenset):
+        return 1
+    seen = {} if seen is None else seen
+    if id(value) in seen:
+        return seen[id(value)]
+    seen[id(value)] = MAX_VALUE + 1  # a list holding itself is endless
+    items: Iterable[Any] = (
+        (x for pair in value.items() for x in pair) if isinstance(value, dict) else value
     )
-    environment.filters["apache_body_limit"] = apache_body_limit
-    return environment
+    total = len(value)
+    for item in items:
+        total += _weight(item, seen)
+        if total > MAX_VALUE:
+            break
+    seen[id(value)] = total
+    return total
+
+
+def _too_big(what: str) -> SecurityError:
+    return SecurityError(
+        f"{what} is larger than {MAX_VALUE} characters or items (libresh's limit for a value "
+        "built by a template)"
+    )
+
+
+def _format_weight(template: str, arguments: Any) -> int:
+    """An upper bound of `template % arguments` or `template.format(...)`: its text, every
+    width or precision it names, and each field filled with the largest argument."""
+    widths = [int(n) for n in _FORMAT_NUMBER.findall(template) if len(n) < 12]
+    if any(len(n) >= 12 for n in _FORMAT_NUMBER.findall(template)) or "*" in template:
+        return MAX_VALUE + 1
+    values = list(arguments.values()) if isinstance(arguments, dict) else arguments
+    values = values if isinstance(values, list | tuple) else [values]
+    largest = max((_weight(v) if isinstance(v, str) else 20 + _weight(v)) for v in values or [0])
+    fields = template.count("%") + template.count("{")
+    return len(template) + sum(widths) + fields * largest
+
+
+def _estimate(name: str, owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """An upper bound of the size of a string operation that can grow its input by far
+    (replace, join, indent, padding, formats); 0 when the operation is not one of them."""
+    text = owner if isinstance(owner, str) else ""
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str):
+        old, new = args[0], str(args[1])
+        count = text.count(old) if old else len(text) + 1
+        return len(text) + count * max(0, len(new) - len(old))
+    if name == "join" and args:
+        items = args[0]
+        if isinstance(items, list | tuple):
+            return _weight(items) + max(len(items) - 1, 0) * len(text)
+    if name in ("center", "ljust", "rjust", "zfill") and args and isinstance(args[0], int):
+        return max(len(text), args[0])
+    if name == "expandtabs":
+        size = args[0] if args else kwargs.get("tabsize", 8)
+        return len(text) + text.count("\t") * (size if isinstance(size, int) else 8)
+    if name in ("format", "format_map"):
+        arguments = [*args, *kwargs.values(), *(a for a in args if isinstance(a, dict))]
+        return _format_weight(text, arguments)
+    return 0
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    passes = getattr(function, "jinja_pass_arg", None) is not None
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = args[1:] if passes else args
+        environment = next((a for a in args[:1] if isinstance(a, _BoundedEnvironment)), None)
+        if environment is not None:
+            environment.libresh_step()
+        if values and isinstance(values[0], str | list | tuple | dict):
+            estimate = _filter_estimate(name, values[0], values[1:], kwargs)
+            if estimate > MAX_VALUE:
+                raise _too_big(f"The result of the filter {name}")
+        return _checked(function(*args, **kwargs), f"The result of the filter {name}")
+
+    return bounded
+
+
+def _filter_estimate(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    if name == "replace":
+        return _estimate("replace", str(value), args, kwargs)
+    if name == "join":
+        separator = args[0] if args else kwargs.get("d", "")
+        return _estimate("join", str(separator), (value,), {})
+    if name == "center":
+        return _estimate("center", str(value), args or (kwargs.get("width", 80),), {})
+    if name == "format":
+        return _format_weight(str(value), [*args, *kwargs.values()])
+    if name == "indent":
+        width = args[0] if args else kwargs.get("width", 4)
+        step = width if isinstance(width, int) else len(str(width))
+        return len(str(value)) + (str(value).count("\n") + 1) * step
+    if name == "wordwrap":
+        width = args[0] if args else kwargs.get("width", 79)
+        wrap = args[3] if len(args) > 3 else kwargs.get("wrapstring") or "\n"
+        lines = len(str(value)) // max(width if isinstance(width, int) else 1, 1) + 1
+        return len(str(value)) + lines * len(str(wrap))
+    return 0
+
+
+def _checked(value: Any, what: str) -> Any:
+    if isinstance(value, Iterator):  # map, select… produce items lazily: count them as they come
+        return _bounded_items(value, what)
+    if _weight(value) > MAX_VALUE:
+        raise _too_big(what)
+    return value
+
+
+def _bounded_items(items: Iterator[Any], what: str) -> Iterator[Any]:
+    total = 0
+    for item in items:
+        total += _weight(item)
+        if total > MAX_VALUE:
+            raise _too_big(what)
+        yield item
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox with a budget: ranges, values, integers, steps and seconds are capped,
+    so a hostile template is refused quickly instead of hanging or exhausting memory."""
+
+    code_generator_class = _StepCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.globals["range"] = self._range
+        self.globals.pop("lipsum", None)  # makes any amount of text from one call
+        self.filters["apache_body_limit"] = apache_body_limit
+        for name, function in list(self.filters.items()):
+            self.filters[name] = _bounded_filter(name, function)
+
+    def libresh_step(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_RENDER_STEPS:
+            raise SecurityError(
+                f"the template takes more than {MAX_RENDER_STEPS} steps (loop iterations, "
+                "calls and operators): libresh's limit for one template"
+            )
+        if self.steps % 16 == 0 and time.monotonic() > self.deadline:
+            raise SecurityError(
+                f"the template takes longer than {MAX_RENDER_SECONDS:g} s to render: "
+                "libresh's limit for one template"
+            )
+
+    def libresh_bounded(self, value: Any) -> Any:
+        self.libresh_step()
+        return _checked(value, "A concatenation (~)")
+
+    def _range(self, *args: Any) -> range:
+        self.libresh_step()
+        numbers = range(*args)
+        if len(numbers) > MAX_RANGE:
+            raise SecurityError(
+                f"range() of {len(numbers)} numbers: at most {MAX_RANGE} are allowed"
+            )
+        return numbers
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.libresh_step()
+        integers = all(isinstance(v, int) for v in (left, right))
+        if (
+            operator == "**"
+            and integers
+            and abs(left) > 1
+            and right > 0
+            and left.bit_length() * right > MAX_INT_BITS
+        ):
+            raise SecurityError(f"a power larger than {MAX_INT_BITS} bits")
+        if operator == "*" and integers:
+            if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise SecurityError(f"a product larger than {MAX_INT_BITS} bits")
+        elif operator == "*":
+            count = left if isinstance(left, int) else right
+            sized = right if isinstance(left, int) else left
+            if isinstance(count, int) and count > 0 and _weight(sized) * count > MAX_VALUE:
+                raise _too_big("A repetition (*)")
+        if operator == "+" and not integers and _weight(left) + _weight(right) > MAX_VALUE:
+            raise _too_big("A sum (+)")
+        if operator == "%" and isinstance(left, str) and _format_weight(left, right) > MAX_VALUE:
+            raise _too_big("A formatted string (%)")
+        try:
+            result = super().call_binop(context, operator, left, right)
+        except (OverflowError, ZeroDivisionError) as error:
+            raise SecurityError(f"{operator}: {error}") from None
+        return _checked(result, f"The result of {operator}")
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.libresh_step()
+        # str.format comes wrapped by the sandbox (the method is then __wrapped__)
+        method = getattr(obj, "__wrapped__", obj)
+        owner = getattr(method, "__self__", None)
+        name = getattr(obj, "__name__", "")
+        if isinstance(owner, str | list | dict):
+            if _estimate(name, owner, args, kwargs) > MAX_VALUE:
+                raise _too_big(f"The result of {name}()")
+            if isinstance(owner, list | dict) and any(
+                _weight(owner) + _weight(a) > MAX_VALUE for a in (*args, *kwargs.values())
+            ):
+                raise _too_big(f"The result of {name}()")
+        return _checked(super().call(context, obj, *args, **kwargs), f"The result of {name}()")
+
+
+def _environment() -> SandboxedEnvironment:
+    return _BoundedEnvironment()
+
+
+def _render_text(template: Path, source: str, instance: Instance) -> str:
+    """Render, stopping as soon as the text passes what the YAML reader would accept."""
+    compiled = _environment().from_string(source)
+    parts: list[str] = []
+    size = 0
+    for part in compiled.generate(template_context(instance)):
+        size += len(part)
+        if size > yamlfile.MAX_RENDERED_BYTES:
+            raise RenderError(
+                f"{template}: the template renders to more than "
+                f"{yamlfile.MAX_RENDERED_BYTES // (1024 * 1024)} MiB.",
+                hint="A template renders to at most that much text.",
+            )
+        parts.append(part)
+    return "".join(parts)
 
 
 def _render_file(template: Path, instance: Instance) -> list[Manifest]:
@@ -191,7 +460,7 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     except BadInputError as error:
         raise RenderError(error.message, hint=error.hint) from None
     try:
-        text = _environment().from_string(source).render(template_context(instance))
+        text = _render_text(template, source, instance)
     except TemplateError as error:
         line = getattr(error, "lineno", None)
         where = f"{template}:{line}" if line else str(template)
@@ -222,6 +491,174 @@ def _check_object(document: Any, template: Path) -> None:
             f"{template}: {kind[1]} ({kind[0]}) is not allowed in an app.",
             hint=f"Apps may create: {allowed}.",
         )
+
+
+RESERVED_PREFIX = "libresh-"
+# The libresh-* Secrets an app's pods may read: the documented connection Secrets and the
+# instance's credentials (`secrets.name`). Any other (backup repository keys, the shared
+# PostgreSQL admin) opens more than this instance.
+READABLE_SECRETS = {"libresh-postgres", "libresh-redis", CREDENTIALS_SECRET}
+POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+SECRET_REFERENCES = {"secretKeyRef", "secretRef", "nodePublishSecretRef"}
+Where = tuple[str | int, ...]
+
+
+def _check_inside(template: Path, package: Path) -> None:
+    """A template is a file of its package: a link leading outside the app's folder is
+    refused (it would render whatever file the link names)."""
+    resolved = template.resolve()
+    if not resolved.is_relative_to(package):
+        raise RenderError(
+            f"{template}: the template is a link to {resolved}, outside the app's folder "
+            f"{package}.",
+            hint="Templates must be files inside the app's folder.",
+        )
+
+
+def _identity(document: Manifest) -> tuple[str, str, str]:
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return (str(document.get("apiVersion")), str(document.get("kind")), str(name))
+
+
+def _label(document: Manifest) -> str:
+    _, kind, name = _identity(document)
+    return f"{kind} {name}"
+
+
+def _refuse(template: Path, document: Manifest, where: Where, problem: str) -> RenderError:
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+    return RenderError(
+        f"{template}: {_label(document)}: {field}: {problem}.",
+        hint="Apps may not touch libresh's own objects, Secrets or volumes, nor widen the "
+        'instance\'s isolation (README, "Writing an app").',
+    )
+
+
+def _check_app_object(document: Manifest, template: Path) -> None:
+    """What an app's own template may not declare (libresh's service templates may)."""
+    _, kind, name = _identity(document)
+    if name.startswith(RESERVED_PREFIX):
+        raise _refuse(
+            template,
+            document,
+            ("metadata", "name"),
+            f"names starting with {RESERVED_PREFIX} are reserved for libresh's own objects",
+        )
+    spec = document.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if kind == "NetworkPolicy":
+        _check_network_policy(document, spec, template)
+    if kind == "Ingress":
+        for index, tls in enumerate(_items(spec.get("tls"))):
+            secret = tls.get("secretName") if isinstance(tls, dict) else None
+            if isinstance(secret, str) and secret.startswith(RESERVED_PREFIX):
+                raise _refuse(
+                    template,
+                    document,
+                    ("spec", "tls", index, "secretName"),
+                    f"the Secret {secret} is libresh's",
+                )
+    for where, pod in _pod_specs(kind, spec):
+        if pod.get("automountServiceAccountToken") is True:
+            raise _refuse(
+                template,
+                document,
+                (*where, "automountServiceAccountToken"),
+                "app pods get no Kubernetes API token",
+            )
+        for path, problem in _pod_problems(pod, where):
+            raise _refuse(template, document, path, problem)
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _check_network_policy(document: Manifest, spec: dict[str, Any], template: Path) -> None:
+    """Policies add up: one that admits every source undoes `libresh-isolate`."""
+    for index, rule in enumerate(_items(spec.get("ingress"))):
+        peers = rule.get("from") if isinstance(rule, dict) else None
+        if not peers:
+            raise _refuse(
+                template,
+                document,
+                ("spec", "ingress", index),
+                "a rule without `from` admits traffic from everywhere (other instances included)",
+            )
+        for number, peer in enumerate(_items(peers)):
+            where: Where = ("spec", "ingress", index, "from", number)
+            if not isinstance(peer, dict) or not peer:
+                raise _refuse(template, document, where, "an empty peer admits everything")
+            selector = peer.get("namespaceSelector", "absent")
+            if selector != "absent" and not (
+                isinstance(selector, dict)
+                and (selector.get("matchLabels") or selector.get("matchExpressions"))
+            ):
+                raise _refuse(
+                    template,
+                    document,
+                    (*where, "namespaceSelector"),
+                    "an empty namespaceSelector admits every namespace (other instances included)",
+                )
+            block = peer.get("ipBlock")
+            cidr = block.get("cidr") if isinstance(block, dict) else None
+            if isinstance(cidr, str) and cidr.endswith("/0"):
+                raise _refuse(
+                    template, document, (*where, "ipBlock", "cidr"), f"{cidr} admits everything"
+                )
+
+
+def _pod_specs(kind: str, spec: dict[str, Any]) -> list[tuple[Where, dict[str, Any]]]:
+    if kind not in POD_KINDS:
+        return []
+    where: Where = ("spec",)
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        spec = job.get("spec") if isinstance(job, dict) else None  # type: ignore[assignment]
+        where = ("spec", "jobTemplate", "spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    return [((*where, "template", "spec"), pod)] if isinstance(pod, dict) else []
+
+
+def _pod_problems(value: Any, where: Where) -> Iterator[tuple[Where, str]]:
+    """Every reference a pod spec makes to what belongs to libresh or to the node: libresh-*
+    Secrets other than READABLE_SECRETS, libresh-* volumes, hostPath volumes, API tokens."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _pod_problems(item, (*where, index))
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        here = (*where, str(key))
+        if key in SECRET_REFERENCES and isinstance(item, dict):
+            yield from _secret_problem(item.get("name"), (*here, "name"))
+        elif key == "secret" and isinstance(item, dict):
+            field = "secretName" if "secretName" in item else "name"
+            yield from _secret_problem(item.get(field), (*here, field))
+        elif key == "imagePullSecrets":
+            for index, entry in enumerate(_items(item)):
+                if isinstance(entry, dict):
+                    yield from _secret_problem(entry.get("name"), (*here, index, "name"))
+        elif key == "hostPath":
+            yield here, "hostPath volumes reach the node's files (libresh's included)"
+        elif key == "serviceAccountToken":
+            yield here, "app pods get no Kubernetes API token"
+        elif key == "persistentVolumeClaim" and isinstance(item, dict):
+            claim = item.get("claimName")
+            if isinstance(claim, str) and claim.startswith(RESERVED_PREFIX):
+                yield (*here, "claimName"), f"the volume {claim} is libresh's"
+        if isinstance(item, dict | list):
+            yield from _pod_problems(item, here)
+
+
+def _secret_problem(name: Any, where: Where) -> Iterator[tuple[Where, str]]:
+    if isinstance(name, str) and name.startswith(RESERVED_PREFIX) and name not in READABLE_SECRETS:
+        readable = ", ".join(sorted(READABLE_SECRETS))
+        yield where, f"the Secret {name} is libresh's (apps may read {readable})"
 
 
 def _finish(manifest: Manifest, instance: Instance) -> Manifest:

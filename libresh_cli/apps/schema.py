@@ -29,6 +29,7 @@ from libresh_cli.apps.model import (
     Version,
     Web,
 )
+from libresh_cli.apps.params import problem_with
 from libresh_cli.errors import BadInputError
 
 NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
@@ -160,6 +161,10 @@ class Checker:
 def load_app(directory: Path) -> App:
     """Read and validate `directory/app.yaml`; raise CatalogInvalidError listing every problem."""
     file = directory / "app.yaml"
+    if file.is_symlink() and not file.resolve().is_relative_to(directory.resolve()):
+        # Every file of a package is inside its folder (issue 14, finding 7).
+        problem = Problem(file, "(file)", None, "a link to outside the app's folder")
+        raise CatalogInvalidError([problem])
     try:
         text = yamlfile.read_text(file, what="app definition")
         data = yamlfile.load(text, source=str(file))
@@ -313,33 +318,117 @@ def _read_parameters(c: Checker, top: Mapping[str, Any]) -> tuple[Parameter, ...
         if secret not in (None, "generate"):
             c.problem((*path, "secret"), f"expected 'generate', got {secret!r}")
         pattern = item.get("pattern")
-        if pattern is not None:
-            _check_pattern(c, (*path, "pattern"), pattern)
+        if pattern is not None and not _check_pattern(c, (*path, "pattern"), pattern):
+            pattern = None
         if name in {p.name for p in parameters}:
             c.problem((*path, "name"), f"{name!r} is declared twice")
-        parameters.append(
-            Parameter(
-                name=name,
-                type=kind,
-                prompt=c.text(item, path, "prompt", default=name),
-                description=c.text(item, path, "description"),
-                default=item.get("default"),
-                required=bool(item.get("required", "default" not in item and secret is None)),
-                pattern=pattern if isinstance(pattern, str) else None,
-                minimum=item.get("min"),
-                maximum=item.get("max"),
-                generate=secret == "generate",  # noqa: S105 - a keyword, not a password
-                length=c.integer(item, path, "length", 32, 12, 128),
-            )
+        parameter = Parameter(
+            name=name,
+            type=kind,
+            prompt=c.text(item, path, "prompt", default=name),
+            description=c.text(item, path, "description"),
+            default=item.get("default"),
+            required=bool(item.get("required", "default" not in item and secret is None)),
+            pattern=pattern if isinstance(pattern, str) else None,
+            minimum=item.get("min"),
+            maximum=item.get("max"),
+            generate=secret == "generate",  # noqa: S105 - a keyword, not a password
+            length=c.integer(item, path, "length", 32, 12, 128),
         )
+        _check_default(c, path, item, parameter)
+        parameters.append(parameter)
     return tuple(parameters)
 
 
-def _check_pattern(c: Checker, path: Path_, pattern: Any) -> None:
+MAX_PATTERN_LENGTH = 200
+_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
+
+
+def _check_pattern(c: Checker, path: Path_, pattern: Any) -> bool:
+    """A pattern is matched against user input: it must compile, be short, and not nest
+    quantifiers (`(a+)+`, `(a*)*`, `(a+)*`), whose backtracking can take forever."""
+    if not isinstance(pattern, str):
+        c.problem(path, f"expected text, got {pattern!r}")
+        return False
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        c.problem(path, f"longer than {MAX_PATTERN_LENGTH} characters")
+        return False
     try:
-        re.compile(str(pattern))
+        re.compile(pattern)
     except re.error as error:
         c.problem(path, f"not a valid regular expression: {error}")
+        return False
+    if nested_quantifier(pattern):
+        c.problem(
+            path,
+            "a repeated group that itself repeats (such as (a+)+) can take forever to "
+            "match: write it without nested repetition",
+        )
+        return False
+    return True
+
+
+def _repeats(pattern: str, index: int) -> bool:
+    """Whether a quantifier that repeats more than once starts at pattern[index]."""
+    if index >= len(pattern):
+        return False
+    if pattern[index] in "+*":
+        return True
+    found = _REPEAT.match(pattern, index) if pattern[index] == "{" else None
+    if found is None:
+        return False
+    low, comma, high = found.groups()
+    return bool(comma and (not high or int(high) > 1)) or (not comma and int(low or 0) > 1)
+
+
+def nested_quantifier(pattern: str) -> bool:
+    """A heuristic for catastrophic backtracking: a group holding a repetition, itself
+    repeated. Escapes and character classes are skipped."""
+    stack = [False]  # per open group: does it hold a repetition?
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            index += 2 if pattern[index + 1 : index + 2] == "^" else 1
+            index += 1 if pattern[index : index + 1] == "]" else 0
+            while index < len(pattern) and pattern[index] != "]":
+                index += 2 if pattern[index] == "\\" else 1
+            index += 1
+            if _repeats(pattern, index):
+                stack[-1] = True
+            continue
+        if char == "(":
+            stack.append(False)
+        elif char == ")" and len(stack) > 1:
+            inner = stack.pop()
+            if _repeats(pattern, index + 1):
+                if inner:
+                    return True
+                stack[-1] = True
+            elif inner:
+                stack[-1] = True
+        elif _repeats(pattern, index):
+            stack[-1] = True
+        index += 1
+    return False
+
+
+def _check_default(c: Checker, path: Path_, item: Mapping[str, Any], parameter: Parameter) -> None:
+    """A default is a value like any other: of the parameter's type, matching its pattern."""
+    if item.get("default") is None or parameter.type not in PARAMETER_TYPES:
+        return
+    if "pattern" in item and parameter.pattern is None:
+        return  # the pattern itself is refused
+    bounds = (parameter.minimum, parameter.maximum)
+    if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
+        return
+    problem = problem_with(parameter, parameter.default)
+    if problem:
+        shown = "the default" if parameter.secret else repr(parameter.default)
+        c.problem((*path, "default"), f"{shown} is not valid: {problem}")
 
 
 def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
