@@ -13,14 +13,18 @@
 #   LIBRESH_APP, LIBRESH_VERSION, LIBRESH_REASON   recorded as tags on a backup
 #   LIBRESH_VOLUMES_DIR   directory holding one directory per volume (the Job mounts /data)
 #   LIBRESH_VOLUMES       names of the volumes to back up / restore, space separated
-#   LIBRESH_DATABASES_DIR directory holding one directory per database, each with a file `uri`
-#                         (the instance's connection Secret, mounted)
+#   LIBRESH_DATABASES_DIR directory holding one directory per database: the instance's
+#                         connection Secret, mounted (files host, port, database, username,
+#                         password, uri; older Secrets and hand-made directories: only `uri`)
 #   LIBRESH_DATABASES     names of the databases, space separated
 #   LIBRESH_META_DIR      the instance record and Secrets, mounted (backup only; optional)
 #   LIBRESH_KEEP_DAILY, LIBRESH_KEEP_WEEKLY, LIBRESH_KEEP_MONTHLY   forget: retention
 #   LIBRESH_PAD_FILE      meta: the one-time pad the record and Secrets are encrypted with
 #   LIBRESH_RESULT_FILE   where the one-line JSON result goes (the Job: /dev/termination-log)
 #   RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE (or RESTIC_PASSWORD), AWS_*   restic's own
+#   TMPDIR                the runner's own files, Secrets among them (the Job: memory)
+#   RESTIC_CACHE_DIR      restic's cache; restic's temporary pack files go to its tmp/
+#                         (the Job: a disk volume: they are large)
 #
 # A backup is a group of snapshots sharing the tag backup:ID: one per database (pg_dump streamed
 # into restic: no temporary copy of the dump), then one of the volumes' files with the record
@@ -32,7 +36,12 @@
 # Exit codes (also in the result's "code"): 0 ok, 1 unexpected failure, 2 bad input,
 # 10 no repository, 11 storage unreachable, 12 wrong repository password, 13 storage full,
 # 14 no such backup, 15 database dump or restore failed (also: the server is newer than this
-# pg_dump), 16 volume files failed.
+# pg_dump), 16 volume files failed; 129, 130, 143: stopped by SIGHUP, SIGINT, SIGTERM (the Job
+# deleted or past its deadline): the staged Secrets are removed first.
+#
+# No password is ever on a command line (argv is readable by every user of the node, in
+# /proc/PID/cmdline and ps): pg_dump and psql connect through libpq's environment, see
+# with_database.
 #
 # Databases are dumped and restored with the app's own connection (its role owns the
 # database, is no superuser): see empty_database_sql for what a restore may remove.
@@ -40,17 +49,65 @@
 set -u
 export TZ=UTC  # restic's times, as the listing prints them
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/libresh-runner.XXXXXX") || exit 1
+STAGE_DIR=${TMPDIR:-/tmp}
+WORK=$(mktemp -d "$STAGE_DIR/libresh-runner.XXXXXX") || exit 1
 META_STAGE=
 cleanup() {
     rm -rf "$WORK"
-    [ -z "$META_STAGE" ] || rm -rf "$META_STAGE"
+    # In the Job the stage is a mount point: its files go, the directory stays.
+    [ -z "$META_STAGE" ] || rm -rf "$META_STAGE" 2>/dev/null
 }
 trap cleanup EXIT
 RESULT_FILE=${LIBRESH_RESULT_FILE:-/dev/null}
 HOST=libresh
+# restic's temporary pack files (up to 16 MiB each, a few at once) next to its cache, on disk:
+# TMPDIR is memory in the Job.
+if [ -n "${RESTIC_CACHE_DIR:-}" ] && mkdir -p "$RESTIC_CACHE_DIR/tmp" 2>/dev/null; then
+    export TMPDIR="$RESTIC_CACHE_DIR/tmp"
+fi
+# restic --json prints 60 progress lines a second, into $WORK/out (memory): one a minute.
+export RESTIC_PROGRESS_FPS=0.0166
 
 log() { printf '%s libresh-runner: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+descendants() {
+    # Every process below this shell, from /proc/*/stat (pid (comm) state ppid ...).
+    for stat in /proc/[0-9]*/stat; do
+        IFS= read -r line <"$stat" 2>/dev/null || continue
+        rest=${line##*) }
+        # shellcheck disable=SC2086 # split on purpose: state ppid ...
+        set -- $rest
+        printf '%s %s\n' "${line%% *}" "$2"
+    done | awk -v root="$$" '{ parent[$1] = $2 }
+        END { for (p in parent) { q = p; n = 0
+                while ((q in parent) && q != root && n++ < 64) q = parent[q]
+                if (q == root && p != root) print p } }'
+}
+
+stopped() {
+    # $1: the signal, $2: the exit code. The Job is deleted or past its deadline (SIGTERM, then
+    # SIGKILL after the grace period): stop what runs, remove the staged Secrets, say so.
+    trap '' TERM INT HUP
+    # shellcheck disable=SC2046 # one argument per process
+    kill -TERM $(descendants) 2>/dev/null
+    wait
+    cleanup
+    trap - EXIT
+    log "error: stopped by SIG$1"
+    printf '{"ok":false,"code":%s,"error":"stopped by SIG%s"}\n' "$2" "$1" >"$RESULT_FILE"
+    exit "$2"
+}
+trap 'stopped TERM 143' TERM
+trap 'stopped INT 130' INT
+trap 'stopped HUP 129' HUP
+
+in_background() {
+    # Runs "$@" and waits for it. A shell runs a trap only once its foreground command has
+    # ended (POSIX, "Signals and Error Handling"), but at once while it waits: so the long
+    # steps run in the background. (Their stdin is /dev/null: they read only their own pipes.)
+    "$@" &
+    wait $!
+}
 
 json_string() {
     # A JSON string literal: backslashes and quotes escaped, control characters dropped.
@@ -160,15 +217,26 @@ check_volumes() {
 stage_meta() {
     # The record and Secrets go next to the volumes as .libresh-meta, into the same snapshot.
     # Mounted ConfigMaps and Secrets are symlink farms (..data/...): copy the visible files.
+    # They are Secrets: private (umask), and in memory in the Job (a memory-backed volume is
+    # mounted there, see libresh_cli/backup/jobs.py); removed when the runner ends, however.
     META_STAGE="$1/.libresh-meta"
-    rm -rf "$META_STAGE"
-    mkdir -p "$META_STAGE"
+    rm -rf "$META_STAGE" 2>/dev/null
+    mkdir -p "$META_STAGE" && chmod 700 "$META_STAGE"
     [ -n "${LIBRESH_META_DIR:-}" ] || return 0
     (cd "$LIBRESH_META_DIR" && find . -name '..*' -prune -o -type f -print -o -type l -print) |
-        while read -r path; do
-            mkdir -p "$META_STAGE/$(dirname "$path")"
-            cp -L "$LIBRESH_META_DIR/$path" "$META_STAGE/$path"
-        done
+        (
+            umask 077
+            while read -r path; do
+                mkdir -p "$META_STAGE/$(dirname "$path")"
+                cp -L "$LIBRESH_META_DIR/$path" "$META_STAGE/$path"
+            done
+        )
+}
+
+backup_files_from() {
+    # shellcheck disable=SC2086 # the volume names are split on purpose
+    cd "$1" && run_restic backup --json --host "$HOST" \
+        --tag "$(backup_tags files),complete" ${LIBRESH_VOLUMES:-} .libresh-meta >"$WORK/out"
 }
 
 backup_files_and_meta() {
@@ -177,16 +245,14 @@ backup_files_and_meta() {
     # snapshots by their paths.
     base=${LIBRESH_VOLUMES_DIR:-}
     if [ -z "${LIBRESH_VOLUMES:-}" ]; then
-        base="${TMPDIR:-/tmp}/libresh-stage"
+        base="$STAGE_DIR/libresh-stage"
         mkdir -p "$base"
     fi
     stage_meta "$base"
     log "backing up volumes (${LIBRESH_VOLUMES:-none}) and the instance record"
-    # shellcheck disable=SC2086 # the volume names are split on purpose
-    (cd "$base" && run_restic backup --json --host "$HOST" \
-        --tag "$(backup_tags files),complete" ${LIBRESH_VOLUMES:-} .libresh-meta >"$WORK/out")
+    in_background backup_files_from "$base"
     status=$?
-    rm -rf "$META_STAGE"
+    rm -rf "$META_STAGE" 2>/dev/null
     # restic 3: some files could not be read, so the snapshot is incomplete: not a backup.
     [ "$status" -eq 0 ] || { forget_partial_backup; explain_restic_failure "backing up the volumes" 16; }
     files=$(summary_number total_files_processed)
@@ -197,6 +263,99 @@ backup_files_and_meta() {
     ADDED=$((ADDED + ${added:-0}))
 }
 
+percent_decode() {
+    # $1 with each %XX replaced by its byte, into $decoded (no command line: printf and the
+    # arithmetic are the shell's own).
+    rest=$1
+    decoded=
+    while :; do
+        case $rest in
+        *%*) ;;
+        *) break ;;
+        esac
+        decoded=$decoded${rest%%\%*}
+        rest=${rest#*\%}
+        case $rest in
+        [0-9A-Fa-f][0-9A-Fa-f]*)
+            hex=${rest%"${rest#??}"}
+            rest=${rest#??}
+            byte=$(printf "\\$(printf '%03o' "$((0x$hex))")x")
+            decoded=$decoded${byte%x}
+            ;;
+        *) decoded=$decoded% ;;
+        esac
+    done
+    decoded=$decoded$rest
+}
+
+read_connection() {
+    # Sets db_host, db_port, db_name, db_user, db_password, db_sslmode for database $1, from
+    # its Secret's keys, or from its uri (postgresql://USER:PASSWORD@HOST:PORT/NAME?sslmode=X)
+    # when the keys are missing. The uri gives sslmode either way.
+    dir="$LIBRESH_DATABASES_DIR/$1"
+    uri=
+    [ ! -r "$dir/uri" ] || uri=$(cat "$dir/uri")
+    db_sslmode=
+    case $uri in
+    *\?*)
+        query=${uri#*\?}
+        case "&$query" in
+        *"&sslmode="*)
+            db_sslmode=${query#*sslmode=}
+            db_sslmode=${db_sslmode%%&*}
+            ;;
+        esac
+        ;;
+    esac
+    if [ -r "$dir/host" ] && [ -r "$dir/port" ] && [ -r "$dir/database" ] &&
+        [ -r "$dir/username" ] && [ -r "$dir/password" ]; then
+        db_host=$(cat "$dir/host") db_port=$(cat "$dir/port") db_name=$(cat "$dir/database")
+        db_user=$(cat "$dir/username") db_password=$(cat "$dir/password")
+        return 0
+    fi
+    [ -n "$uri" ] || fail 2 "no connection for database $1 at $dir/uri"
+    rest=${uri#*://}
+    rest=${rest%%\?*}
+    authority=${rest%%/*}
+    db_name=
+    case $rest in */*) db_name=${rest#*/} ;; esac
+    userinfo=
+    case $authority in *@*) userinfo=${authority%@*} authority=${authority##*@} ;; esac
+    db_user=${userinfo%%:*}
+    db_password=
+    case $userinfo in *:*) db_password=${userinfo#*:} ;; esac
+    case $authority in
+    \[*\]:*) db_host=${authority%]:*} db_host=${db_host#[} db_port=${authority##*]:} ;;
+    \[*\]) db_host=${authority#[} db_host=${db_host%]} db_port= ;;
+    *:*) db_host=${authority%:*} db_port=${authority##*:} ;;
+    *) db_host=$authority db_port= ;;
+    esac
+    for field in db_host db_name db_user db_password; do
+        eval "percent_decode \"\$$field\""
+        eval "$field=\$decoded"
+    done
+}
+
+with_database() {
+    # Runs "$@" (pg_dump, psql) connected to database $1 through libpq's environment: PGHOST,
+    # PGPORT, PGDATABASE, PGUSER, PGSSLMODE, and PGPASSWORD, exported in a subshell, so in the
+    # environment of that one command only (not restic's, not the runner's). Chosen over a
+    # PGPASSFILE: a process's environment is readable only by its owner and root
+    # (/proc/PID/environ is 0400 and needs ptrace rights), as a 0600 file would be, while
+    # nothing is written anywhere, nothing is left behind when the Job is killed, and any
+    # password works (a .pgpass line needs ':' and '\' escaped and cannot hold a newline).
+    # Never on the command line: argv (/proc/PID/cmdline, ps) is readable by every user.
+    read_connection "$1"
+    shift
+    (
+        unset PGSERVICE PGSERVICEFILE PGPASSFILE PGOPTIONS
+        export PGHOST="$db_host" PGDATABASE="$db_name" PGUSER="$db_user" PGPASSWORD="$db_password"
+        if [ -n "$db_port" ]; then export PGPORT="$db_port"; else unset PGPORT; fi
+        if [ -n "$db_sslmode" ]; then export PGSSLMODE="$db_sslmode"; else unset PGSSLMODE; fi
+        exec "$@"
+    )
+}
+
 check_dump_client() {
     # pg_dump refuses a server of a newer major version than its own ("pg_dump cannot dump
     # from PostgreSQL servers newer than its own major version; it will refuse to even try",
@@ -204,10 +363,9 @@ check_dump_client() {
     # stored, from the numbers of the real binaries: the server's server_version_num and
     # this pg_dump's --version. When the server cannot be asked, pg_dump says why below.
     database=$1
-    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
-    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
-    server=$(psql --no-psqlrc --tuples-only --no-align --command='SHOW server_version_num' \
-        --dbname="$(cat "$uri_file")" 2>/dev/null) || return 0
+    read_connection "$database"  # its `fail` ends the runner: not in a command substitution
+    server=$(with_database "$database" psql --no-psqlrc --tuples-only --no-align \
+        --command='SHOW server_version_num' 2>/dev/null) || return 0
     client=$(pg_dump --version | sed -n 's/^pg_dump (PostgreSQL) \([0-9][0-9]*\).*/\1/p')
     case $server in '' | *[!0-9]*) return 0 ;; esac
     [ -n "$client" ] || fail 15 "cannot tell the version of this runner's pg_dump ($(pg_dump --version))"
@@ -217,18 +375,21 @@ check_dump_client() {
     fi
 }
 
+dump_into_restic() {
+    {
+        with_database "$1" pg_dump --no-owner --no-privileges 2>"$WORK/dump-err"
+        echo $? >"$WORK/dump-status"
+    } | run_restic backup --json --host "$HOST" --tag "$(backup_tags "db:$1")" \
+        --stdin --stdin-filename "databases/$1.sql" >"$WORK/out"
+}
+
 dump_database() {
     # pg_dump's output goes straight into restic: no copy of the dump on disk. Its exit status
     # travels through a file, since POSIX sh has no pipefail.
     database=$1
-    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
-    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
+    read_connection "$database"
     log "dumping database $database"
-    {
-        pg_dump --no-owner --no-privileges --dbname="$(cat "$uri_file")" 2>"$WORK/dump-err"
-        echo $? >"$WORK/dump-status"
-    } | run_restic backup --json --host "$HOST" --tag "$(backup_tags "db:$database")" \
-        --stdin --stdin-filename "databases/$database.sql" >"$WORK/out"
+    in_background dump_into_restic "$database"
     status=$?
     cat "$WORK/dump-err" >&2
     # When restic stops for a reason of its own (password, storage), pg_dump fails too (its pipe
@@ -300,16 +461,8 @@ find_newest_backup() {
     BACKUP_ID=$(tail -n 1 "$WORK/list" | cut -d ' ' -f 1)
 }
 
-restore_database() {
+load_from_restic() {
     database=$1
-    uri_file="$LIBRESH_DATABASES_DIR/$database/uri"
-    [ -r "$uri_file" ] || fail 2 "no connection for database $database at $uri_file"
-    log "restoring database $database"
-    # One transaction: the database is emptied (so tables a failed upgrade added go too), the
-    # dump is loaded, and COMMIT is sent only when restic streamed the whole dump. Anything
-    # less and psql ends without COMMIT, so the server rolls the whole restore back.
-    # The dump has no owners and no privileges (--no-owner --no-privileges): what it makes
-    # belongs to the role that restores, the app's own (the instance's, or a clone's).
     {
         printf '%s\n' '\set ON_ERROR_STOP on' 'BEGIN;'
         empty_database_sql
@@ -318,7 +471,19 @@ restore_database() {
         dumped=$?
         echo "$dumped" >"$WORK/dump-status"
         [ "$dumped" -ne 0 ] || echo 'COMMIT;'
-    } | psql --quiet --no-psqlrc --dbname="$(cat "$uri_file")" >/dev/null 2>"$WORK/psql-err"
+    } | with_database "$database" psql --quiet --no-psqlrc >/dev/null 2>"$WORK/psql-err"
+}
+
+restore_database() {
+    database=$1
+    read_connection "$database"
+    log "restoring database $database"
+    # One transaction: the database is emptied (so tables a failed upgrade added go too), the
+    # dump is loaded, and COMMIT is sent only when restic streamed the whole dump. Anything
+    # less and psql ends without COMMIT, so the server rolls the whole restore back.
+    # The dump has no owners and no privileges (--no-owner --no-privileges): what it makes
+    # belongs to the role that restores, the app's own (the instance's, or a clone's).
+    in_background load_from_restic "$database"
     status=$?
     cat "$WORK/err" "$WORK/psql-err" >&2
     # psql stops at the first error, and restic, writing into its closed pipe, stops too: then
@@ -389,7 +554,7 @@ restore_volumes() {
         log "restoring volume $volume"
         find "$LIBRESH_VOLUMES_DIR/$volume" -mindepth 1 -delete ||
             fail 16 "could not empty $LIBRESH_VOLUMES_DIR/$volume before restoring it"
-        run_restic restore --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:files" \
+        in_background run_restic restore --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:files" \
             --include "/$volume" --target "$LIBRESH_VOLUMES_DIR" latest >/dev/null ||
             explain_restic_failure "restoring volume $volume" 16
     done
@@ -455,7 +620,7 @@ do_forget() {
     log "applying retention: daily ${LIBRESH_KEEP_DAILY:-7}, weekly ${LIBRESH_KEEP_WEEKLY:-4}, monthly ${LIBRESH_KEEP_MONTHLY:-6}"
     # Grouped by tags: each part of a backup (files, each database, meta) is kept or forgotten
     # alike, so what stays is always whole backups.
-    run_restic forget --prune --host "$HOST" --tag "instance:$LIBRESH_INSTANCE" --group-by host,paths \
+    in_background run_restic forget --prune --host "$HOST" --tag "instance:$LIBRESH_INSTANCE" --group-by host,paths \
         --keep-daily "${LIBRESH_KEEP_DAILY:-7}" --keep-weekly "${LIBRESH_KEEP_WEEKLY:-4}" \
         --keep-monthly "${LIBRESH_KEEP_MONTHLY:-6}" >/dev/null || explain_restic_failure "applying retention"
     printf '{"ok":true}\n' >"$RESULT_FILE"

@@ -30,6 +30,10 @@ KEEP_FINISHED_SECONDS = 7 * 24 * 3600
 VOLUMES_DIR = "/data"
 DATABASES_DIR = "/databases"
 META_DIR = "/meta"
+# Memory-backed volumes (they count as the pod's memory): the runner's own files, and the
+# staged record and Secrets (a ConfigMap and Secrets, 1 MiB each at most).
+WORK_SIZE = "64Mi"
+META_STAGE_SIZE = "16Mi"
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,22 @@ def runner_pod_spec(
 ) -> Manifest:
     """The pod that runs `action` (backup, restore, snapshots, forget, scheduled, init)."""
     touches_data = action in ("backup", "restore", "scheduled")
+    # /work (TMPDIR) holds what the runner itself writes, Secrets among them (the staged
+    # record and Secrets of a backup without volumes, a `meta` run's unpacked record): in
+    # memory, never on the node's disk. restic's cache (/work/cache) and its temporary pack
+    # files (the runner puts them in the cache's tmp/) can be large: a disk volume mounted
+    # inside it.
     mounts: list[Manifest] = [
         {"name": "tools", "mountPath": "/tools"},
         {"name": "runner", "mountPath": "/runner"},
         {"name": "work", "mountPath": "/work"},
+        {"name": "cache", "mountPath": "/work/cache"},
     ]
     volumes: list[Manifest] = [
         {"name": "tools", "emptyDir": {}},
         {"name": "runner", "configMap": {"name": RUNNER_CONFIGMAP}},
-        {"name": "work", "emptyDir": {}},
+        {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": WORK_SIZE}},
+        {"name": "cache", "emptyDir": {}},
     ]
     if storage.kind == "path":
         mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
@@ -128,6 +139,12 @@ def runner_pod_spec(
                 {"name": f"db-{database}", "secret": {"secretName": f"libresh-{database}"}}
             )
     if action in ("backup", "scheduled"):
+        # The record and Secrets are staged beside the volumes (one snapshot holds both):
+        # that place is memory too, not the container's root filesystem.
+        mounts.append({"name": "meta-stage", "mountPath": f"{VOLUMES_DIR}/.libresh-meta"})
+        volumes.append(
+            {"name": "meta-stage", "emptyDir": {"medium": "Memory", "sizeLimit": META_STAGE_SIZE}}
+        )
         mounts.append({"name": "record", "mountPath": f"{META_DIR}/record", "readOnly": True})
         volumes.append({"name": "record", "configMap": {"name": RECORD_NAME}})
         for secret in (CREDENTIALS_SECRET, *(f"libresh-{kind}" for kind in target.services)):

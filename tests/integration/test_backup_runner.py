@@ -900,3 +900,190 @@ def test_instances_whose_app_user_is_the_bootstrap_superuser_still_restore(
     assert site.postgres.admin_sql(
         "SELECT count(*) FROM kept; SELECT to_regclass('added') IS NULL", site.database
     ).split() == ["1", "t"]
+
+
+# --- No password on the node's process table; Secrets gone when the Job is killed -------------
+#
+# argv (/proc/PID/cmdline) is readable by every user of the node, the environment only by the
+# process's owner and root. The runner connects through libpq's environment, stages the
+# record and Secrets in memory (the Job's volumes: test_backup_pure.py) and removes them when
+# it is stopped (SIGTERM: the Job deleted or past its deadline).
+
+PASSWORD_FORMS = (DB_PASSWORD, quote(DB_PASSWORD, safe=""), quote(DB_PASSWORD))
+
+
+def slow_wrapper(directory: Path, name: str, target: str, when: str = "*") -> Path:
+    """`name` on PATH: sleeps 1.5 s (while its arguments match `when`), writing its pid to
+    directory/name.started, then runs `target`."""
+    directory.mkdir(exist_ok=True)
+    wrapper = directory / name
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in {when}) echo $$ >"{directory}/{name}.started"; sleep 1.5 ;; esac\n'
+        f'exec {target} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+class CommandLines:
+    """Samples every process's command line while the runner runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    self.seen.add(
+                        cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    )
+                except OSError:
+                    continue
+
+    def __enter__(self) -> CommandLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_pg_dump_and_psql_never_get_the_password_on_their_command_line(
+    site: Site, repository: dict[str, str], tmp_path: Path
+) -> None:
+    init(site, repository)
+    fill(site)
+    bindir = site.postgres.bindir
+    wrappers = tmp_path / "wrappers"
+    slow_wrapper(wrappers, "pg_dump", str(bindir / "pg_dump"), "--no-owner*")
+    slow_wrapper(wrappers, "psql", str(bindir / "psql"), "--quiet*")
+    path = f"{wrappers}:{bindir}:{os.environ['PATH']}"
+    with CommandLines() as processes:
+        backup = run_runner(site, repository, "backup", PATH=path)
+        assert backup.returncode == 0, backup.stderr
+        site.sql("DELETE FROM extra.tags")
+        restore = run_runner(site, repository, "restore", PATH=path)
+        assert restore.returncode == 0, restore.stderr
+    assert site.sql("SELECT count(*) FROM extra.tags") == "2"
+    # The slow steps were seen running, with their arguments...
+    assert any(" --no-owner --no-privileges" in line for line in processes.seen)
+    assert any(" --quiet --no-psqlrc" in line for line in processes.seen)
+    # ...and no command line ever held the password, plain or as in the uri.
+    leaks = [line for line in processes.seen if any(form in line for form in PASSWORD_FORMS)]
+    assert leaks == []
+
+
+def test_the_secrets_own_keys_are_used_and_sslmode_comes_from_the_uri(
+    site: Site, repository: dict[str, str]
+) -> None:
+    # The Secret libresh writes: host, port, database, username, password and uri. The keys
+    # are what the runner uses (here the uri's password is wrong); the uri gives sslmode.
+    init(site, repository)
+    fill(site)
+    connection = site.root / "databases" / "postgres"
+    uri = (connection / "uri").read_text()
+    for key, value in (
+        ("host", "127.0.0.1"),
+        ("port", str(site.postgres.port)),
+        ("database", site.database),
+        ("username", site.database),
+        ("password", DB_PASSWORD),
+    ):
+        (connection / key).write_text(value)
+    (connection / "uri").write_text(uri.replace("%27", "wrong"))
+    assert run_runner(site, repository, "backup").returncode == 0
+    site.sql("DELETE FROM extra.tags")
+    restore = run_runner(site, repository, "restore")
+    assert restore.returncode == 0, restore.stderr
+    assert site.sql("SELECT count(*) FROM extra.tags") == "2"
+    # sslmode=require against a server without TLS: refused, so it was passed on.
+    (connection / "uri").write_text(uri.replace("sslmode=disable", "sslmode=require"))
+    run = run_runner(site, repository, "backup")
+    assert run.returncode == 15, run.stderr
+    assert "SSL" in str(run.result["error"])
+
+
+def runner_processes_gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+@pytest.mark.parametrize("stopped_while", ["dumping", "storing-files"])
+def test_sigterm_removes_the_staged_secrets_and_fails(
+    site: Site, repository: dict[str, str], tmp_path: Path, shell: str, stopped_while: str
+) -> None:
+    init(site, repository)
+    fill(site)
+    command = ("dash",) if shell == "dash" else (str(shutil.which("busybox")), "sh")
+    wrappers = tmp_path / "wrappers"
+    if stopped_while == "dumping":
+        slow = "pg_dump"
+        slow_wrapper(wrappers, slow, str(site.postgres.bindir / "pg_dump"), "--no-owner*")
+    else:  # the record and Secrets are staged beside the volumes
+        slow = "restic"
+        slow_wrapper(wrappers, slow, str(shutil.which("restic")), "*complete*")
+    (wrappers / f"{slow}.started").unlink(missing_ok=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result_file = site.root / "result.json"
+    env = {
+        "PATH": f"{wrappers}:{site.postgres.bindir}:{os.environ['PATH']}",
+        "HOME": str(site.root),
+        "TMPDIR": str(scratch),
+        "RESTIC_CACHE_DIR": str(site.root / "cache"),
+        "LIBRESH_ACTION": "backup",
+        "LIBRESH_INSTANCE": "demo",
+        "LIBRESH_VOLUMES_DIR": str(site.volumes),
+        "LIBRESH_VOLUMES": "app-data",
+        "LIBRESH_DATABASES_DIR": str(site.root / "databases"),
+        "LIBRESH_DATABASES": "postgres",
+        "LIBRESH_META_DIR": str(site.root / "meta"),
+        "LIBRESH_RESULT_FILE": str(result_file),
+        **repository,
+    }
+    runner = subprocess.Popen(
+        [*command, str(runner_script())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        started = wrappers / f"{slow}.started"
+        for _ in range(300):
+            if started.exists() and started.read_text().strip():
+                break
+            assert runner.poll() is None, runner.communicate()[1]
+            threading.Event().wait(0.02)
+        else:
+            pytest.fail(f"{slow} never started")
+        slow_pid = int(started.read_text())
+        stage = site.volumes / ".libresh-meta"
+        (work,) = scratch.glob("libresh-runner.*")
+        if stopped_while == "storing-files":
+            assert (stage / "secrets" / "libresh-credentials" / "api_key").exists()
+            assert stat.S_IMODE(stage.stat().st_mode) == 0o700
+        runner.send_signal(15)
+        _, stderr = runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr
+    assert json.loads(result_file.read_text()) == {
+        "ok": False,
+        "code": 143,
+        "error": "stopped by SIGTERM",
+    }
+    assert not stage.exists() and not work.exists()
+    assert list(scratch.iterdir()) == []
+    assert runner_processes_gone(slow_pid)  # what it ran was stopped too

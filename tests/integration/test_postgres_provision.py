@@ -141,6 +141,32 @@ def test_other_instances_cannot_reach_the_database(
     assert crossing.returncode != 0 and "permission denied" in crossing.stderr
 
 
+def test_no_password_is_on_psqls_command_line(
+    postgres: Postgres, admin_env: dict[str, str], tmp_path: Path
+) -> None:
+    # argv is readable by every user of the node (/proc/PID/cmdline, ps); the environment only
+    # by the process's owner and root. A psql on PATH that records its arguments.
+    name = unique("libresh_argv", admin_env)
+    password = "app-secret-on-no-command-line"
+    arguments = tmp_path / "psql-arguments"
+    wrapper = tmp_path / "bin" / "psql"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        f'#!/bin/sh\nprintf \'%s\\n\' "$@" >>"{arguments}"\nexec {postgres.bindir / "psql"} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**admin_env, "PATH": f"{wrapper.parent}:{admin_env['PATH']}"}
+    done = provision(env, name, password)
+    assert done.returncode == 0, done.stderr
+    recorded = arguments.read_text()
+    assert "--dbname=postgres" in recorded
+    assert password not in recorded
+    if "PGPASSWORD" in admin_env:
+        assert admin_env["PGPASSWORD"] not in recorded
+    accepted = postgres.psql_tcp(name, password, name, "SELECT 1")
+    assert accepted.returncode == 0, accepted.stderr
+
+
 def test_missing_inputs_are_refused(admin_env: dict[str, str]) -> None:
     done = provision(admin_env, "", "x")
     assert done.returncode != 0 and "APP_DATABASE" in done.stderr

@@ -116,7 +116,27 @@ def test_listing_and_init_jobs_touch_no_data() -> None:
         job = runner_job(nextcloud_target(), NODE, action, "x", {}, 60)
         runner = job["spec"]["template"]["spec"]["containers"][0]
         paths = [m["mountPath"] for m in runner["volumeMounts"]]
-        assert paths == ["/tools", "/runner", "/work", "/repository"], action
+        assert paths == ["/tools", "/runner", "/work", "/work/cache", "/repository"], action
+
+
+def test_the_runners_secrets_are_staged_in_memory_and_its_cache_on_disk() -> None:
+    # The runner's files (TMPDIR) and the record and Secrets it stages beside the volumes are
+    # Secrets: memory-backed volumes, never the node's disk. restic's cache and temporary
+    # packs are large: a disk volume.
+    for action in ("backup", "scheduled", "restore", "snapshots", "forget", "init"):
+        spec = runner_job(nextcloud_target(), S3, action, "x", {}, 60)["spec"]["template"]["spec"]
+        runner = spec["containers"][0]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in runner["volumeMounts"]}
+        env = {e["name"]: e["value"] for e in runner["env"]}
+        secrets = [env["TMPDIR"]]
+        if action in ("backup", "scheduled"):
+            secrets.append("/data/.libresh-meta")
+        for path in secrets:
+            assert mounts[path]["emptyDir"]["medium"] == "Memory", (action, path)
+            assert mounts[path]["emptyDir"]["sizeLimit"], (action, path)
+        assert env["RESTIC_CACHE_DIR"] == "/work/cache"
+        assert mounts["/work/cache"]["emptyDir"] == {}, action  # on disk
 
 
 def test_restore_job_mounts_data_but_not_meta() -> None:

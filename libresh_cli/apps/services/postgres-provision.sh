@@ -17,10 +17,18 @@
 # - The database's privileges are the owner's to change: the REVOKE runs as the app's role.
 # - The app's role gets LOGIN only: no CREATEDB, no CREATEROLE; it owns its database, and so
 #   (PostgreSQL 15+) the `public` schema, which belongs to pg_database_owner.
+#
+# No password on a command line (argv is readable by every user of the node, in
+# /proc/PID/cmdline and ps): the admin's comes in PGPASSWORD, the app's in APP_PASSWORD, both
+# in the environment, which only the owner and root may read; psql takes the inputs from there
+# with \getenv (psql 15 and later: the Job's postgres:16.6-alpine has psql 16).
 set -eu
 : "${APP_DATABASE:?}" "${APP_USER:?}" "${APP_PASSWORD:?}"
-psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 --dbname=postgres \
-    -v app_database="$APP_DATABASE" -v app_user="$APP_USER" -v app_password="$APP_PASSWORD" <<'SQL'
+export APP_DATABASE APP_USER APP_PASSWORD
+psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 --dbname=postgres <<'SQL'
+\getenv app_database APP_DATABASE
+\getenv app_user APP_USER
+\getenv app_password APP_PASSWORD
 SELECT current_setting('server_version_num')::int >= 160000 AS pg16 \gset
 SELECT format('CREATE ROLE %I LOGIN', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
