@@ -28,12 +28,18 @@ def postgres() -> Iterator[Postgres]:
 def first_start(server: Postgres, database: str, app_user: str) -> subprocess.CompletedProcess[str]:
     """What the image does at its first start, from POSTGRES_DB on (the superuser exists)."""
     server.admin_sql(f'CREATE DATABASE "{database}"')  # docker_setup_db: owned by POSTGRES_USER
+    return run_init_script(server, database, app_user, PASSWORD)
+
+
+def run_init_script(
+    server: Postgres, database: str, app_user: str, password: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         **server.admin_env(),
         "POSTGRES_USER": "postgres",
         "POSTGRES_DB": database,
         "APP_USER": app_user,
-        "APP_PASSWORD": PASSWORD,
+        "APP_PASSWORD": password,
     }
     # Sourced (a ConfigMap's file is not executable): `. script` in a POSIX shell.
     return subprocess.run(
@@ -44,6 +50,18 @@ def first_start(server: Postgres, database: str, app_user: str) -> subprocess.Co
         check=False,
         timeout=60,
     )
+
+
+def logs_in(server: Postgres, database: str, password: str) -> bool:
+    done = subprocess.run(
+        [str(server.bindir / "psql"), "--no-psqlrc", "-tA", "-c", "SELECT 1"],
+        env={**server.tcp_env(database, password), "PGDATABASE": database},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return done.returncode == 0
 
 
 def test_the_app_gets_a_role_that_owns_its_database_and_cannot_create_roles(
@@ -92,21 +110,13 @@ def test_the_app_gets_a_role_that_owns_its_database_and_cannot_create_roles(
 def test_running_it_again_changes_nothing_but_the_password(postgres: Postgres) -> None:
     database = f"nc_{uuid.uuid4().hex[:6]}"
     assert first_start(postgres, database, database).returncode == 0
-    env = {
-        **postgres.admin_env(),
-        "POSTGRES_USER": "postgres",
-        "POSTGRES_DB": database,
-        "APP_USER": database,
-        "APP_PASSWORD": PASSWORD,
-    }
-    again = subprocess.run(
-        ["sh", "-c", f'set -e; . "{EMBEDDED_INIT_SCRIPT}"'],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    again = run_init_script(postgres, database, database, "a-new-password")
     assert again.returncode == 0, again.stderr
     count = postgres.admin_sql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{database}'")
     assert count.strip() == "1"
+    owner = postgres.admin_sql(
+        f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{database}'"
+    )
+    assert owner.strip() == database
+    assert logs_in(postgres, database, "a-new-password")
+    assert not logs_in(postgres, database, PASSWORD)

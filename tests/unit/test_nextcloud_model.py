@@ -40,17 +40,22 @@ def run_phase(model: NextcloudModel, app: App, phase: str, conn: Connection) -> 
     return outcome
 
 
-def installed(
-    version: str, conn: Connection = EMBEDDED, superuser_app: bool = False
-) -> NextcloudModel:
-    """A Nextcloud installed by the image at `version`, on libresh's embedded PostgreSQL: the
-    app's role is libresh's own (no CREATEROLE), or the superuser as before this release."""
+def server_for(conn: Connection, superuser_app: bool) -> Database:
+    """A fresh server where the app's role is libresh's own (no CREATEROLE), or the superuser
+    as for instances installed before this release."""
     database = Database()
     if superuser_app:
         database.superusers.add(conn.user)
     else:
         database.roles[conn.user] = False
-    model = NextcloudModel(db=database)
+    return database
+
+
+def installed(
+    version: str, conn: Connection = EMBEDDED, superuser_app: bool = False
+) -> NextcloudModel:
+    """A Nextcloud installed by the image at `version`, on libresh's embedded PostgreSQL."""
+    model = NextcloudModel(db=server_for(conn, superuser_app))
     assert model.start(version, conn).ok and model.ready()
     model.volume.files = model.db.files = 7
     return model
@@ -138,19 +143,11 @@ def test_a_restored_nextcloud_reads_its_database_only_with_the_db_config_step(
     origin = installed("34.0.2", source, superuser_app=superuser_app)
     assert run_phase(origin, nextcloud, "pre_backup", source).ok
     taken = origin.snapshot(source)
-    database = Database()
-    if superuser_app:
-        database.superusers.add(target.user)
-    else:
-        database.roles[target.user] = False
-
-    without = NextcloudModel(db=database)
+    without = NextcloudModel(db=server_for(target, superuser_app))
     without.restore(taken, target)
     assert without.status() is None  # teeth: config.php names a role that cannot read (S1)
 
-    restored = NextcloudModel(
-        db=Database(roles=dict(database.roles), superusers=set(database.superusers))
-    )
+    restored = NextcloudModel(db=server_for(target, superuser_app))
     restored.restore(taken, target)
     assert run_phase(restored, nextcloud, "post_restore", target).ok
     assert restored.start("34.0.2", target).ok and restored.ready()
