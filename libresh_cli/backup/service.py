@@ -20,10 +20,9 @@ from typing import Any
 
 from libresh_cli.apps import hooks
 from libresh_cli.apps.catalog import Catalog
-from libresh_cli.apps.health import wait_healthy
 from libresh_cli.apps.lifecycle import (
+    apply_and_wait,
     existing_secret_values,
-    health_workloads,
     install,
     instance_for,
     never_installed,
@@ -38,7 +37,7 @@ from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.placement import claims_of, place_with_volumes
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
-from libresh_cli.apps.render import APP_VERSION, CREDENTIALS_SECRET, Instance, render
+from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
     Retention,
@@ -382,37 +381,13 @@ def _stop(
 
 
 def _start(
-    kube: KubeClient, instance: Instance, objects: list[Manifest], reporter: Reporter
+    kube: KubeClient, instance: Instance, record: InstanceRecord, reporter: Reporter
 ) -> None:
-    """Apply everything again (which restores the replicas) and wait for health."""
+    """Apply the instance at its version the way install does (which restores the replicas,
+    makes Jobs whose pod template changed anew, prunes what this version does not have) and
+    wait for health."""
     reporter.step(f"Starting {instance.name} ({instance.version.version})")
-    _recreate_jobs_of_another_version(kube, instance, objects)
-    kube.apply_all(objects)
-    wait_healthy(
-        kube,
-        instance.namespace,
-        health_workloads(instance, objects),
-        instance.version.version,
-        instance.app.health.timeout,
-        reporter,
-    )
-
-
-def _recreate_jobs_of_another_version(
-    kube: KubeClient, instance: Instance, objects: list[Manifest]
-) -> None:
-    """A Job's pod template cannot change (the API refuses it): a Job of the instance left by
-    another version (e.g. postgres-provision after a failed upgrade, whose rollback starts the
-    previous version) is deleted, then made again by the apply."""
-    for manifest in objects:
-        if manifest["kind"] != "Job":
-            continue
-        live = kube.get("batch/v1", "Job", manifest["metadata"]["name"], instance.namespace)
-        labels = (live or {}).get("spec", {}).get("template", {}).get("metadata", {})
-        if live and (labels.get("labels") or {}).get(APP_VERSION) != instance.version.version:
-            kube.delete_and_wait(
-                "batch/v1", "Job", manifest["metadata"]["name"], instance.namespace
-            )
+    apply_and_wait(kube, prepare(kube, instance, record, record.version), reporter)
 
 
 def _wait_stopped(kube: KubeClient, manifest: Manifest, namespace: str) -> None:
@@ -472,14 +447,14 @@ def restore_backup(
         except BackupFailedError as failed:
             if failed.runner_code in RESTORE_CHANGED_NOTHING:
                 stopped = False
-                _start(kube, running, running_objects, reporter)  # as it was, at its version
+                _start(kube, running, record, reporter)  # as it was, at its version
             raise
         # While the app is still stopped: the restored files may not let it start as they
         # are (Nextcloud's config.php names the database the backup came from), and its
         # volumes are free for the hook Jobs.
         hooks.run_hooks(kube, "post_restore", instance, objects, reporter)
         stopped = False
-        _start(kube, instance, objects, reporter)
+        _start(kube, instance, record, reporter)
     except LibreshError as error:
         _add_history(
             kube,
