@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import secrets as random_secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,9 +31,11 @@ from libresh_cli.apps.record import (
 )
 from libresh_cli.apps.render import (
     CREDENTIALS_SECRET,
+    FOR_JOB,
     MANAGED_BY,
     Instance,
     generated_secret_keys,
+    provisioning_secrets,
     render,
 )
 from libresh_cli.errors import ConflictError, NotFoundError
@@ -284,16 +287,64 @@ def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> 
     instance = prepared.instance
     reporter.step(f"Applying {len(prepared.objects)} objects")
     replace_changed_jobs(kube, prepared)
-    kube.apply_all(prepared.objects)
-    prune(kube, prepared)
-    wait_healthy(
-        kube,
-        instance.namespace,
-        health_workloads(instance, prepared.objects),
-        instance.version.version,
-        instance.app.health.timeout,
-        reporter,
-    )
+    transient = transient_secrets(prepared)
+    try:
+        if transient:
+            kube.apply(prepared.objects[0])  # the namespace they go in
+            kube.apply_all(transient)
+        kube.apply_all(prepared.objects)
+        _owned_by_their_jobs(kube, transient)
+        prune(kube, prepared)
+        wait_healthy(
+            kube,
+            instance.namespace,
+            health_workloads(instance, prepared.objects),
+            instance.version.version,
+            instance.app.health.timeout,
+            reporter,
+        )
+    finally:
+        # Ready, failed or interrupted: the Job has its pods' environment already, or will
+        # never run again (a completed Job makes no new pod).
+        for secret in transient:
+            kube.delete("v1", "Secret", secret["metadata"]["name"], instance.namespace)
+
+
+def transient_secrets(prepared: Prepared) -> list[Manifest]:
+    """The provisioning Secrets (the shared PostgreSQL admin) of the Jobs this apply makes or
+    makes anew; none when their Job is unchanged (it does not run again). They are not in
+    the rendered objects, so the plan and the prune never see them."""
+    running = {
+        change.ref[2]
+        for change in prepared.plan.changes
+        if change.ref[1] == "Job" and change.action in ("create", "update")
+    }
+    return [
+        secret
+        for secret in provisioning_secrets(prepared.instance)
+        if secret["metadata"]["annotations"][FOR_JOB] in running
+    ]
+
+
+def _owned_by_their_jobs(kube: KubeClient, secrets: list[Manifest]) -> None:
+    """Each transient Secret owned by its Job: if libresh stops before deleting it, the
+    garbage collector does when the Job goes (ttl or uninstall)."""
+    for secret in secrets:
+        namespace = secret["metadata"]["namespace"]
+        job = kube.get("batch/v1", "Job", secret["metadata"]["annotations"][FOR_JOB], namespace)
+        if job is not None:
+            owned = copy.deepcopy(secret)
+            owned["metadata"]["ownerReferences"] = [owner_reference(job)]
+            kube.apply(owned)
+
+
+def owner_reference(owner: Manifest) -> dict[str, Any]:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
 
 
 def prune(kube: KubeClient, prepared: Prepared) -> None:

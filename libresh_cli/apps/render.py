@@ -146,19 +146,32 @@ def service_objects(kind: str, instance: Instance) -> list[Manifest]:
     if provider == "embedded":
         return _render_file(SERVICES_DIR / f"{kind}-embedded.yaml", instance)
     if kind == "postgres":
-        admin = {"password": instance.service_secrets["postgres_admin_password"]}
         script = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "libresh-postgres-provision"},
             "data": {"provision.sh": PROVISION_SCRIPT.read_text()},
         }
-        return [
-            _secret("libresh-postgres-admin", admin),
-            script,
-            *_render_file(SERVICES_DIR / "postgres-external.yaml", instance),
-        ]
+        return [script, *_render_file(SERVICES_DIR / "postgres-external.yaml", instance)]
     return []
+
+
+ADMIN_SECRET = "libresh-postgres-admin"  # noqa: S105 - a name
+PROVISION_JOB = "postgres-provision"
+FOR_JOB = "libresh.dev/for-job"  # annotation: the Job a transient Secret is made for
+
+
+def provisioning_secrets(instance: Instance) -> list[Manifest]:
+    """The Secrets a provisioning Job reads while it runs, and nothing else ever: the shared
+    PostgreSQL admin's password (external postgres), which opens every instance's database.
+    Not among the instance's objects (an app namespace never keeps it): apply_and_wait
+    (libresh_cli/apps/lifecycle.py) makes it only when that Job is made or made anew, and
+    deletes it once the Job has finished. Annotated with the Job's name (FOR_JOB)."""
+    if "postgres" not in instance.app.requires or instance.provider("postgres") == "embedded":
+        return []
+    admin = _secret(ADMIN_SECRET, {"password": instance.service_secrets["postgres_admin_password"]})
+    admin["metadata"]["annotations"] = {FOR_JOB: PROVISION_JOB}
+    return [_finish(admin, instance)]
 
 
 def template_context(instance: Instance) -> dict[str, Any]:

@@ -375,6 +375,8 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
         ok(install(lab, "nextcloud", external, "x.example.org"))
         batch = k8s.BatchV1Api(lab.official_client())
         assert batch.read_namespaced_job_status("postgres-provision", external).status.succeeded
+        # The shared admin's password was there for the provisioning Job's run only.
+        assert kube.get("v1", "Secret", "libresh-postgres-admin", external) is None
         core = k8s.CoreV1Api(lab.official_client())
         connection = core.read_namespaced_secret("libresh-postgres", external).data
         assert base64.b64decode(connection["host"]).decode() == "db.example.org"

@@ -7,13 +7,21 @@ import base64
 import pytest
 
 from libresh_cli.apps.catalog import builtin_catalog
+from libresh_cli.apps.lifecycle import Prepared, transient_secrets
+from libresh_cli.apps.plan import Change, Plan
 from libresh_cli.apps.providers import (
     ExternalService,
     check_external,
     providers_for_new_instance,
     services_for,
 )
-from libresh_cli.apps.render import Instance, generated_secret_keys, render
+from libresh_cli.apps.render import (
+    FOR_JOB,
+    Instance,
+    generated_secret_keys,
+    provisioning_secrets,
+    render,
+)
 from libresh_cli.apps.schema import load_app
 from libresh_cli.errors import BadInputError, OperationFailedError
 
@@ -99,6 +107,37 @@ def test_external_postgres_renders_a_provisioning_job_instead_of_a_server() -> N
     }
     assert connection["database"] == connection["username"] == "libresh_office_a"
     assert connection["uri"].endswith("@db.example.org:5433/libresh_office_a?sslmode=verify-full")
-    admin = objects[("Secret", "libresh-postgres-admin")]["data"]["password"]
-    assert base64.b64decode(admin).decode() == "adm-pw"
+    # The shared admin's password is no object of the instance: made for the Job's run only.
+    assert ("Secret", "libresh-postgres-admin") not in objects
+    (admin,) = provisioning_secrets(instance)
+    assert admin["metadata"]["name"] == "libresh-postgres-admin"
+    assert admin["metadata"]["namespace"] == "office-a"
+    assert admin["metadata"]["annotations"] == {FOR_JOB: "postgres-provision"}
+    assert base64.b64decode(admin["data"]["password"]).decode() == "adm-pw"
     assert objects[("ConfigMap", "libresh-postgres-provision")]["data"]["provision.sh"]
+
+
+@pytest.mark.parametrize(
+    ("job_action", "made"), [("create", True), ("update", True), ("unchanged", False)]
+)
+def test_the_admin_secret_is_made_only_for_a_provisioning_job_that_runs(
+    job_action: str, made: bool
+) -> None:
+    services, service_secrets = services_for(
+        {"postgres": "external", "redis": "embedded"},
+        {"postgres": EXTERNAL_PG},
+        {"postgres_admin_password": "adm-pw"},
+    )
+    secrets = {k: f"pw-{k}" for k in generated_secret_keys(NEXTCLOUD)}
+    params = {"domain": "c.example.org", "admin_user": "admin"}
+    instance = Instance(
+        "office-a", NEXTCLOUD, NEXTCLOUD.latest, params, secrets, services, service_secrets
+    )
+    job = Change(("batch/v1", "Job", "postgres-provision"), job_action)
+    plan = Plan("office-a", "nextcloud", None, NEXTCLOUD.latest.version, [job])
+    transient = transient_secrets(Prepared(instance, [], plan, None))
+    assert [s["metadata"]["name"] for s in transient] == (
+        ["libresh-postgres-admin"] if made else []
+    )
+    embedded = Instance("office-b", NEXTCLOUD, NEXTCLOUD.latest, params, secrets, {}, {})
+    assert provisioning_secrets(embedded) == []
