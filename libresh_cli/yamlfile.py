@@ -11,6 +11,8 @@ never the text (a values file may hold a password).
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +118,27 @@ def read_text(path: Path, *, what: str, limit: int = MAX_FILE_BYTES) -> str:
     """A file's text, at most `limit` bytes of UTF-8; BadInputError naming `what` and the file
     otherwise (OSError included)."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
+        data = _read_regular_file(path, limit + 1)
     except OSError as error:
         raise BadInputError(f"Cannot read the {what} {path}: {error.strerror}.") from error
+    if data is None:
+        raise BadInputError(
+            f"Cannot read the {what} {path}: it is not a regular file (a pipe, a device or a "
+            "folder).",
+            hint=f"Give the path of the {what} itself.",
+        )
     return decode(data, source=f"the {what} {path}", limit=limit)
+
+
+def _read_regular_file(path: Path, size: int) -> bytes | None:
+    """At most `size` bytes of a regular file; None for anything else. Opened without
+    waiting, so a named pipe cannot hold libresh forever, and never read endlessly
+    (/dev/zero)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        return handle.read(size)
 
 
 def decode(data: bytes, *, source: str, limit: int = MAX_FILE_BYTES) -> str:

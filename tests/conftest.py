@@ -15,3 +15,13 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     monkeypatch.delenv("LIBRESH_DEBUG", raising=False)
     monkeypatch.delenv("LIBRESH_LAB_BIN_DIR", raising=False)
     return Paths.from_env()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The hostile-input corpus's size and results, when it ran (tests/hostile)."""
+    import sys
+
+    harness = sys.modules.get("tests.hostile.harness")
+    line = harness.summary() if harness is not None else None
+    if line:
+        terminalreporter.write_sep("-", line)

@@ -63,8 +63,16 @@ class Catalog:
             )
         return load_app(directories[name])
 
-    def apps(self) -> list[App]:
-        return [load_app(directory) for directory in self.app_directories().values()]
+    def apps(self) -> tuple[list[App], list[BadInputError]]:
+        """Every app that can be read, and the error of each that cannot (naming its file):
+        one broken package does not hide the others."""
+        found, broken = [], []
+        for directory in self.app_directories().values():
+            try:
+                found.append(load_app(directory))
+            except BadInputError as error:
+                broken.append(error)
+        return found, broken
 
 
 def sample_value(parameter: Parameter) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
@@ -366,7 +366,12 @@ class _BoundedEnvironment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            loader=_NoLoader(),
+        )
         self.steps = 0
         self.deadline = time.monotonic() + MAX_RENDER_SECONDS
         self.globals["range"] = self._range
@@ -446,6 +451,18 @@ class _BoundedEnvironment(SandboxedEnvironment):
         return _checked(super().call(context, obj, *args, **kwargs), f"The result of {name}()")
 
 
+class _NoLoader(BaseLoader):
+    """Each template renders on its own: `include`, `import` and `extends` would read other
+    files (Jinja without a loader fails on them with a TypeError)."""
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        raise TemplateNotFound(
+            template,
+            f"{template!r}: a template cannot include, import or extend another "
+            "(each file of templates/ renders on its own)",
+        )
+
+
 def _environment() -> SandboxedEnvironment:
     return _BoundedEnvironment()
 
@@ -467,6 +484,10 @@ def _render_text(template: Path, source: str, instance: Instance) -> str:
     return "".join(parts)
 
 
+# What a template's operations raise on values of the wrong type (caught, not a crash).
+TEMPLATE_PYTHON_ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError)
+
+
 def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     try:
         source = yamlfile.read_text(template, what="template")
@@ -482,6 +503,21 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
             hint="Fix the template; `libresh catalog validate` renders every "
             "version to find such errors.",
         ) from error
+    except RecursionError:
+        raise RenderError(
+            f"{template}: the template failed: it calls itself too deeply (endless recursion).",
+            hint="Fix the template's macros so that their recursion ends.",
+        ) from None
+    except TEMPLATE_PYTHON_ERRORS as error:
+        # An operation on values of the wrong type (text * text, 1 / 0, a filter given a
+        # list): Python's error, with the template's line Jinja keeps in the traceback.
+        line = _template_line(error)
+        where = f"{template}:{line}" if line else str(template)
+        raise RenderError(
+            f"{where}: the template failed: {type(error).__name__}: {error}",
+            hint="Fix the template; `libresh catalog validate` renders every "
+            "version to find such errors.",
+        ) from error
     try:
         loaded = yamlfile.load_all(
             text, source=f"{template} (rendered)", limit=yamlfile.MAX_RENDERED_BYTES
@@ -494,16 +530,89 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     return documents
 
 
+def _template_line(error: BaseException) -> int | None:
+    """The template's line where `error` was raised: Jinja rewrites the traceback so that
+    the template's frames carry its file name and line numbers."""
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == "<template>":
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
+
+
+# metadata.name of most kinds: a DNS subdomain (RFC 1123), as the API server checks it.
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 def _check_object(document: Any, template: Path) -> None:
-    if not isinstance(document, dict) or not document.get("metadata", {}).get("name"):
-        raise RenderError(f"{template}: every document must be an object with metadata.name.")
+    """Each rendered document is an object of an allowed kind, with the shape libresh reads
+    and completes (labels, namespace, pod templates): a wrong shape is the template's error."""
+    if not isinstance(document, dict):
+        raise RenderError(
+            f"{template}: every document must be an object (a mapping with apiVersion, kind "
+            f"and metadata.name), not {_kind_of(document)}."
+        )
     kind = (document.get("apiVersion"), document.get("kind"))
-    if kind not in ALLOWED_KINDS:
+    if not all(isinstance(part, str) for part in kind) or kind not in ALLOWED_KINDS:
         allowed = ", ".join(sorted(k for _, k in ALLOWED_KINDS))
         raise RenderError(
             f"{template}: {kind[1]} ({kind[0]}) is not allowed in an app.",
             hint=f"Apps may create: {allowed}.",
         )
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict) or name is None:
+        raise RenderError(
+            f"{template}: {kind[1]}: metadata: expected a mapping holding name, got "
+            f"{_kind_of(metadata)}.",
+            hint="Every object has metadata: {name: ...}.",
+        )
+    if not isinstance(name, str) or len(name) > 253 or not OBJECT_NAME.fullmatch(name):
+        raise RenderError(
+            f"{template}: {kind[1]} {name}: metadata.name: {name!r} is not a name Kubernetes "
+            "accepts (lowercase letters, digits, '-' and '.', starting and ending with a "
+            "letter or digit)."
+        )
+    for where, value in _shaped_parts(kind[1], document):
+        if value is not None and not isinstance(value, dict):
+            field = ".".join(where)
+            raise RenderError(
+                f"{template}: {kind[1]} {name}: {field}: expected a mapping, got {_kind_of(value)}."
+            )
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _shaped_parts(kind: str, document: Manifest) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """The parts of an object that must be mappings when present, outermost first."""
+    metadata = document["metadata"]
+    yield ("metadata", "labels"), metadata.get("labels")
+    yield ("metadata", "annotations"), metadata.get("annotations")
+    spec = document.get("spec")
+    yield ("spec",), spec
+    if kind not in POD_KINDS or not isinstance(spec, dict):
+        return
+    where: tuple[str, ...] = ("spec",)
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        yield ("spec", "jobTemplate"), job
+        spec = job.get("spec") if isinstance(job, dict) else None
+        yield ("spec", "jobTemplate", "spec"), spec
+        where = ("spec", "jobTemplate", "spec")
+    pod = spec.get("template") if isinstance(spec, dict) else None
+    yield (*where, "template"), pod
+    if isinstance(pod, dict):
+        pod_metadata = pod.get("metadata")
+        yield (*where, "template", "metadata"), pod_metadata
+        if isinstance(pod_metadata, dict):
+            yield (*where, "template", "metadata", "labels"), pod_metadata.get("labels")
+        yield (*where, "template", "spec"), pod.get("spec")
 
 
 RESERVED_PREFIX = "libresh-"

@@ -35,6 +35,8 @@ from libresh_cli.errors import BadInputError
 NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 VERSION = re.compile(r"\d+\.\d+\.\d+")
+# A Kubernetes quantity (resource.Quantity): a number with a suffix (m, Mi, G, e3…).
+QUANTITY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?")
 IMAGE = re.compile(r"[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?")
 Path_ = tuple[str | int, ...]
 
@@ -200,6 +202,9 @@ TOP_FIELDS = {
 
 
 def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
+    if not isinstance(data, Mapping):
+        c.problem((), f"expected a mapping of fields, got {type(data).__name__}")
+        return None
     top = c.mapping(data, (), TOP_FIELDS, {"schema_version", "name", "description", "versions"})
     if top.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
         c.problem(
@@ -328,10 +333,10 @@ def _read_parameters(c: Checker, top: Mapping[str, Any]) -> tuple[Parameter, ...
             prompt=c.text(item, path, "prompt", default=name),
             description=c.text(item, path, "description"),
             default=item.get("default"),
-            required=bool(item.get("required", "default" not in item and secret is None)),
+            required=_flag(c, item, path, "required", "default" not in item and secret is None),
             pattern=pattern if isinstance(pattern, str) else None,
-            minimum=item.get("min"),
-            maximum=item.get("max"),
+            minimum=_bound(c, item, path, "min"),
+            maximum=_bound(c, item, path, "max"),
             generate=secret == "generate",  # noqa: S105 - a keyword, not a password
             length=c.integer(item, path, "length", 32, 12, 128),
         )
@@ -416,6 +421,29 @@ def nested_quantifier(pattern: str) -> bool:
     return False
 
 
+def _flag(c: Checker, item: Mapping[str, Any], path: Path_, key: str, default: bool) -> bool:
+    value = item.get(key, default)
+    if not isinstance(value, bool):
+        c.problem((*path, key), f"expected true or false, got {value!r}")
+        return default
+    return value
+
+
+def _bound(c: Checker, item: Mapping[str, Any], path: Path_, key: str) -> int | None:
+    """min and max of an integer parameter: whole numbers, min not above max."""
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 10**18:
+        c.problem((*path, key), f"expected a whole number, got {value!r}")
+        return None
+    low = item.get("min")
+    if key == "max" and isinstance(low, int) and not isinstance(low, bool) and low > value:
+        c.problem((*path, key), f"{value} is below min ({low})")
+        return None
+    return value
+
+
 def _check_default(c: Checker, path: Path_, item: Mapping[str, Any], parameter: Parameter) -> None:
     """A default is a value like any other: of the parameter's type, matching its pattern."""
     if item.get("default") is None or parameter.type not in PARAMETER_TYPES:
@@ -440,6 +468,13 @@ def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _read_resources(c: Checker, top: Mapping[str, Any]) -> dict[str, str]:
     resources = c.mapping(top.get("resources", {}), ("resources",), {"cpu", "memory"}, set())
+    for key, value in resources.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            c.problem(
+                ("resources", key), f"expected a quantity such as 100m or 64Mi, got {value!r}"
+            )
+        elif not QUANTITY.fullmatch(str(value)):
+            c.problem(("resources", key), f"{value!r} is not a quantity such as 100m or 64Mi")
     return {key: str(value) for key, value in resources.items()}
 
 
@@ -484,7 +519,7 @@ def _read_hooks(c: Checker, top: Mapping[str, Any]) -> dict[str, tuple[HookStep,
                     ),
                     command=tuple(command),
                     timeout=c.integer(job, (*path, "job"), "timeout", 600, 5, 7200),
-                    mount_volumes=bool(job.get("volumes", True)),
+                    mount_volumes=_flag(c, job, (*path, "job"), "volumes", True),
                     run_as_user=c.integer(job, (*path, "job"), "run_as_user", 0, 0, 2**31 - 1)
                     if "run_as_user" in job
                     else None,

@@ -35,7 +35,12 @@ def list_apps(ctx: typer.Context, output: OutputOption = None) -> None:
       libresh catalog list
     """
     app = app_context(ctx, output)
-    apps = catalog(app).apps()
+    apps, broken = catalog(app).apps()
+    for error in broken:
+        app.reporter().warn(
+            f"{error.message}\nLeft out of the list: fix it, then check with "
+            "`libresh catalog validate PATH`."
+        )
     rows = [
         {
             "name": a.name,
