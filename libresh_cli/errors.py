@@ -72,3 +72,10 @@ class OperationFailedError(LibreshError):
     """Work was attempted and did not succeed (a process died, a wait timed out)."""
 
     exit_code = ExitCode.FAILURE
+
+
+class InterruptedRunError(LibreshError):
+    """Ctrl-C or SIGTERM stopped work that leaves something to say: what state it is in and
+    how to go on."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -86,7 +86,19 @@ def read_record(kube: KubeClient, name: str) -> InstanceRecord | None:
 
 
 def save_record(kube: KubeClient, record: InstanceRecord) -> None:
-    kube.apply(record.to_configmap())
+    """Write the record if nobody wrote it since it was read (compare and swap on its
+    resourceVersion); the record then carries the new one, for its next write."""
+    try:
+        written = kube.apply(record.to_configmap())
+    except KubeApiError as error:
+        if error.status != 409:
+            raise
+        raise ConflictError(
+            f"The record of {record.name} was changed by someone else while this run worked "
+            "on it; this run's view of it is out of date, so it was not written.",
+            hint=f"See the instance as it is now: libresh status {record.name}",
+        ) from error
+    record.resource_version = str(written["metadata"]["resourceVersion"])
 
 
 def require_record(kube: KubeClient, name: str) -> InstanceRecord:
@@ -396,4 +408,5 @@ def _record_for(prepared: Prepared) -> InstanceRecord:
         status="installing",
         history=list(previous.history) if previous else [],
         services={kind: instance.provider(kind) for kind in instance.app.requires},
+        resource_version=previous.resource_version if previous else None,
     )

@@ -42,22 +42,36 @@ class InstanceRecord:
     services: dict[str, str] = field(default_factory=dict)  # kind -> provider, pinned
     last_error: str | None = None
     history: list[HistoryEntry] = field(default_factory=list)
+    # The upgrade step under way: {"from", "to", "backup"} (the backup taken before it, or
+    # None with --no-backup). Set before the step changes anything, cleared when it ends
+    # (done or rolled back): still set at the next run means the step was interrupted, and
+    # that run restores this backup before anything else (libresh_cli/apps/upgrade.py).
+    pending_upgrade: dict[str, Any] | None = None
+    # The ConfigMap's resourceVersion this record was read from or last written as: the
+    # next write is refused (409) if someone else wrote in between. Not stored in the data.
+    resource_version: str | None = field(default=None, compare=False, repr=False)
 
     def add_history(self, entry: HistoryEntry) -> None:
         self.history = [*self.history, entry][-MAX_HISTORY:]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["resource_version"]
+        return data
 
     def to_configmap(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "name": RECORD_NAME,
+            "namespace": self.name,
+            "labels": {MANAGED_BY: "libresh", INSTANCE: self.name, RECORD_LABEL: "instance"},
+        }
+        if self.resource_version:
+            # Server-side apply takes it as a precondition: compare and swap.
+            metadata["resourceVersion"] = self.resource_version
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {
-                "name": RECORD_NAME,
-                "namespace": self.name,
-                "labels": {MANAGED_BY: "libresh", INSTANCE: self.name, RECORD_LABEL: "instance"},
-            },
+            "metadata": metadata,
             "data": {"record.json": json.dumps(self.to_dict(), indent=1, sort_keys=True)},
         }
 
@@ -69,9 +83,12 @@ class InstanceRecord:
         namespace = str((configmap.get("metadata") or {}).get("namespace", "?"))
         try:
             data = json.loads((configmap.get("data") or {}).get("record.json", ""))
-            return cls._from_dict(data)
+            record = cls._from_dict(data)
         except (ValueError, TypeError, KeyError) as error:
             raise RecordUnreadableError(namespace, str(error)) from error
+        version = (configmap.get("metadata") or {}).get("resourceVersion")
+        record.resource_version = str(version) if version else None
+        return record
 
     @classmethod
     def _from_dict(cls, data: Any) -> InstanceRecord:
@@ -81,6 +98,9 @@ class InstanceRecord:
         for key in ("name", "app", "version"):
             if not isinstance(known.get(key), str):
                 raise TypeError(f"{key} is missing or not text")
+        if not isinstance(known.get("pending_upgrade") or {}, dict):
+            raise TypeError("pending_upgrade is not an object")
+        known.pop("resource_version", None)
         for key, kind in (("params", dict), ("secret_keys", list), ("services", dict)):
             if not isinstance(known.get(key, kind()), kind):
                 raise TypeError(f"{key} is not a {kind.__name__}")

@@ -54,8 +54,10 @@ def install(
     """
     from libresh_cli.apps.lifecycle import install as do_install
     from libresh_cli.apps.lifecycle import plan_install
+    from libresh_cli.apps.lock import instance_lock
     from libresh_cli.apps.params import (
         GivenValues,
+        check_given,
         parse_set_options,
         read_values_file,
         validate_domain,
@@ -71,6 +73,7 @@ def install(
     parse_set_options(set_values or [], given)
     if domain is not None:
         given.add("domain", domain, "--domain")
+    check_given(catalog(app).load(app_name), given)  # also before connecting
     with kube_client(app) as kube:
         prepared = plan_install(kube, catalog(app), app_name, name, given, version, asker(app))
         plan = prepared.plan
@@ -86,7 +89,10 @@ def install(
         if not confirm(app, f"Install {plan.app} {plan.version_to} as {plan.instance}?"):
             raise typer.Exit(1)
         reporter = app.reporter()
-        with reporter.spinning(f"Installing {plan.instance}"):
+        with (
+            reporter.spinning(f"Installing {plan.instance}"),
+            instance_lock(kube, plan.instance, "install", prepared.objects[0]),
+        ):
             do_install(kube, prepared, reporter)
     instance = prepared.instance
     app.err.print(
@@ -253,6 +259,7 @@ def uninstall(
       libresh uninstall vaultwarden --purge-data --yes
     """
     from libresh_cli.apps.inventory import uninstall as do_uninstall
+    from libresh_cli.apps.lock import instance_lock
 
     app = app_context(ctx, yes=yes)
     what = "and DELETE ALL ITS DATA" if purge_data else "(its data is kept)"
@@ -263,7 +270,10 @@ def uninstall(
         if not confirm(app, f"Uninstall {name} {what}?"):
             raise typer.Exit(1)
         reporter = app.reporter()
-        with reporter.spinning(f"Uninstalling {name}"):
+        with (
+            reporter.spinning(f"Uninstalling {name}"),
+            instance_lock(kube, name, "uninstall"),
+        ):
             outcome = do_uninstall(kube, name, purge_data, reporter)
     app.err.print(marked("✓", "green", f"{name}: {outcome}."))
 

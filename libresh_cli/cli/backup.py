@@ -56,12 +56,12 @@ Examples:
     rich_markup_mode=None,
 )
 storage_app = typer.Typer(
-    help="Where backups go (one repository per cluster).",
+    help="Where backups go (one repository per instance, each with its own key).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 key_app = typer.Typer(
-    help="The repository's key: without it, backups cannot be read.",
+    help="The cluster's backup key: without it, backups cannot be read.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -88,11 +88,16 @@ def backup_now(
       libresh backup nextcloud
       libresh backup nextcloud -o json
     """
+    from libresh_cli.apps.lock import instance_lock
     from libresh_cli.backup.service import take_backup
 
     app = app_context(ctx, output)
     reporter = app.reporter()
-    with kube_client(app) as kube, reporter.spinning(f"Backing up {name}"):
+    with (
+        kube_client(app) as kube,
+        reporter.spinning(f"Backing up {name}"),
+        instance_lock(kube, name, "backup"),
+    ):
         result = take_backup(kube, catalog(app), name, "manual", reporter)
     emit(app, result.to_dict(), _backup_text)
 
@@ -156,12 +161,15 @@ def storage_set(
     password_file: Annotated[
         Path | None,
         typer.Option(
-            help="The key of an existing repository (from `backup key export` on another "
-            "cluster); by default a new key is made once and kept."
+            help="The key of storage another cluster set up (from `backup key export` there); "
+            "by default a new key is made once and kept."
         ),
     ] = None,
 ) -> None:
-    """Set where backups go, and create the encrypted repository there.
+    """Set where backups go, and check that the storage can be reached and written.
+
+    Each instance's encrypted repository is made there on its first backup, with a key of
+    its own derived from the cluster's key.
 
     \b
     Examples:
@@ -196,7 +204,7 @@ def storage_set(
     with kube_client(app) as kube:
         if storage.kind == "path":
             ensure_node_exists(kube, storage.node)
-        with reporter.spinning("Opening the backup repository"):
+        with reporter.spinning("Opening the backup storage"):
             made = configure_storage(kube, storage, keys, imported, reporter)
     app.err.print(f"✓ Backups go to {storage.describe()}.")
     if made:
@@ -230,9 +238,10 @@ def key_export(
         Path | None, typer.Option(help="Write it to this file (mode 0600) instead of stdout.")
     ] = None,
 ) -> None:
-    """Print (or write) the repository's key, to keep somewhere safe off this cluster.
+    """Print (or write) the cluster's backup key, to keep somewhere safe off this cluster.
 
-    Without it the backups are unreadable, for example after losing the cluster.
+    Without it the backups are unreadable, for example after losing the cluster: every
+    instance's repository key is derived from it.
 
     \b
     Examples:
@@ -314,8 +323,8 @@ def restore(
     Restoring over an instance asks first (or --yes), backs up its present state (unless
     --no-backup), stops the app while its files are replaced, then checks its health.
     The repository and the backup are checked before anything is stopped. With --as, NAME
-    may be an instance of another cluster that backs up to the same repository (set this
-    cluster's storage with that repository's key): its settings and credentials come from
+    may be an instance of another cluster that backs up to the same storage (set this
+    cluster's storage with that cluster's key): its settings and credentials come from
     the backup.
 
     \b
@@ -325,6 +334,7 @@ def restore(
       libresh restore nextcloud --as nextcloud-test --domain test.example.org
     """
     from libresh_cli.apps.lifecycle import require_record
+    from libresh_cli.apps.lock import instance_lock
     from libresh_cli.backup.service import (
         check_clone_target_free,
         find_backup,
@@ -363,9 +373,10 @@ def restore(
             if as_name:
                 result = restore_as(kube, apps, name, as_name, domain, backup, reporter)
             else:
-                result = restore_backup(
-                    kube, apps, name, backup, reporter, safety_backup=not no_backup
-                )
+                with instance_lock(kube, name, "restore"):
+                    result = restore_backup(
+                        kube, apps, name, backup, reporter, safety_backup=not no_backup
+                    )
     emit(app, result.to_dict(), _restore_text)
 
 

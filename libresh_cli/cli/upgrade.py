@@ -17,7 +17,7 @@ from libresh_cli.cli.common import (
 )
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
-from libresh_cli.errors import BadInputError, LibreshError
+from libresh_cli.errors import BadInputError, ExitCode, InterruptedRunError, LibreshError
 
 if TYPE_CHECKING:
     from libresh_cli.apps.catalog import Catalog
@@ -45,10 +45,15 @@ def upgrade(
 
     Each step takes a backup first (a failed backup stops the upgrade before the app is
     touched), runs the app's hooks and waits for health; a failed step is rolled back to the
-    version before it and the backup is restored. Exit code 0 when everything is upgraded
-    (or already was: nothing to do needs no backup storage), 1 when an upgrade failed (the
-    others still ran), 6 when an instance has an upgrade and backups are not set up (set
-    them up, or pass --no-backup).
+    version before it and the backup is restored. One run at a time per instance: an
+    instance another run is working on is refused, naming that run. Ctrl-C rolls the step
+    back (exit 130); a step that never ended (the run was killed) is rolled back by the next
+    run first.
+
+    Exit code 0 when everything is upgraded (or already was: nothing to do needs no backup
+    storage), 1 when an upgrade failed (the others still ran), 5 when an instance was busy
+    with another run, 6 when an instance has an upgrade and backups are not set up (set them
+    up, or pass --no-backup), 130 when interrupted.
 
     \b
     Examples:
@@ -80,10 +85,15 @@ def upgrade(
             from libresh_cli.backup.storage import require_storage
 
             require_storage(kube, hint_skip="--no-backup")
-        results = [_upgrade_one(app, kube, apps, p, no_backup) for p in planned]
+        results = [
+            _upgrade_one(app, kube, apps, p, no_backup, to, keep_going=all_instances)
+            for p in planned
+        ]
     emit(app, results, _results_table)
     if any(r["result"] == "failed" for r in results):
         raise typer.Exit(1)
+    if any(r["result"] == "busy" for r in results):
+        raise typer.Exit(int(ExitCode.CONFLICT))
 
 
 def _has_steps(planned: UpgradePlan | dict[str, Any]) -> bool:
@@ -120,9 +130,12 @@ def _upgrade_one(
     apps: Catalog,
     plan: UpgradePlan | dict[str, Any],
     no_backup: bool,
+    to: str | None,
+    keep_going: bool,
 ) -> dict[str, Any]:
     from libresh_cli.apps.lifecycle import NoSafeguard, Safeguard
-    from libresh_cli.apps.upgrade import upgrade
+    from libresh_cli.apps.lock import InstanceBusyError, instance_lock
+    from libresh_cli.apps.upgrade import plan_upgrade, upgrade
     from libresh_cli.backup.service import BackupSafeguard
 
     if isinstance(plan, dict):
@@ -140,8 +153,20 @@ def _upgrade_one(
         NoSafeguard(reporter) if no_backup else BackupSafeguard(kube, apps, reporter)
     )
     try:
-        with reporter.spinning(f"Upgrading {name}"):
-            upgrade(kube, plan, safeguard, reporter)
+        with instance_lock(kube, name, "upgrade") as lease, reporter.spinning(f"Upgrading {name}"):
+            # Planned again now that the instance is this run's: another run may have
+            # upgraded it since the plan shown.
+            plan = plan_upgrade(kube, apps, name, to)
+            if plan.nothing_to_do:
+                return {**result, "to": plan.record.version}
+            upgrade(kube, plan, safeguard, reporter, still_held=lease.check)
+    except InstanceBusyError as busy:
+        if not keep_going:
+            raise  # its own message, exit code 5
+        reporter.warn(str(busy))
+        return {**result, "result": "busy", "message": busy.message}
+    except InterruptedRunError:
+        raise  # Ctrl-C ends the whole run, not only this instance
     except LibreshError as error:
         reporter.warn(str(error))
         return {**result, "result": "failed", "message": error.message}

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from itertools import groupby
 from typing import Any, Self, TypeVar
 
@@ -21,6 +23,7 @@ import httpx
 
 from libresh_cli.errors import ExitCode, LibreshError, NotFoundError, UnreachableError
 from libresh_cli.kube.connection import Connection, KubeTarget, load_connection
+from libresh_cli.kube.retry import RetryPolicy
 
 FIELD_MANAGER = "libresh"
 DISCOVERY_ACCEPT = (
@@ -48,6 +51,7 @@ KIND_ORDER = (
     "Service",
 )
 MAX_ERROR_TEXT = 400
+CLOCKS_AGREE = timedelta(seconds=2)
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -106,6 +110,7 @@ class KubeClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.connection = connection
         self._http = httpx.Client(
@@ -119,6 +124,12 @@ class KubeClient:
         self._types: dict[tuple[str, str], ResourceType] | None = None
         self._lock = threading.Lock()
         self.request_count = 0
+        self.retry = retry or RetryPolicy()
+        # Whether the server has answered this client once: until then it may not be there
+        # at all (a wrong address, a stopped lab) and libresh says so at once; after, a refused
+        # connection is a restart (k3s upgrading itself) worth waiting through.
+        self._answered = False
+        self._clock_offset = timedelta(0)
 
     @classmethod
     def connect(cls, target: KubeTarget, **kwargs: Any) -> Self:
@@ -152,26 +163,58 @@ class KubeClient:
         if authorization:
             headers["Authorization"] = authorization
         content = json.dumps(body) if body is not None else None
-        with self._lock:
-            self.request_count += 1
-        started = time.perf_counter()
-        try:
-            response = self._http.request(
-                method, path, params=params, content=content, headers=headers
+        retries = self.retry.schedule(answered=self._answered)
+        while True:
+            with self._lock:
+                self.request_count += 1
+            started = time.perf_counter()
+            try:
+                response = self._http.request(
+                    method, path, params=params, content=content, headers=headers
+                )
+            except httpx.TransportError as error:
+                pause = retries.after_transport_error(method, error)
+                if pause is None:
+                    raise self._unreachable(error) from error
+                log.debug("%s %s: %s; again in %.1f s", method, path, type(error).__name__, pause)
+                self.retry.sleep(pause)
+                continue
+            # Method, path and status only: bodies may hold Secrets.
+            log.debug(
+                "%s %s -> %d (%.0f ms)",
+                method,
+                path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
             )
-        except httpx.TransportError as error:
-            raise self._unreachable(error) from error
-        # Method, path and status only: bodies may hold Secrets.
-        log.debug(
-            "%s %s -> %d (%.0f ms)",
-            method,
-            path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
+            self._answered = True
+            self._note_server_clock(response)
+            pause = retries.after_status(method, response)
+            if pause is None:
+                break
+            self.retry.sleep(pause)
         if response.status_code >= 400:
             raise _api_error(response, method, path)
         return response.json() if response.content else None
+
+    def _note_server_clock(self, response: httpx.Response) -> None:
+        date = response.headers.get("Date")
+        if date:
+            try:
+                server = parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                return
+            offset = server - datetime.now(UTC)
+            # The Date is cut to the second: within two seconds the clocks agree (the same
+            # machine, or both on NTP) and this machine's finer clock is the better one.
+            self._clock_offset = (
+                timedelta(0) if abs(offset) < CLOCKS_AGREE else offset + timedelta(seconds=0.5)
+            )
+
+    def server_now(self) -> datetime:
+        """The API server's time, from the Date of its last answer (to the second): what
+        leases are judged by, whatever this machine's clock says."""
+        return datetime.now(UTC) + self._clock_offset
 
     def healthy(self, path: str = "/readyz") -> bool:
         """True when the API server answers its health endpoint with 200; never raises."""
@@ -316,6 +359,16 @@ class KubeClient:
         )
         created: Manifest = self.request("POST", path, body=manifest)
         return created
+
+    def replace(self, manifest: Manifest) -> Manifest:
+        """PUT the whole object; with metadata.resourceVersion set, only if nobody changed it
+        since (409 otherwise)."""
+        metadata = manifest.get("metadata", {})
+        path = self.path_for(
+            manifest["apiVersion"], manifest["kind"], metadata["name"], metadata.get("namespace")
+        )
+        replaced: Manifest = self.request("PUT", path, body=manifest)
+        return replaced
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         """Delete (children in the background); False when it was already gone."""
