@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -57,8 +58,10 @@ def load_connection(target: KubeTarget) -> Connection:
             hint="Pass an existing file with --kubeconfig, or set KUBECONFIG.",
         )
     for path in kubeconfig_files(target):
-        # The kubernetes client parses with PyYAML unbounded: it only gets files that pass.
-        yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES)
+        # The kubernetes client parses with PyYAML unbounded, and fails on wrong shapes with
+        # Python's errors: it only gets files that pass.
+        document = yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES)
+        check_shape(document, path)
     try:
         k8s_config.load_kube_config(
             config_file=config_file,
@@ -69,9 +72,27 @@ def load_connection(target: KubeTarget) -> Connection:
         _, current = k8s_config.list_kube_config_contexts(config_file=config_file)
     except ConfigException as error:
         raise _config_error(target, error) from error
+    except OSError as error:  # a certificate, key or token file it names
+        raise BadInputError(
+            f"Could not use {target.describe()}: cannot read {error.filename}: {error.strerror}.",
+            hint="Check the files the kubeconfig names, or pass another with --kubeconfig.",
+        ) from None
     context_name = target.context or str(current.get("name", ""))
+    if not str(configuration.host).startswith(("https://", "http://")):
+        raise BadInputError(
+            f"Could not use {target.describe()}: the cluster's server "
+            f"{configuration.host or '(none)'!r} is not an https:// address.",
+            hint="Each cluster of a kubeconfig has a server such as https://203.0.113.10:6443.",
+        )
     try:
         ssl_context = _ssl_context(configuration)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise BadInputError(
+            f"Could not use {target.describe()}: its certificates or client key cannot be "
+            f"read ({_reason(error)}).",
+            hint="Check certificate-authority(-data), client-certificate(-data) and "
+            "client-key(-data), or pass another kubeconfig with --kubeconfig.",
+        ) from None
     finally:
         _forget_key_material(configuration)
     return Connection(
@@ -81,6 +102,63 @@ def load_connection(target: KubeTarget) -> Connection:
         context_name=context_name,
         authorization=_authorization_getter(configuration),
     )
+
+
+SECTIONS = {"clusters": "cluster", "contexts": "context", "users": "user"}
+TEXT_FIELDS = {
+    "cluster": ("server", "certificate-authority", "certificate-authority-data"),
+    "context": ("cluster", "user", "namespace"),
+    "user": ("token", "tokenFile", "username", "password", "client-certificate",
+             "client-certificate-data", "client-key", "client-key-data"),
+}  # fmt: skip
+
+
+def check_shape(document: Any, path: Path) -> None:
+    """The parts of a kubeconfig the kubernetes client reads have the types it expects; it
+    fails on others with Python's errors (or sends a list as a token)."""
+    if document is None:
+        return
+    problem = _shape_problem(document)
+    if problem:
+        raise BadInputError(
+            f"The kubeconfig {path} is not one libresh can use: {problem}.",
+            hint="Check the file (`kubectl config view --kubeconfig FILE`), or pass another "
+            "with --kubeconfig.",
+        )
+
+
+def _shape_problem(document: Any) -> str | None:
+    if not isinstance(document, dict):
+        return f"expected a mapping at the top, got {type(document).__name__}"
+    current = document.get("current-context")
+    if current is not None and not isinstance(current, str):
+        return "current-context is not text"
+    for section, body in SECTIONS.items():
+        entries = document.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            return f"{section} is not a list"
+        for index, entry in enumerate(entries):
+            where = f"{section}[{index}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                return f"{where} is not a mapping with a name"
+            fields = entry.get(body)
+            if fields is None:
+                continue
+            if not isinstance(fields, dict):
+                return f"{where}.{body} is not a mapping"
+            for key in TEXT_FIELDS[body]:
+                if fields.get(key) is not None and not isinstance(fields[key], str):
+                    return f"{where}.{body}.{key} is not text"
+            if "exec" in fields and not isinstance(fields["exec"], dict):
+                return f"{where}.{body}.exec is not a mapping"
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+    return str(reason)
 
 
 def _forget_key_material(configuration: k8s_client.Configuration) -> None:
@@ -147,6 +225,10 @@ def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bo
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
     if configuration.cert_file and configuration.key_file:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    # Python 3.13 turned OpenSSL's strict X.509 checks on in create_default_context: the same
+    # checks on every Python libresh supports, so a certificate that only 3.13 would refuse
+    # is found on any of them.
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
     return context
 
 
@@ -155,8 +237,10 @@ def _authorization_getter(configuration: k8s_client.Configuration) -> Callable[[
         refresh: object = getattr(configuration, "refresh_api_key_hook", None)
         if callable(refresh):
             refresh(configuration)
-        # The kubernetes client stores the whole header value here ("Bearer …" or "Basic …").
-        value: object = configuration.api_key.get("BearerToken")
+        # The kubernetes client stores the whole header value ("Bearer …" or "Basic …") under
+        # "BearerToken" since 37.0, under "authorization" in 30.1 to 36.x: read either.
+        keys = configuration.api_key
+        value: object = keys.get("BearerToken") or keys.get("authorization")
         return str(value) if value else None
 
     return authorization

@@ -135,6 +135,10 @@ def _issue_ca(lab_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certifica
             ),
             critical=True,
         )
+        # Key identifiers: OpenSSL's strict X.509 checks (Python 3.13's default context)
+        # refuse a CA without a Subject Key Identifier and a certificate it issued without an
+        # Authority Key Identifier (RFC 5280 4.2.1.1 and 4.2.1.2).
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -153,6 +157,11 @@ def _issue_leaf(
         _builder(subject, ca_cert.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

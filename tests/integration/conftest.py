@@ -7,6 +7,7 @@ cold build of a fresh machine is not counted against a test's timeout.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class Lab:
         return client
 
 
+LAB_TOKEN = secrets.token_hex(16)
+
+
 @pytest.fixture(scope="session")
 def lab_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     """Own state, config and data directories; the user's cache (built binaries) is shared."""
@@ -88,7 +92,10 @@ def lab_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
 
 @pytest.fixture(scope="session")
 def lab(lab_paths: Paths) -> Iterator[Lab]:
-    state, _ = lab_up(lab_paths, LabSpec(name="pytest", nodes=2), SilentReporter())
+    # A bearer token the API server accepts too: kubeconfigs with a token or an exec plugin
+    # are tested against it (tests/integration/test_kube_adapter.py).
+    spec = LabSpec(name="pytest", nodes=2, join_token=LAB_TOKEN)
+    state, _ = lab_up(lab_paths, spec, SilentReporter())
     try:
         yield Lab(lab_paths, state, kubeconfig_path(lab_paths, "pytest"))
     finally:

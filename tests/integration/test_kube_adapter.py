@@ -12,7 +12,7 @@ from libresh_cli.kube.client import KubeApiError, KubeClient
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.lab.processes import free_ports
 from libresh_cli.settings import write_private_file
-from tests.integration.conftest import Lab
+from tests.integration.conftest import LAB_TOKEN, Lab
 
 
 def test_missing_objects_read_as_none_and_delete_as_false(kube: KubeClient) -> None:
@@ -96,3 +96,46 @@ def test_apply_all_returns_results_in_the_order_given(kube: KubeClient, namespac
     results = kube.apply_all(manifests, namespace=namespace, dry_run=True)
     assert [r["kind"] for r in results] == ["Service", "ConfigMap", "Secret"]
     assert kube.get("v1", "ConfigMap", "c", namespace) is None  # a dry run stores nothing
+
+
+def _kubeconfig_with_user(lab: Lab, path: Path, user: dict[str, object]) -> Path:
+    """The lab's kubeconfig with its client certificate replaced by `user`'s credentials."""
+    document = yaml.safe_load(lab.kubeconfig.read_text())
+    document["users"][0]["user"] = user
+    write_private_file(path, yaml.safe_dump(document))
+    return path
+
+
+def test_a_token_kubeconfig_sends_its_token(lab: Lab, tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "token.yaml", {"token": LAB_TOKEN})
+    with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
+        assert kube.get("v1", "Namespace", "default") is not None
+
+
+def test_an_exec_plugin_kubeconfig_sends_the_token_it_prints(lab: Lab, tmp_path: Path) -> None:
+    """As `aws eks get-token`, `kubelogin` or `gke-gcloud-auth-plugin` are used."""
+    plugin = tmp_path / "plugin.sh"
+    credential = (
+        '{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", '
+        f'"status": {{"token": "{LAB_TOKEN}"}}}}'
+    )
+    plugin.write_text(f"#!/bin/sh\nprintf '%s' '{credential}'\n")
+    plugin.chmod(0o700)
+    exec_user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "exec.yaml", exec_user)
+    with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
+        assert kube.get("v1", "Namespace", "default") is not None
+
+
+def test_a_refused_token_says_the_credentials_were_refused(lab: Lab, tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "wrong.yaml", {"token": "not-the-token"})
+    with KubeClient.connect(KubeTarget(kubeconfig)) as kube, pytest.raises(KubeApiError) as error:
+        kube.get("v1", "Namespace", "default")
+    assert error.value.status == 401
+    assert error.value.hint is not None and "refused" in error.value.hint
