@@ -135,9 +135,10 @@ def _read_regular_file(path: Path, size: int) -> bytes | None:
     waiting, so a named pipe cannot hold libresh forever, and never read endlessly
     (/dev/zero)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return None
         return handle.read(size)
 
 

@@ -33,15 +33,15 @@ class GivenValues:
         self.sources[name] = source
 
 
-def validate_instance_name(name: str) -> str:
+def validate_instance_name(name: str, option: str = "--name") -> str:
     if not INSTANCE_NAME.fullmatch(name):
         raise BadInputError(
-            f"--name {name!r} is not a valid instance name.",
+            f"{option} {name!r} is not a valid instance name.",
             hint="Use 1-40 lowercase letters, digits and '-', starting with a letter and "
             "ending with a letter or digit (it becomes the Kubernetes namespace).",
         )
     if name in RESERVED_NAMES:
-        raise BadInputError(f"--name {name!r} is reserved.", hint="Choose another name.")
+        raise BadInputError(f"{option} {name!r} is reserved.", hint="Choose another name.")
     return name
 
 
@@ -89,13 +89,7 @@ def resolve(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Return (plain values, secret values given by the user). Missing values are asked for
     when `ask` is given (a person at a terminal), otherwise they are an error naming the flag."""
-    unknown = sorted(set(given.values) - {p.name for p in app.parameters})
-    if unknown:
-        known = ", ".join(p.name for p in app.parameters)
-        raise BadInputError(
-            f"{given.sources[unknown[0]]}: {app.name} has no parameter {unknown[0]!r}.",
-            hint=f"Its parameters: {known}.",
-        )
+    _refuse_unknown(app, given)
     plain: dict[str, Any] = {}
     secret: dict[str, str] = {}
     for parameter in app.parameters:
@@ -111,18 +105,42 @@ def resolve(
     return plain, secret
 
 
+def check_given(app: App, given: GivenValues) -> None:
+    """The values given on the command line and in files, checked against the app before
+    anything else is done (no cluster needed): unknown names, secrets on the command line,
+    values of the wrong type."""
+    _refuse_unknown(app, given)
+    for parameter in app.parameters:
+        if parameter.name in given.values:
+            _given_value(parameter, given)
+
+
+def _refuse_unknown(app: App, given: GivenValues) -> None:
+    unknown = sorted(set(given.values) - {p.name for p in app.parameters})
+    if unknown:
+        known = ", ".join(p.name for p in app.parameters)
+        raise BadInputError(
+            f"{given.sources[unknown[0]]}: {app.name} has no parameter {unknown[0]!r}.",
+            hint=f"Its parameters: {known}.",
+        )
+
+
+def _given_value(parameter: Parameter, given: GivenValues) -> Any:
+    source = given.sources[parameter.name]
+    if parameter.secret and source.startswith("--set"):
+        raise BadInputError(
+            f"{source}: {parameter.name} is a secret and is never taken from the command "
+            "line (it would stay in shell history and process lists).",
+            hint="Put it in a values file (-f values.yaml, mode 0600) or answer the prompt.",
+        )
+    return coerce(parameter, given.values[parameter.name], source)
+
+
 def _value_for(
     parameter: Parameter, given: GivenValues, previous: Mapping[str, Any], ask: Asker | None
 ) -> Any:
     if parameter.name in given.values:
-        source = given.sources[parameter.name]
-        if parameter.secret and source.startswith("--set"):
-            raise BadInputError(
-                f"{source}: {parameter.name} is a secret and is never taken from the command "
-                "line (it would stay in shell history and process lists).",
-                hint="Put it in a values file (-f values.yaml, mode 0600) or answer the prompt.",
-            )
-        return coerce(parameter, given.values[parameter.name], source)
+        return _given_value(parameter, given)
     if parameter.name in previous:
         return previous[parameter.name]
     if ask is not None and (parameter.required or parameter.default is None):
@@ -155,6 +173,10 @@ MAX_MATCHED_LENGTH = 1000  # characters of a value checked against a pattern
 
 
 def problem_with(parameter: Parameter, value: Any) -> str | None:
+    if isinstance(value, list | dict | set | tuple):
+        # A values file's list or mapping would become its Python text ("['a']").
+        expected = {"integer": "a whole number", "boolean": "true or false"}
+        return f"expected {expected.get(parameter.type, 'text')}"
     text = str(value)
     matched = parameter.pattern or parameter.type in ("domain", "email")
     if matched and len(text) > MAX_MATCHED_LENGTH:

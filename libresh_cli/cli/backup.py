@@ -112,9 +112,9 @@ def schedule(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Instance name.")],
     cron: Annotated[str | None, typer.Option(help='When, as cron: "30 3 * * *", @daily.')] = None,
-    keep_daily: Annotated[int, typer.Option(help="Daily backups kept.")] = 7,
-    keep_weekly: Annotated[int, typer.Option(help="Weekly backups kept.")] = 4,
-    keep_monthly: Annotated[int, typer.Option(help="Monthly backups kept.")] = 6,
+    keep_daily: Annotated[int, typer.Option(min=0, help="Daily backups kept.")] = 7,
+    keep_weekly: Annotated[int, typer.Option(min=0, help="Weekly backups kept.")] = 4,
+    keep_monthly: Annotated[int, typer.Option(min=0, help="Monthly backups kept.")] = 6,
     remove: Annotated[bool, typer.Option("--remove", help="Stop the scheduled backups.")] = False,
 ) -> None:
     """Back an instance up on a schedule (a CronJob), then apply the retention
@@ -126,9 +126,11 @@ def schedule(
       libresh backup schedule nextcloud --remove
     """
     from libresh_cli.backup.jobs import Retention
-    from libresh_cli.backup.service import remove_schedule, set_schedule
+    from libresh_cli.backup.service import check_cron, remove_schedule, set_schedule
 
     app = app_context(ctx)
+    if cron is not None and not remove:
+        check_cron(cron)  # before connecting
     with kube_client(app) as kube:
         if remove:
             gone = remove_schedule(kube, name)
@@ -344,6 +346,10 @@ def restore(
     )
 
     app = app_context(ctx, output, dry_run, yes)
+    if as_name is not None:
+        from libresh_cli.apps.params import validate_instance_name
+
+        validate_instance_name(as_name, "--as")  # before connecting
     if domain and not as_name:
         raise BadInputError("--domain goes with --as (the new instance's domain).")
     reporter = app.reporter()

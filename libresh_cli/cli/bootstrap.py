@@ -144,9 +144,11 @@ def bootstrap_ssh(
       libresh bootstrap ssh myvps --k3s-version v1.34.4+k3s1 --dry-run
     """
     from libresh_cli.cluster.bootstrap import context_name
-    from libresh_cli.remote.ssh import SSH_CONFIG_ENV, SshHost, SshTarget
+    from libresh_cli.remote.ssh import SSH_CONFIG_ENV, SshHost, SshTarget, check_identity
 
     _check_names(context, address)  # before ssh is asked anything
+    if identity is not None:
+        check_identity(identity)
     app = app_context(ctx, output, dry_run, yes)
     config = os.environ.get(SSH_CONFIG_ENV)
     target = SshTarget(destination, port, identity, Path(config) if config else None)

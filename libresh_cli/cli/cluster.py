@@ -66,8 +66,10 @@ def upgrade(
       libresh cluster upgrade --k3s-version v1.35.1+k3s1 --dry-run
       libresh cluster upgrade --k3s-version v1.35.1+k3s1 --yes
     """
+    from libresh_cli.cluster.k3s import parse_version
     from libresh_cli.cluster.upgrade import apply_upgrade, plan_upgrade
 
+    parse_version(k3s_version)  # before connecting
     app = app_context(ctx, output, dry_run, yes)
     with kube_client(app) as kube:
         plan = plan_upgrade(kube, k3s_version)

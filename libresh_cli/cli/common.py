@@ -71,13 +71,21 @@ def confirm(app: AppContext, question: str) -> bool:
     return bool(questionary.confirm(question, default=False).unsafe_ask())
 
 
+MAX_SECRET_BYTES = 64 * 1024  # a password, a token, an S3 key
+
+
 def read_secret_file(app: AppContext, path: Path, option: str) -> str:
     """A secret given as a file (never on the command line), its last newline dropped."""
+    from libresh_cli import yamlfile
+
     try:
         mode = path.stat().st_mode
-        text = path.read_text()
     except OSError as error:
         raise BadInputError(f"{option} {path}: {error.strerror}.") from error
+    try:  # a regular file of UTF-8 text: never a pipe that would keep libresh waiting
+        text = yamlfile.read_text(path, what="file", limit=MAX_SECRET_BYTES)
+    except BadInputError as error:
+        raise BadInputError(f"{option} {path}: {error.message}") from None
     if stat.S_IMODE(mode) & 0o077:
         app.reporter().warn(f"{path} can be read by other users: chmod 600 {path}")
     value = text.rstrip("\n")

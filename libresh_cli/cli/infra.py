@@ -83,6 +83,7 @@ def install(
       libresh infra install --email admin@example.org
       libresh infra install --email new@example.org --dry-run
     """
+    from libresh_cli.infra.profile import load_profile
     from libresh_cli.infra.service import (
         HcloudAccess,
         apply_install,
@@ -92,6 +93,8 @@ def install(
     )
 
     app = app_context(ctx, output, dry_run)
+    if profile is not None:
+        load_profile(profile)  # checked before connecting, as the email
     if email is not None:
         check_email(email)  # checked before connecting
     if hcloud_location is not None:

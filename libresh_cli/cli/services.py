@@ -101,7 +101,7 @@ def set_provider(
       libresh services set postgres --provider external --host 10.0.0.5 --password-file pw
       libresh services set redis --provider external --host cache.lan --port 6380
     """
-    from libresh_cli.apps.providers import ExternalService
+    from libresh_cli.apps.providers import ExternalService, check_external
     from libresh_cli.apps.providers import set_provider as do_set
 
     app = app_context(ctx)
@@ -112,6 +112,7 @@ def set_provider(
             raise BadInputError("--provider external needs --host.")
         default_port = 5432 if kind is Kind.postgres else 6379
         external = ExternalService(kind.value, host, port or default_port, admin_user, sslmode)
+        check_external(external)  # before connecting, or asking for the password
         password = _password(app, kind, password_file)
     with kube_client(app) as kube:
         setting = do_set(kube, kind.value, external, password)

@@ -24,6 +24,7 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # as infra.service.EMAI
 TOKEN_ENV = "HCLOUD_TOKEN"  # noqa: S105 - a variable name; the variable Hetzner's own `hcloud` CLI reads
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]{64}")  # Hetzner Cloud API tokens
 DEFAULT_IMAGE = "debian-12"
+MAX_KEY_BYTES = 64 * 1024  # an SSH public key or an API token: one line
 KNOWN_KEYS = {
     "name", "provider", "location", "locations", "image", "ssh_key", "servers", "agents",
     "allowed_networks", "private_network", "k3s_version", "email",
@@ -120,15 +121,15 @@ class _Errors:
 
 def load_spec(path: Path) -> ClusterSpec:
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(yamlfile.MAX_FILE_BYTES + 1)
-    except OSError as error:
+        text = yamlfile.read_text(path, what="cluster file")
+    except yamlfile.YamlRefusedError:
+        raise
+    except BadInputError as error:  # missing, unreadable, not a regular file
         raise BadInputError(
-            f"Cannot read the cluster file {path}: {error.strerror}.",
+            error.message,
             hint="Give the path of a cluster file with -f (see `libresh cluster create --help`).",
-        ) from error
-    source = f"the cluster file {path}"
-    data = yamlfile.load(yamlfile.decode(raw, source=source), source=source)
+        ) from None
+    data = yamlfile.load(text, source=f"the cluster file {path}")
     if not isinstance(data, dict):
         raise BadInputError(f"{path} must be a mapping of fields.", hint=f"Example:\n{EXAMPLE}")
     return parse_spec(data, path)
@@ -205,10 +206,13 @@ def _ssh_key(value: Any, source: Path, errors: _Errors) -> tuple[str, Path | Non
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = source.parent / path
+    if not path.exists():
+        errors.add("ssh_key", f"cannot read {path}: No such file or directory")
+        return "", None
     try:
-        text = path.read_text().strip()
-    except OSError as error:
-        errors.add("ssh_key", f"cannot read {path}: {error.strerror}")
+        text = yamlfile.read_text(path, what="SSH public key", limit=MAX_KEY_BYTES).strip()
+    except BadInputError as error:  # unreadable, not UTF-8, a pipe, too big
+        errors.add("ssh_key", error.message.removeprefix("Cannot read ").rstrip("."))
         return "", None
     if not text.startswith(("ssh-", "ecdsa-", "sk-")) or "PRIVATE KEY" in text:
         errors.add("ssh_key", f"{path} is not an OpenSSH public key (the .pub file)")
@@ -313,9 +317,12 @@ def read_token(environ: dict[str, str] | os._Environ[str], token_file: Path | No
         )
     try:
         mode = token_file.stat().st_mode
-        text = token_file.read_text().strip()
     except OSError as error:
         raise BadInputError(f"--token-file {token_file}: {error.strerror}.") from error
+    try:
+        text = yamlfile.read_text(token_file, what="token file", limit=MAX_KEY_BYTES).strip()
+    except BadInputError as error:  # not UTF-8, a folder or a pipe
+        raise BadInputError(f"--token-file {token_file}: {error.message}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise BadInputError(
             f"--token-file {token_file} can be read by other users (mode {mode & 0o777:o}).",

@@ -93,7 +93,7 @@ def profile_names() -> list[str]:
 
 def load_profile(name: str) -> Profile:
     path = profiles_dir() / f"{name}.yaml"
-    if not path.is_file():
+    if name not in profile_names() or not path.is_file():  # never a path (--profile ../x)
         raise BadInputError(
             f"Unknown profile {name!r}.", hint=f"Profiles: {', '.join(profile_names())}."
         )

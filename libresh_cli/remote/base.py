@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import BinaryIO, Protocol
 
-from libresh_cli.errors import OperationFailedError
+from libresh_cli.errors import OperationFailedError, PrerequisiteError
 
 
 class Privilege(StrEnum):
@@ -102,6 +103,15 @@ def run_process(argv: list[str], data: bytes | BinaryIO, timeout: float | None) 
         )
     except subprocess.TimeoutExpired as error:
         raise OperationFailedError(f"A step did not finish within {timeout:.0f} s.") from error
+    except (FileNotFoundError, PermissionError) as error:
+        # An empty or wrong PATH (cron, a stripped environment) leaves even `sh` unfound.
+        search = os.environ.get("PATH")
+        where = "PATH is empty" if search == "" else f"PATH is {search!r}" if search else ""
+        raise PrerequisiteError(
+            f"Cannot run {argv[0]}: {error.strerror}" + (f" ({where})." if where else "."),
+            hint="Run libresh with a PATH that holds the system's commands, e.g. "
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.",
+        ) from None
     return CommandResult(
         completed.returncode,
         completed.stdout.decode(errors="replace"),

@@ -16,6 +16,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -93,6 +94,35 @@ class HostKey:
 
 # Asked when the host key is unknown: True trusts it. None means nobody can answer.
 HostKeyDecision = Callable[[ResolvedHost, HostKey], bool] | None
+
+
+MAX_IDENTITY_BYTES = 64 * 1024
+
+
+def check_identity(path: Path) -> Path:
+    """--identity: a private key only its owner can read, as OpenSSH demands (it ignores a
+    key others can read, then fails to log in with a less clear message)."""
+    try:
+        mode = path.stat().st_mode
+        start = b""
+        if stat.S_ISREG(mode):  # never open a pipe: it would wait for a writer
+            with path.open("rb") as handle:
+                start = handle.read(MAX_IDENTITY_BYTES)
+    except OSError as error:
+        raise BadInputError(f"--identity {path}: {error.strerror}.") from None
+    if not start.lstrip().startswith(b"-----BEGIN ") or b"PRIVATE KEY-----" not in start:
+        raise BadInputError(
+            f"--identity {path} is not a private key (an OpenSSH or PEM file beginning with "
+            "-----BEGIN).",
+            hint="Give the private key, not the .pub file: e.g. --identity ~/.ssh/id_ed25519.",
+        )
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise BadInputError(
+            f"--identity {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
+            "ssh will not use it.",
+            hint=f"Make it private: chmod 600 {path}",
+        )
+    return path
 
 
 def parse_ssh_config_dump(text: str) -> ResolvedHost:
