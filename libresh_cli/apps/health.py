@@ -55,10 +55,12 @@ def wait_healthy(
 ) -> None:
     """Until every workload is ready; fails at once when a pod of `version` crash-loops."""
 
+    poll = kube.poller()
+
     def probe() -> bool | None:
         waiting = []
         for kind, name in workloads:
-            current = kube.get(API_VERSIONS[kind], kind, name, namespace)
+            current = poll.get(API_VERSIONS[kind], kind, name, namespace)
             state = (
                 readiness.readiness(current)
                 if current
@@ -68,7 +70,7 @@ def wait_healthy(
                 raise UnhealthyError(f"{kind}/{name} failed: {state.reason}.")
             if not state.ready:
                 waiting.append(f"{kind}/{name} ({state.reason})")
-        pods = kube.list(
+        pods = poll.list(
             "v1", "Pod", namespace, label_selector=f"{INSTANCE}={namespace},{APP_VERSION}={version}"
         )
         failure = failing_pod(pods)

@@ -101,8 +101,10 @@ def _run_one(kube: KubeClient, job: Manifest, step: HookStep) -> None:
     kube.delete_and_wait("batch/v1", "Job", name, namespace)  # left by an earlier attempt
     kube.apply(place_with_volumes(kube, job))
 
+    poll = kube.poller()
+
     def finished() -> bool | None:
-        current = kube.get("batch/v1", "Job", name, namespace)
+        current = poll.get("batch/v1", "Job", name, namespace)
         state = readiness.job(current) if current else readiness.Readiness(False, "")
         if state.failed:
             raise HookFailedError(

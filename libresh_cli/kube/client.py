@@ -52,6 +52,8 @@ KIND_ORDER = (
 )
 MAX_ERROR_TEXT = 400
 CLOCKS_AGREE = timedelta(seconds=2)
+LIST_PAGE = 500
+CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -113,13 +115,30 @@ class KubeClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.connection = connection
+        extras = connection.extras
+        # Impersonation as kubectl sends it: one header per group.
+        base_headers = [
+            ("User-Agent", "libresh"),
+            ("Accept", "application/json"),
+            *extras.headers.items(),
+            *(("Impersonate-Group", group) for group in extras.impersonate_groups),
+        ]
         self._http = httpx.Client(
             base_url=connection.server,
             verify=connection.ssl_context,
             transport=transport,
             timeout=timeout,
-            headers={"User-Agent": "libresh", "Accept": "application/json"},
+            headers=base_headers,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            # The proxy was chosen from the kubeconfig and the environment as kubectl does
+            # (NO_PROXY CIDR blocks included, which httpx does not read).
+            proxy=extras.proxy,
+            trust_env=False,
+        )
+        # The name the server's certificate is checked against when it is not the address's
+        # (the kubeconfig's tls-server-name): httpx passes it to the TLS handshake.
+        self._extensions = (
+            {"sni_hostname": extras.tls_server_name} if extras.tls_server_name else None
         )
         self._types: dict[tuple[str, str], ResourceType] | None = None
         self._lock = threading.Lock()
@@ -159,18 +178,24 @@ class KubeClient:
         headers = {"Content-Type": content_type} if body is not None else {}
         if accept:
             headers["Accept"] = accept
-        authorization = self.connection.authorization()
-        if authorization:
-            headers["Authorization"] = authorization
         content = json.dumps(body) if body is not None else None
         retries = self.retry.schedule(answered=self._answered)
+        renewed = False
         while True:
+            authorization = self.connection.authorization()
+            if authorization:
+                headers["Authorization"] = authorization
             with self._lock:
                 self.request_count += 1
             started = time.perf_counter()
             try:
                 response = self._http.request(
-                    method, path, params=params, content=content, headers=headers
+                    method,
+                    path,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    extensions=self._extensions,
                 )
             except httpx.TransportError as error:
                 pause = retries.after_transport_error(method, error)
@@ -189,6 +214,12 @@ class KubeClient:
             )
             self._answered = True
             self._note_server_clock(response)
+            if response.status_code == 401 and not renewed and self.connection.extras.refreshable:
+                # A token refused before its expiry (revoked, rotated): what kubectl does,
+                # ask the exec plugin (or token file) for a new one once.
+                renewed = True
+                self._renew_credentials()
+                continue
             pause = retries.after_status(method, response)
             if pause is None:
                 break
@@ -196,6 +227,11 @@ class KubeClient:
         if response.status_code >= 400:
             raise _api_error(response, method, path)
         return response.json() if response.content else None
+
+    def _renew_credentials(self) -> None:
+        with self._lock:
+            fresh = load_connection(self.connection.target)
+            self.connection.authorization = fresh.authorization
 
     def _note_server_clock(self, response: httpx.Response) -> None:
         date = response.headers.get("Date")
@@ -317,7 +353,28 @@ class KubeClient:
                 )
                 for index, result in zip(batch, applied, strict=True):
                     results[index] = result
+                crds = [given[i] for i in batch if given[i].get("kind") == CRD[1]]
+                if crds and not dry_run:
+                    self._wait_established([c["metadata"]["name"] for c in crds])
         return [r for r in results if r is not None]
+
+    def _wait_established(self, names: list[str]) -> None:
+        """Objects of a CustomResourceDefinition just made are refused (404) until the API
+        server has established it: wait for that, then learn its kinds."""
+        poll = self.poller()
+
+        def established() -> bool | None:
+            for name in names:
+                crd = poll.get(*CRD, name)
+                conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+                if not any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+                ):
+                    return None
+            return True
+
+        wait_for(f"{', '.join(names)} to be established", established, timeout=60, interval=0.1)
+        self.discover(refresh=True)
 
     def get_many(
         self, refs: Iterable[tuple[str, str, str]], namespace: str | None, workers: int = 8
@@ -327,10 +384,22 @@ class KubeClient:
             return list(pool.map(lambda r: self.get(r[0], r[1], r[2], namespace), refs))
 
     def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        not_older_than: str | None = None,
     ) -> Manifest | None:
+        """The object, None if it does not exist. With `not_older_than` (a resourceVersion
+        already seen) the API server may answer from its watch cache instead of a quorum read
+        of etcd, with nothing older than that version."""
+        params = {"resourceVersion": not_older_than} if not_older_than else None
         try:
-            found: Manifest = self.request("GET", self.path_for(api_version, kind, name, namespace))
+            found: Manifest = self.request(
+                "GET", self.path_for(api_version, kind, name, namespace), params=params
+            )
         except KubeApiError as error:
             if error.status == 404:
                 return None
@@ -344,13 +413,48 @@ class KubeClient:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
+        not_older_than: str | None = None,
     ) -> list[Manifest]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        document = self.request(
-            "GET", self.path_for(api_version, kind, namespace=namespace), params=params
-        )
-        items: list[Manifest] = document.get("items", [])
+        items: list[Manifest] = self.list_document(
+            api_version,
+            kind,
+            namespace,
+            label_selector=label_selector,
+            not_older_than=not_older_than,
+        )["items"]
         return items
+
+    def list_document(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        not_older_than: str | None = None,
+    ) -> Manifest:
+        """The list with every item, read in pages of LIST_PAGE (a large cluster's pods do
+        not come in one answer), or, with `not_older_than`, from the watch cache at once."""
+        path = self.path_for(api_version, kind, namespace=namespace)
+        params = {"labelSelector": label_selector} if label_selector else {}
+        if not_older_than:
+            params |= {"resourceVersion": not_older_than, "resourceVersionMatch": "NotOlderThan"}
+            document: Manifest = self.request("GET", path, params=params)
+            document["items"] = document.get("items") or []
+            return document
+        items: list[Manifest] = []
+        params["limit"] = str(LIST_PAGE)
+        while True:
+            document = self.request("GET", path, params=params)
+            items += document.get("items") or []
+            token = (document.get("metadata") or {}).get("continue")
+            if not token:
+                document["items"] = items
+                return document
+            params["continue"] = str(token)
+
+    def poller(self) -> Poller:
+        return Poller(self)
 
     def create(self, manifest: Manifest) -> Manifest:
         metadata = manifest.get("metadata", {})
@@ -392,8 +496,10 @@ class KubeClient:
         if not self.delete(api_version, kind, name, namespace):
             return False
 
+        poll = self.poller()
+
         def gone() -> bool | None:
-            return True if self.get(api_version, kind, name, namespace) is None else None
+            return True if poll.get(api_version, kind, name, namespace) is None else None
 
         wait_for(f"{kind} {name} to be deleted", gone, timeout=timeout)
         return True
@@ -410,6 +516,50 @@ class KubeClient:
 
     def server_version(self) -> str:
         return str(self.request("GET", "/version")["gitVersion"])
+
+
+class Poller:
+    """Reads for a wait loop, light on the API server (a Raspberry Pi's, polled for half an
+    hour by a hook): the first read of each thing is a quorum read; the next ones name the
+    resourceVersion last seen, so the server answers from its watch cache, never with
+    anything older than what this loop already saw (an HA cluster's servers each have their
+    own cache: a plain resourceVersion=0 read could go back in time)."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self._seen: dict[tuple[str, ...], str] = {}
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Manifest | None:
+        key = (api_version, kind, name, namespace or "")
+        seen = self._seen.get(key)
+        found = self.kube.get(api_version, kind, name, namespace, not_older_than=seen)
+        if found is not None:
+            self._seen[key] = str(found["metadata"]["resourceVersion"])
+        return found
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        key = (api_version, kind, namespace or "", label_selector or "")
+        document = self.kube.list_document(
+            api_version,
+            kind,
+            namespace,
+            label_selector=label_selector,
+            not_older_than=self._seen.get(key),
+        )
+        version = (document.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self._seen[key] = str(version)
+        items: list[Manifest] = document["items"]
+        return items
 
 
 def wait_for(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from libresh_cli import yamlfile
 from libresh_cli.errors import BadInputError, NotFoundError
+from libresh_cli.kube.kubeconfig_extras import Extras, extras_for, selected_entries
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Connection:
     # Returns the Authorization header value, or None; called per request so that
     # exec-plugin and OIDC tokens are refreshed by the kubernetes client when they expire.
     authorization: Callable[[], str | None] = field(default=lambda: None, repr=False)
+    extras: Extras = field(default_factory=Extras)
 
 
 def load_connection(target: KubeTarget) -> Connection:
@@ -57,11 +60,13 @@ def load_connection(target: KubeTarget) -> Connection:
             f"The kubeconfig {target.kubeconfig} does not exist.",
             hint="Pass an existing file with --kubeconfig, or set KUBECONFIG.",
         )
+    documents = []
     for path in kubeconfig_files(target):
         # The kubernetes client parses with PyYAML unbounded, and fails on wrong shapes with
         # Python's errors: it only gets files that pass.
         document = yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES)
         check_shape(document, path)
+        documents.append(document)
     try:
         k8s_config.load_kube_config(
             config_file=config_file,
@@ -85,7 +90,13 @@ def load_connection(target: KubeTarget) -> Connection:
             hint="Each cluster of a kubeconfig has a server such as https://203.0.113.10:6443.",
         )
     try:
+        cluster, user = selected_entries(documents, target.context)
+        extras = extras_for(cluster, user, configuration.host, os.environ)
         ssl_context = _ssl_context(configuration)
+    except BadInputError as error:
+        raise BadInputError(
+            f"Could not use {target.describe()}: {error.message}", hint=error.hint
+        ) from None
     except (ssl.SSLError, OSError, ValueError) as error:
         raise BadInputError(
             f"Could not use {target.describe()}: its certificates or client key cannot be "
@@ -101,6 +112,7 @@ def load_connection(target: KubeTarget) -> Connection:
         target=target,
         context_name=context_name,
         authorization=_authorization_getter(configuration),
+        extras=extras,
     )
 
 
@@ -233,14 +245,23 @@ def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bo
 
 
 def _authorization_getter(configuration: k8s_client.Configuration) -> Callable[[], str | None]:
+    # Requests run on several threads at once (apply_all): one refresh at a time, so an exec
+    # plugin whose token expired runs once, not once per thread.
+    lock = threading.Lock()
+
     def authorization() -> str | None:
-        refresh: object = getattr(configuration, "refresh_api_key_hook", None)
-        if callable(refresh):
-            refresh(configuration)
-        # The kubernetes client stores the whole header value ("Bearer …" or "Basic …") under
-        # "BearerToken" since 37.0, under "authorization" in 30.1 to 36.x: read either.
-        keys = configuration.api_key
-        value: object = keys.get("BearerToken") or keys.get("authorization")
-        return str(value) if value else None
+        with lock:
+            return _current_authorization(configuration)
 
     return authorization
+
+
+def _current_authorization(configuration: k8s_client.Configuration) -> str | None:
+    refresh: object = getattr(configuration, "refresh_api_key_hook", None)
+    if callable(refresh):
+        refresh(configuration)
+    # The kubernetes client stores the whole header value ("Bearer …" or "Basic …") under
+    # "BearerToken" since 37.0, under "authorization" in 30.1 to 36.x: read either.
+    keys = configuration.api_key
+    value: object = keys.get("BearerToken") or keys.get("authorization")
+    return str(value) if value else None

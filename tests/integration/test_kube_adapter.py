@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from libresh_cli.errors import BadInputError, ExitCode, NotFoundError, UnreachableError
-from libresh_cli.kube.client import KubeApiError, KubeClient
+from libresh_cli.kube import client as client_module
+from libresh_cli.kube.client import KubeApiError, KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.lab.processes import free_ports
 from libresh_cli.settings import write_private_file
@@ -139,3 +143,203 @@ def test_a_refused_token_says_the_credentials_were_refused(lab: Lab, tmp_path: P
         kube.get("v1", "Namespace", "default")
     assert error.value.status == 401
     assert error.value.hint is not None and "refused" in error.value.hint
+
+
+def test_tls_server_name_is_the_name_the_certificate_is_checked_against(
+    lab: Lab, tmp_path: Path
+) -> None:
+    document = yaml.safe_load(lab.kubeconfig.read_text())
+    cluster = document["clusters"][0]["cluster"]
+    cluster["tls-server-name"] = "kubernetes.default"  # one of the serving certificate's names
+    good = tmp_path / "good.yaml"
+    write_private_file(good, yaml.safe_dump(document))
+    with KubeClient.connect(KubeTarget(good)) as kube:
+        assert kube.get("v1", "Namespace", "default") is not None
+    cluster["tls-server-name"] = "not-the-api.example.org"
+    wrong = tmp_path / "wrong.yaml"
+    write_private_file(wrong, yaml.safe_dump(document))
+    with KubeClient.connect(KubeTarget(wrong)) as kube, pytest.raises(UnreachableError) as raised:
+        kube.get("v1", "Namespace", "default")
+    assert (
+        "not-the-api.example.org" in raised.value.message or "certificate" in raised.value.message
+    )
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on localhost that counts the tunnels it opened."""
+
+    def __init__(self) -> None:
+        self.tunnels = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += client.recv(4096)
+        host, port = request.split()[1].decode().rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        self.tunnels += 1
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sink.close()
+
+
+def test_the_kubeconfigs_proxy_url_is_used(lab: Lab, tmp_path: Path) -> None:
+    proxy = ConnectProxy()
+    try:
+        document = yaml.safe_load(lab.kubeconfig.read_text())
+        document["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+        proxied = tmp_path / "proxied.yaml"
+        write_private_file(proxied, yaml.safe_dump(document))
+        with KubeClient.connect(KubeTarget(proxied)) as kube:
+            assert kube.get("v1", "Namespace", "default") is not None
+        assert proxy.tunnels >= 1
+    finally:
+        proxy.close()
+
+
+def test_impersonation_is_sent(lab: Lab, tmp_path: Path) -> None:
+    document = yaml.safe_load(lab.kubeconfig.read_text())
+    user = document["users"][0]["user"]
+    user["as"] = "nobody-in-particular"
+    as_nobody = tmp_path / "nobody.yaml"
+    write_private_file(as_nobody, yaml.safe_dump(document))
+    with KubeClient.connect(KubeTarget(as_nobody)) as kube, pytest.raises(KubeApiError) as e:
+        kube.get("v1", "Namespace", "default")
+    assert e.value.status == 403  # the API server acted as that user, who may not read it
+    user["as-groups"] = ["system:masters"]
+    as_admin = tmp_path / "admin.yaml"
+    write_private_file(as_admin, yaml.safe_dump(document))
+    with KubeClient.connect(KubeTarget(as_admin)) as kube:
+        assert kube.get("v1", "Namespace", "default") is not None
+
+
+def test_a_refused_exec_token_is_renewed_once(lab: Lab, tmp_path: Path) -> None:
+    """A token refused before its expiry (revoked, rotated): the plugin is asked again."""
+    calls = tmp_path / "calls"
+    plugin = tmp_path / "plugin.sh"
+    credential = (
+        '{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", '
+        '"status": {"token": "%s"}}'
+    )
+    plugin.write_text(
+        "#!/bin/sh\n"
+        f"echo x >> {calls}\n"
+        f'if [ "$(wc -l < {calls})" -le 1 ]; then token=revoked; else token={LAB_TOKEN}; fi\n'
+        f"printf '{credential}' \"$token\"\n"
+    )
+    plugin.chmod(0o700)
+    exec_user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "exec.yaml", exec_user)
+    with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
+        assert kube.get("v1", "Namespace", "default") is not None
+    assert len(calls.read_text().splitlines()) == 2
+
+
+def test_lists_are_read_in_pages(
+    kube: KubeClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "LIST_PAGE", 2)
+    maps = [_configmap(f"page-{i}", namespace) for i in range(5)]
+    kube.apply_all(maps)
+    before = kube.request_count
+    names = sorted(m["metadata"]["name"] for m in kube.list("v1", "ConfigMap", namespace))
+    assert [n for n in names if n.startswith("page-")] == [f"page-{i}" for i in range(5)]
+    assert kube.request_count - before >= 3  # 5+ items, 2 per page
+
+
+def test_a_poller_never_goes_back_in_time(kube: KubeClient, namespace: str) -> None:
+    kube.apply(_configmap("polled", namespace, "1"))
+    poll = kube.poller()
+    assert (poll.get("v1", "ConfigMap", "polled", namespace) or {})["data"] == {"v": "1"}
+    kube.apply(_configmap("polled", namespace, "2"))
+
+    def changed() -> dict[str, str] | None:
+        data = (poll.get("v1", "ConfigMap", "polled", namespace) or {}).get("data")
+        return data if data == {"v": "2"} else None
+
+    assert wait_for("the change", changed, timeout=10) == {"v": "2"}
+    # Once seen, never an older one: every later read names the version seen.
+    for _ in range(5):
+        assert (poll.get("v1", "ConfigMap", "polled", namespace) or {})["data"] == {"v": "2"}
+    assert any(m["metadata"]["name"] == "polled" for m in poll.list("v1", "ConfigMap", namespace))
+
+
+def test_custom_objects_applied_with_their_crd_wait_for_it(
+    kube: KubeClient, namespace: str
+) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}.example.org"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": namespace},
+        "spec": {"size": 3},
+    }
+    try:
+        applied = kube.apply_all([widget, crd])  # one call, in any order
+        assert applied[0]["spec"] == {"size": 3}
+    finally:
+        kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+
+
+def _configmap(name: str, namespace: str, value: str = "x") -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"v": value},
+    }

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s_client
 
+from libresh_cli.errors import BadInputError
 from libresh_cli.kube.connection import _authorization_getter
+from libresh_cli.kube.kubeconfig_extras import bypasses_proxy, extras_for, selected_entries
 from libresh_cli.lab.pki import create_pki
 
 
@@ -121,3 +123,73 @@ def test_strict_x509_refuses_a_ca_without_key_identifiers(tmp_path: Path) -> Non
     )
     with pytest.raises(ssl.SSLError):
         _handshake(tmp_path / "leaf.pem", tmp_path / "leaf.key", tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypassed"),
+    [
+        ("10.1.2.3", "10.0.0.0/8", True),  # a CIDR block (httpx alone would proxy it)
+        ("10.1.2.3", "192.168.0.0/16", False),
+        ("api.example.org", "example.org", True),  # a domain and its subdomains
+        ("api.example.org", ".example.org", True),
+        ("example.org.evil.net", "example.org", False),
+        ("api.example.org", "api.example.org:6443", True),
+        ("api.example.org", "api.example.org:443", False),  # another port
+        ("203.0.113.7", "203.0.113.7", True),
+        ("203.0.113.7", "*", True),
+        ("127.0.0.1", "", True),  # loopback never goes through a proxy
+        ("localhost", "", True),
+        ("203.0.113.7", "", False),
+    ],
+)
+def test_no_proxy_is_read_as_go_reads_it(host: str, no_proxy: str, bypassed: bool) -> None:
+    assert bypasses_proxy(host, 6443, no_proxy) is bypassed
+
+
+def test_the_proxy_comes_from_the_kubeconfig_else_the_environment() -> None:
+    env = {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "10.0.0.0/8"}
+    server = "https://10.0.0.5:6443"
+    assert extras_for({}, {}, server, env).proxy is None
+    assert extras_for({}, {}, "https://203.0.113.7:6443", env).proxy == "http://proxy:3128"
+    cluster = {"proxy-url": "socks5://jump:1080"}
+    assert extras_for(cluster, {}, server, env).proxy == "socks5://jump:1080"
+
+
+def test_insecure_beside_a_ca_is_refused_as_kubectl_does() -> None:
+    cluster = {"insecure-skip-tls-verify": True, "certificate-authority-data": "LS0t"}
+    with pytest.raises(BadInputError, match="insecure-skip-tls-verify and a certificate"):
+        extras_for(cluster, {}, "https://203.0.113.7:6443", {})
+
+
+def test_impersonation_and_server_name_are_taken_from_the_kubeconfig() -> None:
+    user = {
+        "as": "alice",
+        "as-groups": ["ops", "audit"],
+        "as-uid": "42",
+        "as-user-extra": {"scopes": ["view", "edit"]},
+        "exec": {"command": "plugin"},
+    }
+    extras = extras_for({"tls-server-name": "kubernetes"}, user, "https://10.0.0.5:6443", {})
+    assert extras.headers == {
+        "Impersonate-User": "alice",
+        "Impersonate-Uid": "42",
+        "Impersonate-Extra-scopes": "view,edit",
+    }
+    assert extras.impersonate_groups == ("ops", "audit")
+    assert extras.tls_server_name == "kubernetes"
+    assert extras.refreshable
+
+
+def test_the_context_selects_the_cluster_and_user_first_file_first() -> None:
+    first = {
+        "current-context": "a",
+        "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"as": "first"}}],
+    }
+    second = {
+        "clusters": [{"name": "c", "cluster": {"tls-server-name": "k"}}],
+        "users": [{"name": "u", "user": {"as": "second"}}],
+    }
+    cluster, user = selected_entries([first, second], None)
+    assert cluster == {"tls-server-name": "k"}
+    assert user == {"as": "first"}
