@@ -372,7 +372,7 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
         shown = ok(libresh(lab, "services", "show", "-o", "json")).stdout
         assert "adm1n-secret" not in shown
         assert json.loads(shown)[0]["host"] == "db.example.org"
-        ok(install(lab, "nextcloud", external, "x.example.org"))
+        ok(install(lab, "nextcloud", external, "x.example.org", "--version", "33.0.7"))
         batch = k8s.BatchV1Api(lab.official_client())
         assert batch.read_namespaced_job_status("postgres-provision", external).status.succeeded
         # The shared admin's password was there for the provisioning Job's run only.
@@ -385,6 +385,15 @@ def test_external_postgres_is_given_once_and_pinned_per_instance(
             "postgres": "external",
             "redis": "embedded",
         }
+        # An upgrade changes the provisioning Job's pod template (the version label), which
+        # the API refuses to apply to a Job (422): it is planned, made anew and run again.
+        first_run = batch.read_namespaced_job("postgres-provision", external).metadata.uid
+        ok(libresh(lab, "upgrade", external, "--to", "34.0.2", "--no-backup", "--yes"))
+        job = batch.read_namespaced_job_status("postgres-provision", external)
+        assert job.metadata.uid != first_run and job.status.succeeded
+        assert job.spec.template.metadata.labels["app.kubernetes.io/version"] == "34.0.2"
+        assert kube.get("v1", "Secret", "libresh-postgres-admin", external) is None
+        assert read_record(kube, external).version == "34.0.2"
 
         ok(libresh(lab, "services", "set", "postgres", "--provider", "embedded"))
         assert libresh(lab, "diff", external).returncode == 0  # still on its external server
