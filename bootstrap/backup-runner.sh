@@ -8,6 +8,12 @@
 #   LIBRESH_ACTION        init | backup | restore | snapshots | forget | scheduled (backup,
 #                         then forget) | meta (a backup's record and Secrets, encrypted)
 #   LIBRESH_INSTANCE      instance name (tag instance:NAME)
+#   LIBRESH_REPOSITORY_OF whose repository RESTIC_REPOSITORY is (each instance has its own,
+#                         with its own key): any other LIBRESH_INSTANCE is refused
+#   LIBRESH_STORAGE_CHECK init: the storage's own repository, which must be there before an
+#                         instance's is made (a path whose disk is not mounted has none)
+#   LIBRESH_LOCK_WAIT     how long restic waits for a lock another run holds (restic 0.16+:
+#                         --retry-lock; default 5m), then fails with code 17
 #   LIBRESH_BACKUP_ID     backup: the id to give (default: a UTC timestamp);
 #                         restore: the backup to restore (default: the newest complete one)
 #   LIBRESH_APP, LIBRESH_VERSION, LIBRESH_REASON   recorded as tags on a backup
@@ -36,8 +42,10 @@
 # Exit codes (also in the result's "code"): 0 ok, 1 unexpected failure, 2 bad input,
 # 10 no repository, 11 storage unreachable, 12 wrong repository password, 13 storage full,
 # 14 no such backup, 15 database dump or restore failed (also: the server is newer than this
-# pg_dump), 16 volume files failed; 129, 130, 143: stopped by SIGHUP, SIGINT, SIGTERM (the Job
-# deleted or past its deadline): the staged Secrets are removed first.
+# pg_dump), 16 volume files failed (also: the repository was locked once a volume was emptied),
+# 17 the repository is locked by another run of this instance (a backup, its retention);
+# 129, 130, 143: stopped by SIGHUP, SIGINT, SIGTERM (the Job deleted or past its deadline): the
+# staged Secrets are removed first.
 #
 # No password is ever on a command line (argv is readable by every user of the node, in
 # /proc/PID/cmdline and ps): pg_dump and psql connect through libpq's environment, see
@@ -129,6 +137,22 @@ require() {
     done
 }
 
+# restic 0.16+ waits for a lock held by another run (--retry-lock) instead of failing at once:
+# a backup started while its schedule applies the retention waits for it, a bounded time.
+# Older restic (Debian's 0.14, in the tests) has no such option and fails at once.
+RETRY_LOCK=
+# shellcheck disable=SC2046 # "restic MAJOR.MINOR.PATCH ...": two numbers
+set -- $(command restic version 2>/dev/null | sed -n 's/^restic \([0-9]*\)\.\([0-9]*\)\..*/\1 \2/p')
+if [ "${1:-0}" -gt 0 ] || [ "${2:-0}" -ge 16 ]; then
+    RETRY_LOCK="--retry-lock=${LIBRESH_LOCK_WAIT:-5m}"
+fi
+restic() {
+    case " $* " in
+    *" --no-lock "* | " version "*) command restic "$@" ;;
+    *) command restic ${RETRY_LOCK:+"$RETRY_LOCK"} "$@" ;;
+    esac
+}
+
 # Runs restic with its stderr kept in $WORK/err (and shown), so failures can be explained.
 run_restic() {
     restic "$@" 2>"$WORK/err"
@@ -141,6 +165,7 @@ restic_failure_code() {
     # The runner's code for why the last restic run failed, from its messages (restic 0.14 to
     # 0.18 print the same ones); nothing when it is none of these.
     case $(cat "$WORK/err" 2>/dev/null) in
+    *"already locked"*) echo 17 ;;
     *"wrong password"*) echo 12 ;;
     *"no space left on device"* | *"QuotaExceeded"* | *"quota exceeded"*) echo 13 ;;
     *"dial tcp"* | *"no such host"* | *"connection refused"* | *"i/o timeout"* | \
@@ -153,7 +178,7 @@ restic_failure_code() {
 repository_failure() {
     # Did the last restic run fail because of the repository or its storage?
     case $(restic_failure_code) in
-    10 | 11 | 12 | 13) return 0 ;;
+    10 | 11 | 12 | 13 | 17) return 0 ;;
     esac
     return 1
 }
@@ -165,15 +190,21 @@ explain_restic_failure() {
     13) fail 13 "the backup storage is full ($1)" ;;
     11) fail 11 "the backup storage cannot be reached while $1: $(grep -m 1 -i 'fatal' "$WORK/err")" ;;
     14) fail 14 "there is no complete backup ${BACKUP_ID:-} of $LIBRESH_INSTANCE ($1)" ;;
+    17) fail 17 "the repository of ${LIBRESH_INSTANCE:-this instance} is locked by another run (a backup or its retention) while $1: $(grep -m 1 -i 'locked' "$WORK/err")" ;;
     10) fail 10 "there is no restic repository at $RESTIC_REPOSITORY ($1): set up the storage with \`libresh backup storage set\`, or mount the disk that holds it" ;;
     esac
     fail "${2:-1}" "restic failed while $1: $(tail -n 1 "$WORK/err")"
 }
 
 do_init() {
-    # Only ever on request (`libresh backup storage set`): a backup that created a repository
-    # would happily write into an empty mount point when the backup disk is not mounted.
+    # Only ever on request, by libresh in libresh-system: `libresh backup storage set` (the
+    # storage's own repository), an instance's first backup (its repository, once the
+    # storage's own is there: a backup that created a repository would happily write into an
+    # empty mount point when the backup disk is not mounted).
     require RESTIC_REPOSITORY
+    if [ -n "${LIBRESH_STORAGE_CHECK:-}" ] && [ ! -f "$LIBRESH_STORAGE_CHECK/config" ]; then
+        fail 10 "the backup storage is not there: no repository at $LIBRESH_STORAGE_CHECK (is the disk that holds it mounted? else set up the storage again with \`libresh backup storage set\`)"
+    fi
     if run_restic cat config >/dev/null; then
         log "the repository exists already"
     else
@@ -556,8 +587,16 @@ restore_volumes() {
             fail 16 "could not empty $LIBRESH_VOLUMES_DIR/$volume before restoring it"
         in_background run_restic restore --host "$HOST" --tag "instance:$LIBRESH_INSTANCE,backup:$BACKUP_ID,complete,part:files" \
             --include "/$volume" --target "$LIBRESH_VOLUMES_DIR" latest >/dev/null ||
-            explain_restic_failure "restoring volume $volume" 16
+            volume_failure "restoring volume $volume"
     done
+}
+
+volume_failure() {
+    # The volume was emptied already: whatever the cause, files changed (16), even when the
+    # cause is a lock (which alone would say "nothing changed").
+    [ "$(restic_failure_code)" != 17 ] ||
+        fail 16 "the repository was locked by another run while $1, after it was emptied"
+    explain_restic_failure "$1" 16
 }
 
 do_restore() {
@@ -625,6 +664,13 @@ do_forget() {
         --keep-monthly "${LIBRESH_KEEP_MONTHLY:-6}" >/dev/null || explain_restic_failure "applying retention"
     printf '{"ok":true}\n' >"$RESULT_FILE"
 }
+
+# Each instance's backups are in its own repository, opened with its own key: the runner works
+# on that instance's backups only (a restore never reads snapshots another namespace wrote).
+if [ -n "${LIBRESH_REPOSITORY_OF:-}" ] && [ "${LIBRESH_ACTION:-}" != init ] &&
+    [ "${LIBRESH_INSTANCE:-}" != "$LIBRESH_REPOSITORY_OF" ]; then
+    fail 2 "the repository of $LIBRESH_REPOSITORY_OF holds no backups of ${LIBRESH_INSTANCE:-another instance}"
+fi
 
 case ${LIBRESH_ACTION:-} in
 init) do_init ;;

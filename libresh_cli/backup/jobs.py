@@ -17,7 +17,7 @@ from libresh_cli.backup.runner import runner_script
 from libresh_cli.backup.storage import (
     REPOSITORY_CLAIM,
     REPOSITORY_MOUNT,
-    REPOSITORY_SECRET,
+    SCHEDULE_SECRET,
     BackupStorage,
 )
 
@@ -95,9 +95,16 @@ def _labels(target: Target, action: str) -> dict[str, str]:
 
 
 def runner_pod_spec(
-    target: Target, storage: BackupStorage, action: str, env: dict[str, str]
+    target: Target,
+    storage: BackupStorage,
+    action: str,
+    env: dict[str, str],
+    repository_secret: str,
+    claim: str = REPOSITORY_CLAIM,
 ) -> Manifest:
-    """The pod that runs `action` (backup, restore, snapshots, forget, scheduled, init)."""
+    """The pod that runs `action` (backup, restore, snapshots, forget, scheduled, init),
+    restic's environment from the Secret `repository_secret` and, for a node path, the
+    repository's directory from the volume claim `claim`."""
     touches_data = action in ("backup", "restore", "scheduled")
     # /work (TMPDIR) holds what the runner itself writes, Secrets among them (the staged
     # record and Secrets of a backup without volumes, a `meta` run's unpacked record): in
@@ -118,9 +125,7 @@ def runner_pod_spec(
     ]
     if storage.kind == "path":
         mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
-        volumes.append(
-            {"name": "repository", "persistentVolumeClaim": {"claimName": REPOSITORY_CLAIM}}
-        )
+        volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": claim}})
     if touches_data:
         for volume in target.volumes:
             mounts.append({"name": f"data-{volume}", "mountPath": f"{VOLUMES_DIR}/{volume}"})
@@ -192,7 +197,7 @@ def runner_pod_spec(
                 "image": RUNNER_IMAGE,
                 "command": ["sh", "/runner/backup-runner.sh"],
                 "env": _env(runner_env),
-                "envFrom": [{"secretRef": {"name": REPOSITORY_SECRET}}],
+                "envFrom": [{"secretRef": {"name": repository_secret}}],
                 "volumeMounts": mounts,
                 # root: it reads and restores every file of the volumes with its owner.
                 "securityContext": {"runAsUser": 0},
@@ -226,19 +231,23 @@ def runner_job(
     run_id: str,
     env: dict[str, str],
     timeout: int,
+    claim: str = REPOSITORY_CLAIM,
 ) -> Manifest:
+    """A one-off runner Job. Its repository Secret has the Job's name: made by run_runner
+    (libresh_cli/backup/service.py) once the Job exists, owned by it, deleted when it ends."""
     labels = _labels(target, action)
+    name = job_name(action, run_id)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(action, run_id), "namespace": target.name, "labels": labels},
+        "metadata": {"name": name, "namespace": target.name, "labels": labels},
         "spec": {
             "backoffLimit": 0,  # a retry is the next `libresh backup`, not a silent second run
             "activeDeadlineSeconds": timeout,
             "ttlSecondsAfterFinished": KEEP_FINISHED_SECONDS,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": runner_pod_spec(target, storage, action, env),
+                "spec": runner_pod_spec(target, storage, action, env, name, claim),
             },
         },
     }
@@ -273,7 +282,7 @@ def schedule_cronjob(
                     "activeDeadlineSeconds": timeout,
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": runner_pod_spec(target, storage, "scheduled", env),
+                        "spec": runner_pod_spec(target, storage, "scheduled", env, SCHEDULE_SECRET),
                     },
                 },
             },

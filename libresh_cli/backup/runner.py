@@ -27,6 +27,8 @@ EXIT_MEANINGS = {
     14: "That backup does not exist.",
     15: "The database could not be dumped or restored.",
     16: "The volume files could not be backed up or restored.",
+    17: "The instance's backup repository is locked by another run (a backup, or its "
+    "schedule's retention).",
 }
 EXIT_HINTS = {
     10: "Check `libresh backup storage show`; for a path on a node, is its disk mounted?",
@@ -35,6 +37,8 @@ EXIT_HINTS = {
     "libresh backup storage set … --password-file KEYFILE",
     13: "Free space on the backup storage, or lower the retention (`libresh backup schedule`).",
     14: "`libresh backups list NAME` shows the backups there are.",
+    17: "Try again once the other backup or retention run of this instance has finished "
+    "(`kubectl -n NAME get jobs` shows them).",
 }
 
 

@@ -57,10 +57,17 @@ from libresh_cli.backup.runner import (
 )
 from libresh_cli.backup.storage import (
     REPOSITORY_CLAIM,
+    SCHEDULE_SECRET,
+    STORAGE_CHECK,
     BackupStorage,
     S3Keys,
-    repository_objects,
+    made_repositories,
+    read_storage,
+    repository_env,
+    repository_secret,
+    repository_volume,
     require_storage,
+    save_made_repositories,
     save_secret_values,
     save_storage,
     storage_values,
@@ -74,12 +81,13 @@ from libresh_cli.errors import (
 )
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
-from libresh_cli.progress import Reporter
+from libresh_cli.progress import Reporter, SilentReporter
 
 Manifest = dict[str, Any]
 PAD_SIZE = 2048  # the runner hands over at most 1900 bytes
 BACKUP_TIMEOUT = 6 * 3600  # a first backup of a large Nextcloud over a slow uplink
 QUICK_TIMEOUT = 600  # listing, retention, creating the repository
+NO_REPOSITORY = 10  # the runner's exit code (bootstrap/backup-runner.sh)
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
 
 
@@ -92,8 +100,9 @@ class BackupFailedError(OperationFailedError):
 
 
 # Runner codes of a restore that failed before it changed anything: the repository could not
-# be opened or read, the backup is not there, or the database load rolled back as a whole.
-RESTORE_CHANGED_NOTHING = {2, 10, 11, 12, 14, 15}
+# be opened, read or locked, the backup is not there, or the database load rolled back as a
+# whole.
+RESTORE_CHANGED_NOTHING = {2, 10, 11, 12, 14, 15, 17}
 
 
 class RestoreFailedError(OperationFailedError):
@@ -134,59 +143,113 @@ def new_backup_id() -> str:
 
 
 def prepare_namespace(
-    kube: KubeClient, namespace: str, storage: BackupStorage, secret_values: dict[str, str]
+    kube: KubeClient,
+    namespace: str,
+    storage: BackupStorage,
+    instance: str | None,
+    claim: str = REPOSITORY_CLAIM,
 ) -> None:
-    """The runner script and what reaches the repository, in the namespace the Job runs in."""
-    objects = [runner_configmap(namespace), *repository_objects(storage, secret_values, namespace)]
+    """The runner script in the namespace the Job runs in and, for a node path, the volume
+    of `instance`'s repository directory (None: the whole path, libresh-system only). No
+    key: run_runner brings the Job its own."""
+    objects = [runner_configmap(namespace), *repository_volume(storage, namespace, instance, claim)]
     for manifest in objects:
         if manifest["kind"] == "PersistentVolume":
-            _release_stale_volume(kube, manifest["metadata"]["name"])
+            _release_stale_volume(kube, manifest)
     kube.apply_all(objects)
     if storage.kind == "path":
-        _wait_bound(kube, namespace, storage)
+        _wait_bound(kube, namespace, storage, claim)
 
 
-def _wait_bound(kube: KubeClient, namespace: str, storage: BackupStorage) -> None:
+def _wait_bound(kube: KubeClient, namespace: str, storage: BackupStorage, claim: str) -> None:
     # A pod whose claim is not bound yet is unschedulable, and the scheduler only retries it
     # after a back-off (~15 s): waiting here for the binding (well under a second) is faster.
     def bound() -> bool | None:
-        claim = kube.get("v1", "PersistentVolumeClaim", REPOSITORY_CLAIM, namespace) or {}
-        return True if claim.get("status", {}).get("phase") == "Bound" else None
+        current = kube.get("v1", "PersistentVolumeClaim", claim, namespace) or {}
+        return True if current.get("status", {}).get("phase") == "Bound" else None
 
     try:
         wait_for("the backup volume to bind", bound, timeout=60, interval=0.1, max_interval=1.0)
     except WaitTimeoutError as error:
         raise BackupFailedError(
             f"The backup volume ({storage.describe()}) did not bind in {namespace}.",
-            hint=f"kubectl -n {namespace} describe pvc {REPOSITORY_CLAIM}",
+            hint=f"kubectl -n {namespace} describe pvc {claim}",
         ) from error
 
 
-def _release_stale_volume(kube: KubeClient, name: str) -> None:
+def _release_stale_volume(kube: KubeClient, wanted: Manifest) -> None:
     # A claim deleted with its namespace leaves the volume Released, bound to the old claim's
-    # uid: it would never bind again. Deleting a Retain volume keeps the files on the node.
+    # uid: it would never bind again. A volume onto another directory (the storage was set
+    # anew) cannot be changed: its claim and it are made again. Deleting a Retain volume
+    # keeps the files on the node.
+    name = wanted["metadata"]["name"]
     current = kube.get("v1", "PersistentVolume", name)
-    if current and current.get("status", {}).get("phase") == "Released":
+    if not current:
+        return
+    moved = (
+        current["spec"].get("hostPath") != wanted["spec"]["hostPath"]
+        or current["spec"].get("nodeAffinity") != wanted["spec"]["nodeAffinity"]
+    )
+    if moved:
+        claim = wanted["spec"]["claimRef"]
+        kube.delete_and_wait("v1", "PersistentVolumeClaim", claim["name"], claim["namespace"])
+    if moved or current.get("status", {}).get("phase") == "Released":
         kube.delete_and_wait("v1", "PersistentVolume", name, None)
+
+
+def _drop_volume(
+    kube: KubeClient, job: Manifest, storage: BackupStorage, instance: str, claim: str
+) -> None:
+    """Remove a temporary repository volume (a clone's view of its source's backups), once
+    the pods of the Job that used it are gone (a claim is kept while a pod names it); the
+    files stay (Retain). The Job stays, with its status."""
+    namespace = job["metadata"]["namespace"]
+    selector = f"job-name={job['metadata']['name']}"
+    for pod in kube.list("v1", "Pod", namespace, label_selector=selector):
+        kube.delete("v1", "Pod", pod["metadata"]["name"], namespace)
+    for manifest in repository_volume(storage, namespace, instance, claim):
+        kube.delete(
+            manifest["apiVersion"],
+            manifest["kind"],
+            manifest["metadata"]["name"],
+            manifest["metadata"].get("namespace"),
+        )
 
 
 def _placed(kube: KubeClient, job: Manifest) -> Manifest:
     """A runner that writes to a directory of one node (path storage) must run on that node,
     which its repository volume's node affinity already says: pinning it to the app's node
     too could make it unschedulable. With S3 storage it goes where the app's volumes are."""
-    if REPOSITORY_CLAIM in claims_of(job["spec"]["template"]["spec"]):
+    if any(c.startswith("libresh-backup-") for c in claims_of(job["spec"]["template"]["spec"])):
         return job
     return place_with_volumes(kube, job)
 
 
 def run_runner(
-    kube: KubeClient, job: Manifest, reporter: Reporter, what: str, timeout: int
+    kube: KubeClient,
+    job: Manifest,
+    reporter: Reporter,
+    what: str,
+    timeout: int,
+    repository: dict[str, str],
 ) -> RunnerResult | None:
     """Run one runner Job to its end; its result, or None when it left none. A failed Job
-    raises with what the runner said."""
+    raises with what the runner said. restic's environment (`repository`, one instance's)
+    reaches it in a Secret made once the Job exists, owned by it, and deleted when it ends,
+    however it ends: its pod waits for it (ContainerCreating) meanwhile."""
     name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
     kube.delete_and_wait("batch/v1", "Job", name, namespace)
-    kube.apply(_placed(kube, job))
+    made = kube.apply(_placed(kube, job))
+    try:
+        kube.apply(repository_secret(name, namespace, repository, owner=made))
+        return _wait_runner(kube, name, namespace, reporter, what, timeout)
+    finally:
+        kube.delete("v1", "Secret", name, namespace)
+
+
+def _wait_runner(
+    kube: KubeClient, name: str, namespace: str, reporter: Reporter, what: str, timeout: int
+) -> RunnerResult | None:
     reporter.step(f"{what} (Job {name})")
     started = time.monotonic()
 
@@ -260,15 +323,23 @@ def take_backup(
     backup_id = new_backup_id()
     instance = instance_for(kube, record, app, version)
     objects = render(instance)
-    prepare_namespace(kube, name, storage, secret_values)
     env = {"LIBRESH_BACKUP_ID": backup_id, "LIBRESH_REASON": reason}
     job = runner_job(
         Target.of(name, app, version.version), storage, "backup", backup_id, env, BACKUP_TIMEOUT
     )
     try:
+        ensure_repository(kube, storage, secret_values, name, reporter)
+        prepare_namespace(kube, name, storage, name)
         hooks.run_hooks(kube, "pre_backup", instance, objects, reporter)
         try:
-            result = run_runner(kube, job, reporter, f"Backing up {name}", BACKUP_TIMEOUT)
+            result = run_runner(
+                kube,
+                job,
+                reporter,
+                f"Backing up {name}",
+                BACKUP_TIMEOUT,
+                repository_env(storage, secret_values, name),
+            )
         finally:
             hooks.run_hooks(kube, "post_backup", instance, objects, reporter)
     except OperationFailedError as error:
@@ -304,12 +375,27 @@ def list_backups(kube: KubeClient, name: str, reporter: Reporter) -> list[Backup
     record = read_record(kube, name)
     storage, secret_values = require_storage(kube)
     where = name if record is not None else SYSTEM_NAMESPACE
-    prepare_namespace(kube, where, storage, secret_values)
+    here = where == name
+    prepare_namespace(kube, where, storage, name if here else None)
     run_id = new_backup_id()
     target = Target(where, record.app, record.version) if record else Target(where)
     env = {"LIBRESH_INSTANCE": name}
     job = runner_job(target, storage, "snapshots", run_id, env, QUICK_TIMEOUT)
-    result = run_runner(kube, job, reporter, f"Reading the backups of {name}", QUICK_TIMEOUT)
+    try:
+        result = run_runner(
+            kube,
+            job,
+            reporter,
+            f"Reading the backups of {name}",
+            QUICK_TIMEOUT,
+            repository_env(storage, secret_values, name, whole_storage=not here),
+        )
+    except BackupFailedError as error:
+        # No repository: never backed up, unless libresh made it on this storage (then it
+        # is missing, e.g. the disk is not mounted, which must not pass for "no backups").
+        if error.runner_code == NO_REPOSITORY and name not in made_repositories(kube):
+            return []
+        raise
     if result is None:
         raise BackupFailedError(
             f"The Job listing the backups of {name} left no listing.",
@@ -427,7 +513,11 @@ def restore_backup(
     running_objects = render(running)
     instance = instance_for(kube, record, app, version)
     objects = render(instance)
-    env = {"LIBRESH_BACKUP_ID": backup.backup, "LIBRESH_INSTANCE": source or name}
+    # The backups of `origin` only (its repository, its key): a clone reads its source's
+    # through a volume claim and a Secret of this run alone.
+    backups_of = source or name
+    claim = REPOSITORY_CLAIM if backups_of == name else f"libresh-backup-from-{backups_of}"
+    env = {"LIBRESH_BACKUP_ID": backup.backup, "LIBRESH_INSTANCE": backups_of}
     job = runner_job(
         Target.of(name, app, version.version),
         storage,
@@ -435,15 +525,25 @@ def restore_backup(
         new_backup_id(),
         env,
         BACKUP_TIMEOUT,
+        claim,
     )
-    prepare_namespace(kube, name, storage, secret_values)
+    prepare_namespace(kube, name, storage, backups_of, claim)
     _stop(kube, running, running_objects, reporter)
     stopped = True
     try:
         try:
-            run_runner(
-                kube, job, reporter, f"Restoring {backup.backup} into {name}", BACKUP_TIMEOUT
-            )
+            try:
+                run_runner(
+                    kube,
+                    job,
+                    reporter,
+                    f"Restoring {backup.backup} into {name}",
+                    BACKUP_TIMEOUT,
+                    repository_env(storage, secret_values, backups_of),
+                )
+            finally:
+                if claim != REPOSITORY_CLAIM:
+                    _drop_volume(kube, job, storage, backups_of, claim)
         except BackupFailedError as failed:
             if failed.runner_code in RESTORE_CHANGED_NOTHING:
                 stopped = False
@@ -507,7 +607,7 @@ def read_backup_meta(
     back in its termination message, encrypted with a one-time pad kept in a Secret for the
     Job's lifetime only."""
     storage, secret_values = require_storage(kube)
-    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, secret_values)
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, None)
     run_id = new_backup_id()
     pad = random_secrets.token_bytes(PAD_SIZE)
     pad_secret = f"libresh-pad-{run_id.lower()}"
@@ -532,7 +632,14 @@ def read_backup_meta(
         {"name": "pad", "mountPath": "/pad", "readOnly": True}
     )
     try:
-        result = run_runner(kube, job, reporter, f"Reading backup {backup.backup}", QUICK_TIMEOUT)
+        result = run_runner(
+            kube,
+            job,
+            reporter,
+            f"Reading backup {backup.backup}",
+            QUICK_TIMEOUT,
+            repository_env(storage, secret_values, source, whole_storage=True),
+        )
     finally:
         kube.delete("v1", "Secret", pad_secret, SYSTEM_NAMESPACE)
     sealed = str((result.data or {}).get("meta", "")) if result else ""
@@ -708,7 +815,12 @@ def check_cron(expression: str) -> str:
 
 
 def set_schedule(
-    kube: KubeClient, catalog: Catalog, name: str, cron: str, retention: Retention
+    kube: KubeClient,
+    catalog: Catalog,
+    name: str,
+    cron: str,
+    retention: Retention,
+    reporter: Reporter | None = None,
 ) -> Manifest:
     record, app, version = _installed(kube, catalog, name)
     storage, secret_values = require_storage(kube)
@@ -724,14 +836,20 @@ def set_schedule(
             "Keeping no backup at all would delete every scheduled backup.",
             hint="Give at least one of --keep-daily, --keep-weekly, --keep-monthly above 0.",
         )
-    prepare_namespace(kube, name, storage, secret_values)
+    ensure_repository(kube, storage, secret_values, name, reporter or SilentReporter())
+    prepare_namespace(kube, name, storage, name)
     objects = render(instance_for(kube, record, app, version))
     target = replace(
         Target.of(name, app, version.version),
         volume_users=_volume_users(objects, app.backup_volumes),
     )
     cronjob = schedule_cronjob(target, storage, check_cron(cron), retention, BACKUP_TIMEOUT)
-    return kube.apply(cronjob)
+    made = kube.apply(cronjob)
+    # The one repository Secret an app namespace keeps: its own instance's key, owned by the
+    # CronJob (it goes with it).
+    env = repository_env(storage, secret_values, name)
+    kube.apply(repository_secret(SCHEDULE_SECRET, name, env, owner=made))
+    return made
 
 
 def schedule_of(kube: KubeClient, name: str) -> str | None:
@@ -742,7 +860,9 @@ def schedule_of(kube: KubeClient, name: str) -> str | None:
 
 def remove_schedule(kube: KubeClient, name: str) -> bool:
     require_record(kube, name)
-    return kube.delete("batch/v1", "CronJob", SCHEDULE_NAME, name)
+    removed = kube.delete("batch/v1", "CronJob", SCHEDULE_NAME, name)
+    kube.delete("v1", "Secret", SCHEDULE_SECRET, name)
+    return removed
 
 
 def configure_storage(
@@ -752,8 +872,10 @@ def configure_storage(
     imported_password: str | None,
     reporter: Reporter,
 ) -> bool:
-    """Open (or create) the repository with these settings, then keep them: settings that
-    cannot reach the repository are never saved. True when a new key was made."""
+    """Open (or create) the storage's own repository (STORAGE_CHECK) with these settings, then
+    keep them: settings that cannot reach and write the storage, or whose key is not the one
+    the storage was set up with, are never saved. True when a new key was made. The
+    instances' repositories are made on their first backup (ensure_repository)."""
     values, made = storage_values(kube, storage, keys, imported_password)
     if made:  # the key the repository is about to be made with is kept before, never lost
         save_secret_values(kube, values)
@@ -761,8 +883,38 @@ def configure_storage(
         kube.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
         )
-    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, values)
+    previous, _ = read_storage(kube)
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, None)
     job = runner_job(Target(SYSTEM_NAMESPACE), storage, "init", new_backup_id(), {}, QUICK_TIMEOUT)
-    run_runner(kube, job, reporter, "Opening the backup repository", QUICK_TIMEOUT)
+    env = repository_env(storage, values, STORAGE_CHECK, whole_storage=True)
+    run_runner(kube, job, reporter, "Opening the backup storage", QUICK_TIMEOUT, env)
+    if previous != storage:  # other storage: no instance's repository is made there yet
+        save_made_repositories(kube, {})
     save_storage(kube, storage, values)
     return made
+
+
+def ensure_repository(
+    kube: KubeClient,
+    storage: BackupStorage,
+    secret_values: dict[str, str],
+    instance: str,
+    reporter: Reporter,
+) -> None:
+    """Make the instance's repository on its first use (or find it: backups another cluster
+    made with the same key), by a Job in libresh-system: never in the app's namespace, and
+    only once the storage's own repository shows the storage is there (a backup disk that is
+    not mounted fails instead of filling the root disk). Remembered in libresh-system."""
+    made = made_repositories(kube)
+    if instance in made:
+        return
+    prepare_namespace(kube, SYSTEM_NAMESPACE, storage, None)
+    run_id = new_backup_id()
+    env = {}  # whose repository: LIBRESH_REPOSITORY_OF, in its Secret
+    if storage.kind == "path":
+        env["LIBRESH_STORAGE_CHECK"] = storage.repository(STORAGE_CHECK, whole_storage=True)
+    job = runner_job(Target(SYSTEM_NAMESPACE), storage, "init", run_id, env, QUICK_TIMEOUT)
+    repository = repository_env(storage, secret_values, instance, whole_storage=True)
+    what = f"Making the backup repository of {instance}"
+    run_runner(kube, job, reporter, what, QUICK_TIMEOUT, repository)
+    save_made_repositories(kube, {**made_repositories(kube), instance: run_id})

@@ -1,16 +1,30 @@
-"""Where backups go: one restic repository per cluster, on S3-compatible storage or on a path of
-one node. Set once (`libresh backup storage set`), kept in the namespace libresh-system: the
-ConfigMap libresh-backup (where) and the Secret libresh-backup (the repository password, made
-here, and the S3 keys).
+"""Where backups go: S3-compatible storage or a path on one node, set once (`libresh backup
+storage set`) and kept in the namespace libresh-system: the ConfigMap libresh-backup (where)
+and the Secret libresh-backup (the cluster's repository key, made here, and the S3 keys).
 
-Every namespace that runs backup Jobs gets what they need to reach the repository: the Secret
-libresh-backup-repository (restic's environment) and, for a node path, a PersistentVolume
-bound to a claim of that namespace (the Pod Security `baseline` of app namespaces forbids
-hostPath volumes in pods, not PersistentVolumes an admin tool made)."""
+Each instance has a restic repository of its own, `<prefix>/<instance>` in the bucket or
+`<path>/<instance>` on the node, encrypted with a key of its own derived from the cluster's
+(instance_password): `libresh backup key export` (the one cluster key) still opens every
+instance's backups after the cluster is lost, and an app namespace only ever sees its own
+instance's key. Next to them `<prefix>/libresh-system` (STORAGE_CHECK), a repository holding
+nothing, made by `storage set`: it proves the storage works and was made with this cluster's
+key, and (for a path) that the disk is mounted, before an instance's repository is made.
+
+What a runner Job needs to reach a repository (restic's environment: the repository_env) is
+a Secret made just before that Job and deleted when it ends, owned by it (so the garbage
+collector removes it if libresh stops first); an instance's backup schedule alone keeps one,
+libresh-backup-schedule, with that instance's key (and the S3 keys, which are bucket-wide:
+per-instance S3 credentials are not made). For a node path a namespace gets a
+PersistentVolume onto its own instance's directory only, bound to a claim of that namespace
+(the Pod Security `baseline` of app namespaces forbids hostPath volumes in pods, not
+PersistentVolumes an admin tool made); libresh-system's is onto the whole path: it makes the
+instances' repositories and reads those of instances this cluster does not have."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import secrets as random_secrets
@@ -25,10 +39,13 @@ from libresh_cli.kube.client import KubeClient
 
 Manifest = dict[str, Any]
 SETTINGS_NAME = "libresh-backup"
-REPOSITORY_SECRET = "libresh-backup-repository"  # noqa: S105 - a name
+SCHEDULE_SECRET = "libresh-backup-schedule"  # noqa: S105 - a name
 REPOSITORY_CLAIM = "libresh-backup-repository"
 REPOSITORY_MOUNT = "/repository"
 PASSWORD_KEY = "restic_password"  # noqa: S105 - a key name
+KEY_CONTEXT = "libresh-backup/v1/"
+STORAGE_CHECK = SYSTEM_NAMESPACE  # a reserved name: never an instance's
+REPOSITORY_LABEL = "libresh.dev/backup-repository"  # on restic's Secrets: whose repository
 LABELS = {"app.kubernetes.io/managed-by": "libresh"}
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -49,12 +66,13 @@ class BackupStorage:
             shown.pop("prefix", None)  # a folder in a bucket: S3 only
         return shown
 
-    @property
-    def repository(self) -> str:
-        """RESTIC_REPOSITORY as the runner's container sees it."""
+    def repository(self, instance: str, *, whole_storage: bool = False) -> str:
+        """RESTIC_REPOSITORY of the instance's repository as a runner sees it: for a node
+        path, the volume of the namespace is that directory, or (`whole_storage`, in
+        libresh-system) the whole path."""
         if self.kind == "s3":
-            return f"s3:{self.endpoint.rstrip('/')}/{self.bucket}/{self.prefix}"
-        return REPOSITORY_MOUNT
+            return f"s3:{self.endpoint.rstrip('/')}/{self.bucket}/{self.prefix}/{instance}"
+        return f"{REPOSITORY_MOUNT}/{instance}" if whole_storage else REPOSITORY_MOUNT
 
     def describe(self) -> str:
         if self.kind == "s3":
@@ -170,27 +188,98 @@ def save_storage(kube: KubeClient, storage: BackupStorage, values: Mapping[str, 
     )
 
 
-def repository_objects(
-    storage: BackupStorage, secret_values: Mapping[str, str], namespace: str
-) -> list[Manifest]:
-    """What a namespace needs for its backup Jobs to reach the repository."""
+def instance_password(cluster_key: str, instance: str) -> str:
+    """The key of one instance's repository: HMAC-SHA256 of the cluster key over
+    "libresh-backup/v1/INSTANCE", URL-safe base64. Anyone with the cluster key can compute
+    it; nobody can go back from it to the cluster key or to another instance's."""
+    digest = hmac.new(
+        cluster_key.encode(), (KEY_CONTEXT + instance).encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def repository_env(
+    storage: BackupStorage,
+    secret_values: Mapping[str, str],
+    instance: str,
+    *,
+    whole_storage: bool = False,
+) -> dict[str, str]:
+    """restic's environment for the repository of `instance`, and nothing that opens another:
+    its location, its own key, the S3 keys; LIBRESH_REPOSITORY_OF names whose it is (the
+    runner refuses to work on another instance's backups with it)."""
     env = {
-        "RESTIC_REPOSITORY": storage.repository,
-        "RESTIC_PASSWORD": secret_values[PASSWORD_KEY],
+        "RESTIC_REPOSITORY": storage.repository(instance, whole_storage=whole_storage),
+        "RESTIC_PASSWORD": instance_password(secret_values[PASSWORD_KEY], instance),
+        "LIBRESH_REPOSITORY_OF": instance,
     }
     if storage.kind == "s3":
         env |= {
             "AWS_ACCESS_KEY_ID": secret_values.get("aws_access_key_id", ""),
             "AWS_SECRET_ACCESS_KEY": secret_values.get("aws_secret_access_key", ""),
         }
-    objects = [_secret(REPOSITORY_SECRET, namespace, env)]
-    if storage.kind == "path":
-        objects += _node_path_volume(storage, namespace)
-    return objects
+    return env
 
 
-def _node_path_volume(storage: BackupStorage, namespace: str) -> list[Manifest]:
-    volume = f"libresh-backup-{namespace}"
+REPOSITORIES_NAME = "libresh-backup-repositories"
+
+
+def made_repositories(kube: KubeClient) -> dict[str, str]:
+    """The instances whose repository libresh made (or found) on the current storage, with
+    when: a ConfigMap of libresh-system, emptied when the storage changes."""
+    configmap = kube.get("v1", "ConfigMap", REPOSITORIES_NAME, SYSTEM_NAMESPACE)
+    return dict((configmap or {}).get("data") or {})
+
+
+def save_made_repositories(kube: KubeClient, made: Mapping[str, str]) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": REPOSITORIES_NAME,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": LABELS,
+            },
+            "data": dict(sorted(made.items())),
+        }
+    )
+
+
+def repository_secret(
+    name: str, namespace: str, env: Mapping[str, str], owner: Mapping[str, Any] | None = None
+) -> Manifest:
+    """The Secret a runner reads restic's environment from; owned by its Job (or the
+    schedule's CronJob) when given, so it goes with it."""
+    secret = _secret(name, namespace, env)
+    secret["metadata"]["labels"] = {**LABELS, REPOSITORY_LABEL: env["LIBRESH_REPOSITORY_OF"]}
+    if owner is not None:
+        secret["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": owner["apiVersion"],
+                "kind": owner["kind"],
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+            }
+        ]
+    return secret
+
+
+def repository_volume(
+    storage: BackupStorage, namespace: str, instance: str | None, claim: str = REPOSITORY_CLAIM
+) -> list[Manifest]:
+    """For a node path: the PersistentVolume and claim that give `namespace` the directory of
+    `instance`'s repository, or (None) the whole path; nothing for S3."""
+    if storage.kind != "path":
+        return []
+    path = storage.path.rstrip("/") + (f"/{instance}" if instance else "")
+    suffix = "" if claim == REPOSITORY_CLAIM else "-" + claim.removeprefix("libresh-backup-")
+    return _node_path_volume(storage, namespace, path, f"libresh-backup-{namespace}{suffix}", claim)
+
+
+def _node_path_volume(
+    storage: BackupStorage, namespace: str, path: str, volume: str, claim: str
+) -> list[Manifest]:
     return [
         {
             "apiVersion": "v1",
@@ -202,8 +291,8 @@ def _node_path_volume(storage: BackupStorage, namespace: str) -> list[Manifest]:
                 # The backups outlive the claim: deleting an instance never deletes them.
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
-                "hostPath": {"path": storage.path, "type": "DirectoryOrCreate"},
-                "claimRef": {"namespace": namespace, "name": REPOSITORY_CLAIM},
+                "hostPath": {"path": path, "type": "DirectoryOrCreate"},
+                "claimRef": {"namespace": namespace, "name": claim},
                 "nodeAffinity": {
                     "required": {
                         "nodeSelectorTerms": [
@@ -224,7 +313,7 @@ def _node_path_volume(storage: BackupStorage, namespace: str) -> list[Manifest]:
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": REPOSITORY_CLAIM, "namespace": namespace, "labels": LABELS},
+            "metadata": {"name": claim, "namespace": namespace, "labels": LABELS},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": "",

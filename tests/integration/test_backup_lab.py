@@ -22,12 +22,19 @@ import pytest
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.lifecycle import read_record
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE
-from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL
+from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
 from libresh_cli.backup.service import restore_as
-from libresh_cli.backup.storage import PASSWORD_KEY, REPOSITORY_SECRET, SETTINGS_NAME
+from libresh_cli.backup.storage import (
+    PASSWORD_KEY,
+    REPOSITORIES_NAME,
+    REPOSITORY_LABEL,
+    SCHEDULE_SECRET,
+    SETTINGS_NAME,
+    instance_password,
+)
 from libresh_cli.errors import ExitCode
-from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.progress import SilentReporter
 from tests.integration.conftest import Lab
 from tests.integration.test_apps import TEST_CATALOG, install, libresh, ok
@@ -51,6 +58,29 @@ def notes(lab: Lab, kube: KubeClient, storage: str) -> Iterator[str]:
     ok(install(lab, "notes", name, f"{name}.example.org", "--version", "1.0.0"))
     yield name
     kube.delete("v1", "Namespace", name)
+
+
+def cluster_key(kube: KubeClient) -> str:
+    secret = kube.get("v1", "Secret", SETTINGS_NAME, SYSTEM_NAMESPACE)
+    assert secret is not None
+    return base64.b64decode(secret["data"][PASSWORD_KEY]).decode()
+
+
+def app_namespace_keys(kube: KubeClient) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """Per app namespace, the Secrets that open backups or the shared PostgreSQL admin: every
+    Secret holding a restic key, and libresh-backup-repository, libresh-postgres-admin."""
+    found: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for secret in kube.list("v1", "Secret"):
+        namespace, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
+        if namespace in (SYSTEM_NAMESPACE, "kube-system"):
+            continue
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        if "RESTIC_PASSWORD" in data or name in (
+            "libresh-backup-repository",
+            "libresh-postgres-admin",
+        ):
+            found.setdefault(namespace, []).append((name, data))
+    return found
 
 
 def runner_jobs(kube: KubeClient, namespace: str, action: str) -> list[dict[str, Any]]:
@@ -135,7 +165,9 @@ def test_backup_runs_the_runner_with_the_instance_data_between_its_hooks(
     runner = spec["containers"][0]
     assert runner["image"] == RUNNER_IMAGE
     assert runner["command"] == ["sh", "/runner/backup-runner.sh"]
-    assert runner["envFrom"] == [{"secretRef": {"name": REPOSITORY_SECRET}}]
+    # restic's environment: a Secret of this Job alone (named after it), gone once it ended.
+    assert runner["envFrom"] == [{"secretRef": {"name": job["metadata"]["name"]}}]
+    assert kube.get("v1", "Secret", job["metadata"]["name"], notes) is None
     env = env_of(spec)
     assert env["LIBRESH_ACTION"] == "backup" and env["LIBRESH_BACKUP_ID"] == result["backup"]
     assert (env["LIBRESH_VOLUMES"], env["LIBRESH_DATABASES"]) == ("notes-data", "postgres")
@@ -152,13 +184,19 @@ def test_backup_runs_the_runner_with_the_instance_data_between_its_hooks(
     bound = kube.get("v1", "PersistentVolumeClaim", claim, notes)
     assert bound is not None and bound["status"]["phase"] == "Bound"
     volume = kube.get("v1", "PersistentVolume", bound["spec"]["volumeName"])
-    assert volume is not None and volume["spec"]["hostPath"]["path"] == BACKUP_PATH
+    # The instance's own directory of the storage, not the whole of it.
+    assert volume is not None and volume["spec"]["hostPath"]["path"] == f"{BACKUP_PATH}/{notes}"
     assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
-    # The repository password reaches the namespace in a Secret, never in the Job's spec.
-    repository = kube.get("v1", "Secret", REPOSITORY_SECRET, notes)
-    assert repository is not None
-    password = base64.b64decode(repository["data"]["RESTIC_PASSWORD"]).decode()
-    assert password not in json.dumps(job)
+    # No key in the Job's spec, the cluster's or the instance's.
+    assert cluster_key(kube) not in json.dumps(job)
+    assert instance_password(cluster_key(kube), notes) not in json.dumps(job)
+    # The instance's repository was made first, by a Job in libresh-system.
+    made = kube.get("v1", "ConfigMap", REPOSITORIES_NAME, SYSTEM_NAMESPACE)
+    assert made is not None and notes in made["data"]
+    init = kube.get("batch/v1", "Job", job_name("init", made["data"][notes]), SYSTEM_NAMESPACE)
+    assert init is not None
+    init_env = env_of(init["spec"]["template"]["spec"])
+    assert init_env["LIBRESH_STORAGE_CHECK"] == "/repository/libresh-system"
 
     # Hooks around the runner: freeze before, thaw after.
     hooks = kube.list("batch/v1", "Job", notes, label_selector="libresh.dev/hook")
@@ -354,6 +392,20 @@ def test_restore_as_makes_a_new_instance_with_the_same_credentials(
         (restore,) = runner_jobs(kube, clone, "restore")
         env = env_of(restore["spec"]["template"]["spec"])
         assert (env["LIBRESH_INSTANCE"], env["LIBRESH_BACKUP_ID"]) == (notes, f"lab-{notes}")
+        # The clone read the source's backups through a volume and a key of that run only.
+        volumes = restore["spec"]["template"]["spec"]["volumes"]
+        (repository,) = [v for v in volumes if v["name"] == "repository"]
+        source_claim = f"libresh-backup-from-{notes}"
+        assert repository["persistentVolumeClaim"]["claimName"] == source_claim
+        source_volume = f"libresh-backup-{clone}-from-{notes}"
+
+        def gone() -> bool | None:
+            claim = kube.get("v1", "PersistentVolumeClaim", source_claim, clone)
+            volume = kube.get("v1", "PersistentVolume", source_volume)
+            return True if claim is None and volume is None else None
+
+        wait_for("the source's volume to go", gone, timeout=30, interval=0.2)
+        assert not app_namespace_keys(kube).get(clone)
         taken = libresh(lab, "restore", notes, "--as", clone, "--domain", "x.example.org")
         assert taken.returncode == ExitCode.CONFLICT
         assert f"An instance named {clone} exists already" in taken.stderr
@@ -443,3 +495,44 @@ def test_restore_as_from_another_cluster_takes_settings_and_credentials_from_the
         assert env_of(restore["spec"]["template"]["spec"])["LIBRESH_INSTANCE"] == source
     finally:
         kube.delete("v1", "Namespace", copy)
+
+
+def test_no_app_namespace_keeps_a_key_to_the_backups_or_the_shared_database(
+    lab: Lab, kube: KubeClient, notes: str
+) -> None:
+    """After a backup and a restore, an app namespace holds no Secret that opens the backups
+    (the cluster's key, another instance's) or the shared PostgreSQL admin; a schedule keeps
+    its own instance's key and no more, and its volume is onto its own directory."""
+    ok(libresh(lab, "backup", notes))
+    ok(libresh(lab, "restore", notes, "--yes"))
+    ok(libresh(lab, "backup", "schedule", notes, "--cron", "@daily"))
+    key = cluster_key(kube)
+    for namespace, secrets in app_namespace_keys(kube).items():
+        for name, data in secrets:
+            # Only a schedule's Secret, with its own instance's key and repository.
+            assert name == SCHEDULE_SECRET, (namespace, name)
+            assert data["RESTIC_PASSWORD"] == instance_password(key, namespace)
+            assert data["LIBRESH_REPOSITORY_OF"] == namespace
+            assert key not in data.values()
+    (kept,) = app_namespace_keys(kube)[notes]
+    assert kept[0] == SCHEDULE_SECRET
+    schedule = kube.get("v1", "Secret", SCHEDULE_SECRET, notes)
+    cronjob = kube.get("batch/v1", "CronJob", "libresh-backup", notes)
+    assert schedule is not None and cronjob is not None
+    assert schedule["metadata"]["labels"][REPOSITORY_LABEL] == notes
+    assert [o["uid"] for o in schedule["metadata"]["ownerReferences"]] == [
+        cronjob["metadata"]["uid"]
+    ]
+    backup_volumes = [
+        v
+        for v in kube.list("v1", "PersistentVolume")
+        if v["metadata"]["name"].startswith("libresh-backup-")
+    ]
+    assert f"libresh-backup-{notes}" in [v["metadata"]["name"] for v in backup_volumes]
+    for volume in backup_volumes:
+        # An app namespace's volume is onto its own instance's directory, never the whole path.
+        namespace = volume["spec"]["claimRef"]["namespace"]
+        if namespace != SYSTEM_NAMESPACE:
+            assert volume["spec"]["hostPath"]["path"].endswith(f"/{namespace}"), volume
+    ok(libresh(lab, "backup", "schedule", notes, "--remove"))
+    assert not app_namespace_keys(kube).get(notes)

@@ -13,7 +13,9 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -1087,3 +1089,118 @@ def test_sigterm_removes_the_staged_secrets_and_fails(
     assert not stage.exists() and not work.exists()
     assert list(scratch.iterdir()) == []
     assert runner_processes_gone(slow_pid)  # what it ran was stopped too
+
+
+# -- one repository per instance (issue 14, findings 1 and 8) ---------------------------------
+
+
+def test_an_instances_repository_is_made_on_first_use_once_the_storage_is_there(
+    site: Site, tmp_path: Path
+) -> None:
+    storage = tmp_path / "storage"  # the node path, as libresh-system's runner sees it
+    check = {"RESTIC_REPOSITORY": str(storage / "libresh-system"), "RESTIC_PASSWORD": "k-check"}
+    own = {"RESTIC_REPOSITORY": str(storage / "demo"), "RESTIC_PASSWORD": "k-demo"}
+    first_use = {"LIBRESH_STORAGE_CHECK": str(storage / "libresh-system")}
+    # The storage was never set up, or its disk is not mounted: nothing is made.
+    run = run_runner(site, own, "init", **first_use)
+    assert run.returncode == 10, run.stderr
+    assert "backup storage is not there" in str(run.result["error"])
+    assert not storage.exists()
+    # `backup storage set` makes the storage's own repository; then the instance's is made,
+    # and found the next time.
+    assert run_runner(site, check, "init").returncode == 0
+    made = run_runner(site, own, "init", **first_use)
+    assert made.returncode == 0 and "creating the restic repository" in made.stderr, made.stderr
+    again = run_runner(site, own, "init", **first_use)
+    assert again.returncode == 0 and "exists already" in again.stderr, again.stderr
+    # Its own key, not the storage's: another key is a wrong password, never a new repository.
+    wrong = run_runner(site, {**own, "RESTIC_PASSWORD": "k-check"}, "init", **first_use)
+    assert wrong.returncode == 12, wrong.stderr
+    fill(site)
+    assert run_runner(site, own, "backup").returncode == 0
+    listing = run_runner(site, check, "snapshots")
+    assert listing.returncode == 0 and listing.result["backups"] == ""
+
+
+def test_a_runner_works_only_on_the_instance_whose_repository_it_was_given(
+    site: Site, repository: dict[str, str]
+) -> None:
+    init(site, repository)
+    fill(site)
+    own = {**repository, "LIBRESH_REPOSITORY_OF": "demo"}
+    assert run_runner(site, own, "backup", LIBRESH_BACKUP_ID="b1").returncode == 0
+    # Backups tagged for another instance are never read through this repository.
+    for action in ("restore", "snapshots", "backup", "forget"):
+        run = run_runner(site, own, action, LIBRESH_INSTANCE="other", LIBRESH_BACKUP_ID="b1")
+        assert run.returncode == 2, (action, run.stderr)
+        assert "the repository of demo holds no backups of other" in str(run.result["error"])
+    assert run_runner(site, own, "restore", LIBRESH_BACKUP_ID="b1").returncode == 0
+
+
+@contextmanager
+def locked(repository: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    """The repository locked by another restic run (a backup reading from a pipe that stays
+    open), as while the instance's schedule runs."""
+    env = {**os.environ, **repository, "RESTIC_CACHE_DIR": str(tmp_path / "other-cache")}
+    holder = subprocess.Popen(
+        ["restic", "backup", "--stdin", "--stdin-filename", "held"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert holder.stdin is not None
+        deadline = time.monotonic() + 30
+        while not any((Path(repository["RESTIC_REPOSITORY"]) / "locks").iterdir()):
+            assert time.monotonic() < deadline, "restic took no lock"
+            time.sleep(0.1)
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the other run ends, and so does its lock
+        holder.wait(timeout=60)
+
+
+def test_a_locked_repository_is_named_as_such_not_as_failed_files(
+    site: Site, repository: dict[str, str], tmp_path: Path
+) -> None:
+    init(site, repository)
+    fill(site)
+    assert run_runner(site, repository, "backup", LIBRESH_BACKUP_ID="b1").returncode == 0
+    with locked(repository, tmp_path):
+        # restic 0.14 has no --retry-lock: the retention fails at once, and says why.
+        run = run_runner(site, repository, "forget")
+        assert run.returncode == 17, run.stderr
+        assert "is locked by another run" in str(run.result["error"])
+        assert "already locked" in str(run.result["error"])
+    assert run_runner(site, repository, "forget").returncode == 0
+
+
+def test_restic_waits_for_a_lock_when_it_can(site: Site, repository: dict[str, str]) -> None:
+    # restic 0.16+ (the Job's image has 0.18) waits for another run's lock, a bounded time:
+    # a restic that says it is 0.18.1 gets --retry-lock before its command, and calls that
+    # read without a lock do not.
+    calls = site.root / "restic-calls"
+    wrappers = site.root / "wrappers"
+    wrappers.mkdir()
+    wrapper = wrappers / "restic"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >>"{calls}"\n'
+        'if [ "$1" = version ]; then echo "restic 0.18.1 compiled with go1.24 on linux/amd64"; '
+        "exit 0; fi\n"
+        'case "$1" in --retry-lock=*) shift ;; esac\n'
+        f'exec {shutil.which("restic")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    path = f"{wrappers}:{site.postgres.bindir}:{os.environ['PATH']}"
+    init(site, repository)
+    fill(site)
+    assert run_runner(site, repository, "backup", PATH=path, LIBRESH_LOCK_WAIT="2m").returncode == 0
+    assert run_runner(site, repository, "snapshots", PATH=path).returncode == 0
+    lines = calls.read_text().splitlines()
+    backups = [line for line in lines if " backup " in f" {line} "]
+    assert backups and all(line.startswith("--retry-lock=2m backup ") for line in backups)
+    listings = [line for line in lines if "snapshots --no-lock" in line]
+    assert listings and not any("--retry-lock" in line for line in listings)

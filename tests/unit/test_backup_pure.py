@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import replace
@@ -23,7 +26,14 @@ from libresh_cli.backup.jobs import (
 )
 from libresh_cli.backup.runner import parse_backups, parse_result, runner_script
 from libresh_cli.backup.service import check_cron, find_backup
-from libresh_cli.backup.storage import BackupStorage, check_storage, repository_objects
+from libresh_cli.backup.storage import (
+    BackupStorage,
+    check_storage,
+    instance_password,
+    repository_env,
+    repository_secret,
+    repository_volume,
+)
 from libresh_cli.errors import BadInputError, NotFoundError
 
 S3 = BackupStorage("s3", endpoint="https://s3.example.org/", bucket="coop-backups")
@@ -42,32 +52,93 @@ def test_the_runner_uses_the_postgres_image_of_the_embedded_service() -> None:
     assert f"image: {RUNNER_IMAGE}" in text
 
 
-def test_repository_url_and_secret_for_s3() -> None:
-    assert S3.repository == "s3:https://s3.example.org/coop-backups/libresh"
-    (secret,) = repository_objects(
-        S3,
-        {"restic_password": "pw", "aws_access_key_id": "id", "aws_secret_access_key": "key"},
-        "cloud",
-    )
-    assert secret["kind"] == "Secret" and secret["metadata"]["namespace"] == "cloud"
-    assert set(secret["data"]) == {
-        "RESTIC_REPOSITORY",
-        "RESTIC_PASSWORD",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
+CLUSTER_KEY = "the-cluster-key"
+
+
+def test_each_instance_has_its_own_key_derived_from_the_cluster_key() -> None:
+    cloud, other = instance_password(CLUSTER_KEY, "cloud"), instance_password(CLUSTER_KEY, "other")
+    assert cloud != other and CLUSTER_KEY not in (cloud, other)
+    # The same key again from the same cluster key (`backup key export` recovers every
+    # instance): HMAC-SHA256(cluster key, "libresh-backup/v1/" + instance), URL-safe base64.
+    digest = hmac.new(CLUSTER_KEY.encode(), b"libresh-backup/v1/cloud", hashlib.sha256).digest()
+    assert cloud == base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    assert len(cloud) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", cloud)
+    assert instance_password("another-cluster-key", "cloud") != cloud
+
+
+def test_repository_url_and_environment_for_s3() -> None:
+    values = {
+        "restic_password": CLUSTER_KEY,
+        "aws_access_key_id": "id",
+        "aws_secret_access_key": "k",
     }
+    env = repository_env(S3, values, "cloud")
+    assert env == {
+        "RESTIC_REPOSITORY": "s3:https://s3.example.org/coop-backups/libresh/cloud",
+        "RESTIC_PASSWORD": instance_password(CLUSTER_KEY, "cloud"),
+        "LIBRESH_REPOSITORY_OF": "cloud",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "k",
+    }
+    assert CLUSTER_KEY not in env.values()
+    assert repository_volume(S3, "cloud", "cloud") == []
 
 
-def test_a_node_path_becomes_a_retained_volume_bound_to_the_namespace() -> None:
-    secret, volume, claim = repository_objects(NODE, {"restic_password": "pw"}, "cloud")
-    assert NODE.repository == "/repository"
-    assert "AWS_ACCESS_KEY_ID" not in secret["data"]
-    assert volume["spec"]["hostPath"]["path"] == "/var/backups/libresh"
+def test_a_node_path_gives_a_namespace_its_instance_directory_only() -> None:
+    env = repository_env(NODE, {"restic_password": CLUSTER_KEY}, "cloud")
+    assert env["RESTIC_REPOSITORY"] == "/repository" and "AWS_ACCESS_KEY_ID" not in env
+    volume, claim = repository_volume(NODE, "cloud", "cloud")
+    assert volume["spec"]["hostPath"]["path"] == "/var/backups/libresh/cloud"
     assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     assert volume["spec"]["claimRef"] == {"namespace": "cloud", "name": claim["metadata"]["name"]}
     terms = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
     assert terms[0]["matchExpressions"][0]["values"] == ["node-1"]
     assert claim["spec"]["volumeName"] == volume["metadata"]["name"]
+    # A clone reads its source's directory through a claim of its own, for that run.
+    source, source_claim = repository_volume(NODE, "copy", "cloud", "libresh-backup-from-cloud")
+    assert source["spec"]["hostPath"]["path"] == "/var/backups/libresh/cloud"
+    assert source_claim["metadata"] == {
+        "name": "libresh-backup-from-cloud",
+        "namespace": "copy",
+        "labels": {"app.kubernetes.io/managed-by": "libresh"},
+    }
+    assert source["metadata"]["name"] != volume["metadata"]["name"]
+    # libresh-system (never an app) sees the whole path: it makes the instances' repositories.
+    whole, _ = repository_volume(NODE, "libresh-system", None)
+    assert whole["spec"]["hostPath"]["path"] == "/var/backups/libresh"
+    assert (
+        repository_env(NODE, {"restic_password": "k"}, "cloud", whole_storage=True)[
+            "RESTIC_REPOSITORY"
+        ]
+        == "/repository/cloud"
+    )
+
+
+def test_a_runner_job_reads_a_secret_of_its_own_that_it_owns() -> None:
+    job = runner_job(nextcloud_target(), NODE, "backup", "20250101T000000Z-abcd", {}, 60)
+    name = job["metadata"]["name"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": name}}]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert "libresh-backup-repository" in claims
+    made = {**job, "metadata": {**job["metadata"], "uid": "1234"}}
+    env = repository_env(NODE, {"restic_password": CLUSTER_KEY}, "cloud")
+    secret = repository_secret(name, "cloud", env, owner=made)
+    assert secret["metadata"]["name"] == name and secret["metadata"]["namespace"] == "cloud"
+    assert secret["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": "1234"}
+    ]
+    assert secret["metadata"]["labels"]["libresh.dev/backup-repository"] == "cloud"
+    clone = runner_job(nextcloud_target(), NODE, "restore", "r", {}, 60, "libresh-backup-from-x")
+    volumes = clone["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "repository",
+        "persistentVolumeClaim": {"claimName": "libresh-backup-from-x"},
+    } in volumes
 
 
 @pytest.mark.parametrize(
@@ -152,6 +223,8 @@ def test_schedule_is_a_cronjob_that_never_overlaps() -> None:
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert (env["LIBRESH_ACTION"], env["LIBRESH_KEEP_MONTHLY"]) == ("scheduled", "0")
+    # The one repository Secret an app namespace keeps (one-off runs delete theirs).
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "libresh-backup-schedule"}}]
 
 
 def test_the_runner_configmap_carries_the_script() -> None:
