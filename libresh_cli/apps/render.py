@@ -495,29 +495,13 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
         raise RenderError(error.message, hint=error.hint) from None
     try:
         text = _render_text(template, source, instance)
-    except TemplateError as error:
-        line = getattr(error, "lineno", None)
-        where = f"{template}:{line}" if line else str(template)
-        raise RenderError(
-            f"{where}: the template failed: {error}",
-            hint="Fix the template; `libresh catalog validate` renders every "
-            "version to find such errors.",
-        ) from error
     except RecursionError:
         raise RenderError(
             f"{template}: the template failed: it calls itself too deeply (endless recursion).",
             hint="Fix the template's macros so that their recursion ends.",
         ) from None
-    except TEMPLATE_PYTHON_ERRORS as error:
-        # An operation on values of the wrong type (text * text, 1 / 0, a filter given a
-        # list): Python's error, with the template's line Jinja keeps in the traceback.
-        line = _template_line(error)
-        where = f"{template}:{line}" if line else str(template)
-        raise RenderError(
-            f"{where}: the template failed: {type(error).__name__}: {error}",
-            hint="Fix the template; `libresh catalog validate` renders every "
-            "version to find such errors.",
-        ) from error
+    except (TemplateError, *TEMPLATE_PYTHON_ERRORS) as error:
+        raise _template_failed(template, error) from error
     try:
         loaded = yamlfile.load_all(
             text, source=f"{template} (rendered)", limit=yamlfile.MAX_RENDERED_BYTES
@@ -528,6 +512,21 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     for document in documents:
         _check_object(document, template)
     return documents
+
+
+def _template_failed(template: Path, error: Exception) -> RenderError:
+    """Jinja's errors carry the template's line; Python's (an operation on values of the
+    wrong type: text * text, 1 / 0, a filter given a list) have it in the traceback."""
+    if isinstance(error, TemplateError):
+        line, reason = getattr(error, "lineno", None), str(error)
+    else:
+        line, reason = _template_line(error), f"{type(error).__name__}: {error}"
+    where = f"{template}:{line}" if line else str(template)
+    return RenderError(
+        f"{where}: the template failed: {reason}",
+        hint="Fix the template; `libresh catalog validate` renders every version to find "
+        "such errors.",
+    )
 
 
 def _template_line(error: BaseException) -> int | None:
