@@ -7,8 +7,10 @@ from datetime import date
 from typing import Any
 
 from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.health import HOPELESS
 from libresh_cli.apps.lifecycle import (
     instance_for,
+    never_installed,
     prepare,
     require_record,
     save_record,
@@ -27,6 +29,7 @@ from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.progress import Reporter
 
+Manifest = dict[str, Any]
 MANAGED = f"{MANAGED_BY}=libresh"
 # Kept by `uninstall` without --purge-data: the data, and the passwords it was created with.
 KEPT_ON_UNINSTALL = {"PersistentVolumeClaim", "Secret", "Namespace"}
@@ -44,13 +47,18 @@ class InstanceSummary:
     # False when upstream no longer maintains the installed version's series (no security
     # fixes): the catalog's `maintained_until`. None when the catalog does not say.
     maintained: bool | None = None
+    # "healthy", "unhealthy" (problems say why), or "-" when nothing should run
+    # (uninstalled, never installed, an unreadable record).
+    health: str = "-"
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def list_instances(kube: KubeClient, catalog: Catalog) -> list[InstanceSummary]:
-    """Three API calls whatever the number of instances: records, Deployments, StatefulSets."""
+    """Four API calls whatever the number of instances: records, Deployments, StatefulSets,
+    and the pods libresh manages."""
     records, unreadable = [], []
     for configmap in kube.list("v1", "ConfigMap", label_selector=RECORD_SELECTOR):
         try:
@@ -58,9 +66,56 @@ def list_instances(kube: KubeClient, catalog: Catalog) -> list[InstanceSummary]:
         except RecordUnreadableError as error:
             unreadable.append(_unreadable(error))
     workloads = _workload_states(kube, namespace=None)
+    pods = _pods_by_instance(kube, namespace=None)
     latest = _latest_versions(catalog, {r.app for r in records})
-    summaries = [_summary(r, workloads.get(r.name, {}), latest.get(r.app)) for r in records]
+    summaries = [
+        _summary(r, workloads.get(r.name, {}), latest.get(r.app), pods.get(r.name, []))
+        for r in records
+    ]
     return sorted([*summaries, *unreadable], key=lambda s: s.name)
+
+
+def _pods_by_instance(kube: KubeClient, namespace: str | None) -> dict[str, list[Manifest]]:
+    pods: dict[str, list[Manifest]] = {}
+    for pod in kube.list("v1", "Pod", namespace, label_selector=INSTANCE):
+        owner = pod["metadata"].get("labels", {}).get(INSTANCE, "")
+        pods.setdefault(owner, []).append(pod)
+    return pods
+
+
+def health_of(
+    record: InstanceRecord, workloads: dict[str, readiness.Readiness], pods: list[Manifest]
+) -> tuple[str, list[str]]:
+    """Whether what the instance should run runs: every Deployment and StatefulSet of its
+    inventory exists with its replicas available, and no pod of it crash-loops. The record's
+    status says what libresh last did; this says how the instance is now (someone deleted a
+    Deployment, a node died, a pod crashes since last night)."""
+    if record.status == "uninstalled" or never_installed(record):
+        return "-", []
+    problems = []
+    for _, kind, name in record.inventory:
+        if kind not in ("Deployment", "StatefulSet"):
+            continue
+        state = workloads.get(f"{kind}/{name}")
+        if state is None:
+            problems.append(f"{kind}/{name} is missing")
+        elif not state.ready:
+            problems.append(f"{kind}/{name}: {state.reason}")
+    problems += crash_looping(pods)
+    return ("unhealthy" if problems else "healthy"), problems
+
+
+def crash_looping(pods: list[Manifest]) -> list[str]:
+    found = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in HOPELESS:
+                found.append(
+                    f"pod {pod['metadata']['name']}: {container.get('name')} is in "
+                    f"{waiting['reason']} ({container.get('restartCount', 0)} restarts)"
+                )
+    return found
 
 
 def _unreadable(error: RecordUnreadableError) -> InstanceSummary:
@@ -95,11 +150,16 @@ def _latest_versions(catalog: Catalog, apps: set[str]) -> dict[str, App]:
 
 
 def _summary(
-    record: InstanceRecord, workloads: dict[str, readiness.Readiness], app: App | None
+    record: InstanceRecord,
+    workloads: dict[str, readiness.Readiness],
+    app: App | None,
+    pods: list[Manifest],
 ) -> InstanceSummary:
     status = record.status
-    if status == "installed" and not all(w.ready for w in workloads.values()):
-        status = "not ready"
+    if record.pending_upgrade:
+        pending = record.pending_upgrade
+        status = f"interrupted upgrade {pending.get('from')} -> {pending.get('to')}"
+    health, problems = health_of(record, workloads, pods)
     upgrade = None
     if app is not None and record.status != "uninstalled":
         try:
@@ -123,16 +183,20 @@ def _summary(
         upgrade=upgrade,
         workloads={k: ("ready" if r.ready else r.reason) for k, r in workloads.items()},
         maintained=maintained,
+        health=health,
+        problems=problems,
     )
 
 
 def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, Any]:
     record = require_record(kube, name)
     workloads = _workload_states(kube, namespace=name).get(name, {})
+    pods = _pods_by_instance(kube, namespace=name).get(name, [])
     app = _latest_versions(catalog, {record.app}).get(record.app)
     objects = kube.get_many(record.inventory, name)
     return {
-        **_summary(record, workloads, app).to_dict(),
+        **_summary(record, workloads, app, pods).to_dict(),
+        "pending_upgrade": record.pending_upgrade,
         "objects": [
             {
                 "kind": ref[1],

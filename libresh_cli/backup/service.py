@@ -75,6 +75,7 @@ from libresh_cli.backup.storage import (
 from libresh_cli.errors import (
     BadInputError,
     ConflictError,
+    InterruptedRunError,
     LibreshError,
     NotFoundError,
     OperationFailedError,
@@ -571,8 +572,17 @@ def restore_backup(
             ),
             hint=_after_failed_restore(name, backup.backup, safety, stopped, error.hint),
         ) from error
+    except KeyboardInterrupt as interrupt:
+        # The workloads are at 0 replicas and the data may be half restored: say so, and
+        # how to finish, instead of a bare "interrupted".
+        raise InterruptedRunError(
+            f"Restoring {name} was interrupted."
+            + (f" {name} is left stopped: its data may be partly restored." if stopped else ""),
+            hint=_after_failed_restore(name, backup.backup, safety, stopped, None),
+        ) from interrupt
     fresh = require_record(kube, name)
     fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
+    fresh.pending_upgrade = None  # the data is a backup's again: no upgrade step to resume
     fresh.inventory = refs_of(objects)
     origin = f" of {source}" if source else ""
     fresh.add_history(

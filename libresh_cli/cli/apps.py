@@ -131,19 +131,28 @@ def _list_table(rows: list[dict[str, Any]]) -> Any:
     if not rows:
         return "No instances. Install one: libresh install nextcloud --domain …"
     return rows_table(
-        ["NAME", "APP", "VERSION", "STATUS", "URL", "UPGRADE"],
+        ["NAME", "APP", "VERSION", "STATUS", "HEALTH", "URL", "UPGRADE"],
         [
             [
                 r["name"],
                 r["app"],
                 _version_text(r),
                 r["status"],
+                _health_text(r),
                 r["url"],
                 r["upgrade"] or "",
             ]
             for r in rows
         ],
     )
+
+
+def _health_text(row: dict[str, Any]) -> str:
+    problems = row.get("problems") or []
+    if row.get("health") != "unhealthy" or not problems:
+        return str(row.get("health") or "-")
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"unhealthy: {problems[0]}{more}"
 
 
 def _version_text(row: dict[str, Any]) -> str:
@@ -159,6 +168,10 @@ def status(
 ) -> None:
     """Show an instance: version, health, URL, its objects, upgrades and history.
 
+    Exit code 0 when it is healthy (or uninstalled: nothing should run), 1 when something it
+    should run is missing, not available or crash-looping (the problems are listed;
+    `libresh install APP --name NAME` again re-makes what is missing).
+
     \b
     Example:
       libresh status nextcloud
@@ -171,6 +184,8 @@ def status(
         data = instance_status(kube, catalog(app), name)
         data["backup_schedule"] = schedule_of(kube, name)
     emit(app, data, _status_view)
+    if data.get("health") == "unhealthy":
+        raise typer.Exit(1)
 
 
 def _status_view(data: dict[str, Any]) -> Any:
@@ -182,6 +197,8 @@ def _status_view(data: dict[str, Any]) -> Any:
             "app": data.get("app"),
             "version": _version_text(data),
             "status": data.get("status"),
+            "health": "\n".join([str(data.get("health")), *(data.get("problems") or [])]),
+            "next": _next_step(data),
             "url": data.get("url"),
             "upgrade available": data.get("upgrade") or "no",
             "upstream": (
@@ -214,6 +231,21 @@ def _status_view(data: dict[str, Any]) -> Any:
         ],
     )
     return Group(summary, "", objects, "", history)
+
+
+def _next_step(data: dict[str, Any]) -> str | None:
+    """What to run when the instance is not as it should be."""
+    name, pending = data.get("name"), data.get("pending_upgrade")
+    if pending:
+        backup = pending.get("backup")
+        return (
+            f"libresh upgrade {name} (it restores backup {backup} and {pending.get('from')} first)"
+            if backup
+            else f"libresh backups list {name}, then libresh restore {name} --snapshot ID"
+        )
+    if data.get("health") == "unhealthy":
+        return f"libresh install {data.get('app')} --name {name} (re-makes what is missing)"
+    return None
 
 
 def _last_backup_text(last: dict[str, str] | None) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from libresh_cli.settings import Paths
 
@@ -42,14 +42,14 @@ class AppContext:
         """Data goes to stdout."""
         from libresh_cli.cli.terminal import console
 
-        return console(no_color=not self.color, soft_wrap=True)
+        return console(no_color=not self.color, soft_wrap=True, width=_width_for(sys.stdout))
 
     @cached_property
     def err(self) -> Console:
         """Messages, progress and prompts go to stderr."""
         from libresh_cli.cli.terminal import console
 
-        return console(stderr=True, no_color=not self.color)
+        return console(stderr=True, no_color=not self.color, width=_width_for(sys.stderr))
 
     @property
     def interactive(self) -> bool:
@@ -64,6 +64,19 @@ class AppContext:
 
     def reporter(self) -> TerminalReporter:
         return TerminalReporter(self.err, quiet=self.output is not OutputFormat.table)
+
+
+# Off a terminal (a pipe, a file, cron's mail) nothing is cut or wrapped: `libresh list | grep`
+# sees whole URLs. Rich would otherwise lay everything out for 80 columns.
+UNBOUNDED_WIDTH = 10_000
+
+
+def _width_for(stream: Any) -> int | None:
+    """None (the terminal's own width) on a terminal, no limit elsewhere."""
+    try:
+        return None if stream.isatty() else UNBOUNDED_WIDTH
+    except (AttributeError, ValueError):
+        return UNBOUNDED_WIDTH
 
 
 def color_wanted(no_color_flag: bool) -> bool:

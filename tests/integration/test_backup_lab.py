@@ -24,7 +24,7 @@ from libresh_cli.apps.lifecycle import read_record
 from libresh_cli.apps.providers import SYSTEM_NAMESPACE
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
-from libresh_cli.backup.service import restore_as
+from libresh_cli.backup.service import find_backup, list_backups, restore_as, restore_backup
 from libresh_cli.backup.storage import (
     PASSWORD_KEY,
     REPOSITORIES_NAME,
@@ -33,7 +33,7 @@ from libresh_cli.backup.storage import (
     SETTINGS_NAME,
     instance_password,
 )
-from libresh_cli.errors import ExitCode
+from libresh_cli.errors import ExitCode, InterruptedRunError
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.progress import SilentReporter
 from tests.integration.conftest import Lab
@@ -536,3 +536,27 @@ def test_no_app_namespace_keeps_a_key_to_the_backups_or_the_shared_database(
             assert volume["spec"]["hostPath"]["path"].endswith(f"/{namespace}"), volume
     ok(libresh(lab, "backup", "schedule", notes, "--remove"))
     assert not app_namespace_keys(kube).get(notes)
+
+
+def test_ctrl_c_in_a_restore_leaves_the_app_stopped_and_says_how_to_finish(
+    kube: KubeClient, notes: str
+) -> None:
+    """Issue 14, finding 18: the workloads are at 0 replicas and the data may be half
+    restored; starting the app on it could damage it further."""
+
+    class InterruptedWhileRestoring(SilentReporter):
+        def step(self, message: str) -> None:
+            if message.startswith("Restoring"):
+                raise KeyboardInterrupt
+
+    catalog = Catalog.from_sources([TEST_CATALOG])
+    backup = find_backup(list_backups(kube, notes, SilentReporter()), None, notes)
+    with pytest.raises(InterruptedRunError) as raised:
+        restore_backup(
+            kube, catalog, notes, backup, InterruptedWhileRestoring(), safety_backup=False
+        )
+    assert raised.value.exit_code == ExitCode.INTERRUPTED
+    assert f"{notes} is left stopped" in raised.value.message
+    assert f"libresh restore {notes} --snapshot {backup.backup}" in str(raised.value.hint)
+    deployment = kube.get("apps/v1", "Deployment", "notes", notes)
+    assert deployment is not None and deployment["spec"]["replicas"] == 0

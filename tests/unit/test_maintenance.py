@@ -22,12 +22,12 @@ def record(version: str) -> InstanceRecord:
 
 
 def test_an_instance_on_an_unmaintained_version_is_marked() -> None:
-    old = _summary(record("29.0.16"), {}, NEXTCLOUD)
+    old = _summary(record("29.0.16"), {}, NEXTCLOUD, [])
     assert old.maintained is False and old.upgrade == "34.0.2"
     assert _version_text(old.to_dict()) == "29.0.16 (unmaintained)"
-    new = _summary(record("34.0.2"), {}, NEXTCLOUD)
+    new = _summary(record("34.0.2"), {}, NEXTCLOUD, [])
     assert new.maintained is True and _version_text(new.to_dict()) == "34.0.2"
-    gone = _summary(record("34.0.2"), {}, None)  # an app gone from the catalog: unknown
+    gone = _summary(record("34.0.2"), {}, None, [])  # an app gone from the catalog: unknown
     assert gone.maintained is None
 
 

@@ -1,0 +1,112 @@
+"""What a new co-op admin meets in a first session (issue 20), run as they run it: the `libresh`
+command on the lab, its exit codes and the words on the screen."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from libresh_cli.apps.lifecycle import require_record
+from libresh_cli.apps.upgrade import plan_upgrade, upgrade
+from libresh_cli.kube.client import KubeClient, wait_for
+from tests.integration.conftest import Lab
+from tests.integration.test_apps import LIBRESH, TEST_CATALOG, install, libresh, ok
+from tests.integration.test_one_run_at_a_time import DiesWhileApplying
+from tests.integration.test_upgrade_safeguard import CATALOG, RecordingSafeguard
+
+
+@pytest.fixture
+def demo(lab: Lab, kube: KubeClient) -> Iterator[str]:
+    name = f"f{uuid.uuid4().hex[:8]}"
+    ok(install(lab, "demo", name, f"{name}.example.org", "--version", "3.0.0"))
+    yield name
+    kube.delete("v1", "Namespace", name)
+
+
+def _listed(lab: Lab, name: str) -> dict[str, object]:
+    rows = json.loads(ok(libresh(lab, "list", "-o", "json")).stdout)
+    found: dict[str, object] = next(r for r in rows if r["name"] == name)
+    return found
+
+
+def test_list_and_status_tell_the_truth_about_health(lab: Lab, kube: KubeClient, demo: str) -> None:
+    assert _listed(lab, demo)["health"] == "healthy"
+    assert libresh(lab, "status", demo).returncode == 0
+
+    kube.delete("apps/v1", "Deployment", "demo", demo)  # by hand, or by accident
+    listed = libresh(lab, "list")
+    assert "unhealthy: Deployment/demo is missing" in listed.stdout
+    status = libresh(lab, "status", demo)
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "Deployment/demo is missing" in status.stdout
+    assert f"libresh install demo --name {demo}" in status.stdout
+
+    # Running install again re-makes what is missing: not "nothing to do".
+    repaired = ok(install(lab, "demo", demo, f"{demo}.example.org", "--version", "3.0.0"))
+    assert "nothing to do" not in repaired.stderr
+    assert libresh(lab, "status", demo).returncode == 0
+    assert _listed(lab, demo)["health"] == "healthy"
+
+
+def test_a_crash_looping_pod_is_unhealthy(lab: Lab, kube: KubeClient, demo: str) -> None:
+    kube.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{demo}/deployments/demo",
+        body={"spec": {"template": {"metadata": {"labels": {"lab.libresh.dev/fail": "true"}}}}},
+        content_type="application/merge-patch+json",
+    )
+
+    def crash_looping() -> dict[str, object] | None:
+        row = _listed(lab, demo)
+        problems = row.get("problems") or []
+        return row if any("CrashLoopBackOff" in str(p) for p in problems) else None  # type: ignore[attr-defined]
+
+    row = wait_for("the pod to crash-loop", crash_looping, timeout=60, interval=1)
+    assert row["health"] == "unhealthy"
+    assert libresh(lab, "status", demo).returncode == 1
+
+
+def test_an_interrupted_upgrade_says_what_to_run_next(
+    lab: Lab, kube: KubeClient, demo: str
+) -> None:
+    with pytest.raises(SystemExit):
+        upgrade(
+            kube,
+            plan_upgrade(kube, CATALOG, demo, "4.0.0"),
+            RecordingSafeguard(),
+            DiesWhileApplying(),
+        )
+    assert require_record(kube, demo).status == "upgrading"
+    assert "interrupted upgrade 3.0.0 -> 4.0.0" in _listed(lab, demo)["status"]  # type: ignore[operator]
+    status = libresh(lab, "status", demo)
+    assert "interrupted upgrade 3.0.0 -> 4.0.0" in status.stdout
+    assert (
+        f"libresh upgrade {demo} (it restores backup snapshot-before-4.0.0 and 3.0.0 first)"
+        in " ".join(status.stdout.split())
+    )
+
+
+def test_tables_are_not_cut_off_a_terminal(lab: Lab, kube: KubeClient) -> None:
+    """`libresh list | grep` and cron's mail see whole lines, whatever COLUMNS says."""
+    name = f"w{uuid.uuid4().hex[:8]}"
+    domain = "a-rather-long-subdomain-for-the-cooperative." + "x" * 40 + ".example.org"
+    try:
+        ok(install(lab, "demo", name, domain, "--version", "3.0.0"))
+        env = {k: v for k, v in lab.cli_env().items() if k != "COLUMNS"}
+        piped = subprocess.run(
+            [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(TEST_CATALOG), "list"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        line = next(row for row in piped.stdout.splitlines() if row.strip().startswith(name))
+        assert f"https://{domain}" in line
+        assert "healthy" in line
+    finally:
+        kube.delete("v1", "Namespace", name)
