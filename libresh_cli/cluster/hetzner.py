@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,28 +146,62 @@ def check_against_catalog(cloud: HetznerCloud, spec: ClusterSpec) -> Catalog:
         lines = "\n".join(f"- {p}" for p in problems)
         raise BadInputError(f"{spec.source} does not fit this Hetzner project:\n{lines}")
     for group in (spec.servers, spec.agents):
-        if group.count and not cloud.image_exists(
-            spec.image, catalog.server_types[group.server_type]
-        ):
+        architecture = catalog.server_types[group.server_type].architecture if group.count else ""
+        if group.count and not cloud.image_exists(spec.image, architecture):
             raise BadInputError(
                 f"{spec.source}: image: {spec.image} does not exist for "
-                f"{catalog.server_types[group.server_type]} servers ({group.server_type}).",
+                f"{architecture} servers ({group.server_type}).",
                 hint="Use a system image name such as debian-12 or ubuntu-24.04.",
             )
     return catalog
 
 
 def _unknown_names(spec: ClusterSpec, catalog: Catalog) -> list[str]:
+    """Locations that do not exist; server types that do not exist, or are not offered (any
+    more, or for now) in a location where this file puts one of its nodes. Server types are
+    offered per location since 2025 (hetzner/cloud.py ServerTypeOffer); CX Gen 2 and CPX Gen 1
+    were withdrawn from the EU at the end of 2025 (terraform-provider-hcloud#1233)."""
     problems = []
     for i, location in enumerate(spec.locations):
         if location not in catalog.locations:
             valid = ", ".join(sorted(catalog.locations))
             problems.append(f"locations[{i}]: {location!r} is not a location (valid: {valid})")
-    for where, group in (("servers", spec.servers), ("agents", spec.agents)):
-        if group.count and group.server_type not in catalog.server_types:
-            valid = ", ".join(sorted(catalog.server_types))
+    offered = {
+        name: offer
+        for name, offer in catalog.server_types.items()
+        if "available" in offer.locations.values()
+    }
+    for role, where, group in (
+        ("server", "servers", spec.servers),
+        ("agent", "agents", spec.agents),
+    ):
+        if not group.count:
+            continue
+        offer = catalog.server_types.get(group.server_type)
+        if offer is None or group.server_type not in offered:
+            valid = ", ".join(sorted(offered))
             problems.append(
-                f"{where}.type: {group.server_type!r} is not a server type (valid: {valid})"
+                f"{where}.type: {group.server_type!r} is not a server type Hetzner offers "
+                f"(valid: {valid})"
+            )
+            continue
+        places = sorted({spec.location_of(role, i) for i in range(1, group.count + 1)})
+        for place in (p for p in places if p in catalog.locations):
+            state = offer.locations.get(place, "not offered")
+            if state == "available":
+                continue
+            here = sorted(
+                n
+                for n, o in offered.items()
+                if o.available_in(place) and o.architecture == offer.architecture
+            )
+            elsewhere = sorted(p for p, st in offer.locations.items() if st == "available")
+            problems.append(
+                f"{where}.type: {group.server_type} is {state} in {place}"
+                f"{' (Hetzner no longer creates it there)' if state == 'deprecated' else ''}"
+                f"{' for now' if state == 'sold out' else ''}; "
+                f"{offer.architecture} types available in {place}: {', '.join(here) or 'none'}; "
+                f"{group.server_type} is available in: {', '.join(elsewhere) or 'no location'}"
             )
     return problems
 
@@ -257,8 +291,12 @@ def ensure_servers(
     report: CreateReport,
     reporter: Reporter,
     agents: int | None = None,
+    trusted: frozenset[str] = frozenset(),
 ) -> list[ServerInfo]:
+    """Every node's server, made if missing, running. `trusted`: the servers libresh has
+    reached before (they may hold cluster data, so they are never replaced here)."""
     existing = {s.name: s for s in cloud.servers(spec.labels)}
+    existing = _started(cloud, existing, trusted, reporter)
     missing = [n for n in wanted_nodes(spec, agents) if n[2] not in existing]
     if missing:
         names = ", ".join(name for _, _, name in missing)
@@ -281,14 +319,51 @@ def ensure_servers(
             )
 
         made = run_concurrently({m[2]: partial(create, *m) for m in missing})
-        existing.update(made)
         report.created += [f"server {name}" for name in made]
+        # A server whose start failed is off: powered on, or (it holds nothing) made again.
+        made = _started(cloud, made, frozenset(), reporter)
+        again = [m for m in missing if m[2] not in made]
+        if again:
+            made.update(run_concurrently({m[2]: partial(create, *m) for m in again}))
+            made = _started(cloud, made, frozenset(made), reporter)
+        existing.update(made)
         reporter.done(f"{len(made)} server(s) created")
     wanted = {name for _, _, name in wanted_nodes(spec, agents)}
     return sorted(
         (s for s in existing.values() if s.name in wanted),
         key=lambda s: (s.role != "server", s.index),
     )
+
+
+def _started(
+    cloud: HetznerCloud,
+    servers: dict[str, ServerInfo],
+    trusted: frozenset[str],
+    reporter: Reporter,
+) -> dict[str, ServerInfo]:
+    """The servers, each running: one that is off is powered on (hetzner-k3s does the same,
+    src/hetzner/instance/create.cr); one that will not start is deleted when libresh never
+    reached it (it holds nothing; it is left out of the result, to be made again), else the
+    run stops with what to do."""
+    result = dict(servers)
+    for name, server in servers.items():
+        if server.status != "off":
+            continue
+        reporter.step(f"Starting {name}, which is off")
+        if cloud.power_on(server.id, name):
+            result[name] = replace(server, status="running")
+            continue
+        if name in trusted:
+            raise OperationFailedError(
+                f"Hetzner could not start the server {name}, which is off.",
+                hint="Start it in the Hetzner console (or `hcloud server poweron "
+                f"{name}`); if it cannot start, delete it there, then run the same command "
+                "again: it is made anew and joins the cluster.",
+            )
+        reporter.warn(f"{name} would not start; it holds nothing yet: deleting it, to make it anew")
+        cloud.delete_server(server.id, name)
+        del result[name]
+    return result
 
 
 # -- the k3s half ---------------------------------------------------------------------------
@@ -613,7 +688,9 @@ def create(
         reporter.warn(warning)
     parts = ensure_cloud(cloud, spec, zone, report, reporter)
     report.network = parts.network_name
-    report.servers = ensure_servers(cloud, spec, parts, report, reporter)
+    record = cluster_dir(paths, spec.name) / TRUSTED_SERVERS
+    trusted = frozenset(record.read_text().split()) if record.exists() else frozenset()
+    report.servers = ensure_servers(cloud, spec, parts, report, reporter, trusted=trusted)
     if spec.private_network is None:
         # The nodes' public addresses are known now: open the node-to-node ports to them.
         cloud.ensure_firewall(

@@ -1,14 +1,18 @@
 """Hetzner Cloud through the official `hcloud` SDK: what `libresh cluster` needs, each
 resource found by its labels before anything is created, so a re-run creates nothing twice.
 
-The SDK retries rate limits and conflicts itself (exponential backoff); what still fails comes
-out of here as a LibreshError that says what Hetzner said and what to do. The token is held by
-the SDK's session only: it is never part of a message.
+The SDK retries rate limits, conflicts, gateway errors and timed-out requests itself
+(exponential backoff; hcloud-python's `Client` docstring, "Retry mechanism"), but not `locked`
+("another action is running"): server creation retries that here. What still fails comes out
+of here as a LibreshError that says what Hetzner said and what to do. The token is held by the
+SDK's session only: it is never part of a message.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +54,14 @@ from libresh_cli.errors import (
 ENDPOINT_ENV = "LIBRESH_HCLOUD_ENDPOINT"  # another API address: a proxy, or the tests' fake
 LOAD_BALANCER_TYPE = "lb11"
 API_PORT = 6443
+# Server creations started together are spread over this many seconds, and a refused one is
+# tried again: hetzner-k3s sleeps rand(3001) ms before each POST /servers and retries with a
+# growing delay (src/hetzner/instance/create.cr, create_instance).
+CREATION_SPREAD = 3.0
+# Refusals that pass: another action holds a resource the server uses (`locked`, which the SDK
+# does not retry), a busy or maintained platform. API docs, "Errors".
+PASSING = ("locked", "conflict", "service_error", "maintenance", "timeout")
+CREATION_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -127,11 +139,26 @@ class ServerRequest:
 
 
 @dataclass(frozen=True)
+class ServerTypeOffer:
+    """A server type and where it can be created. Since 2025-09 Hetzner offers server types per
+    location, each with its own deprecation and availability (`locations[]` on server types;
+    docs.hetzner.cloud/changelog#2025-09-24-per-location-server-types, and `available` since
+    #2026-04-01-datacenter-deprecations; hcloud-python v2.7.0 and v2.18.0)."""
+
+    architecture: str  # x86 | arm
+    # location -> "available" | "deprecated" (no longer created there) | "sold out" (for now)
+    locations: dict[str, str]
+
+    def available_in(self, location: str) -> bool:
+        return self.locations.get(location) == "available"
+
+
+@dataclass(frozen=True)
 class Catalog:
     """What the project can use: locations (with their network zone), server types."""
 
     locations: dict[str, str]  # name -> network zone
-    server_types: dict[str, str]  # name -> architecture (x86 | arm)
+    server_types: dict[str, ServerTypeOffer]
 
 
 def selector(labels: dict[str, str]) -> str:
@@ -141,8 +168,19 @@ def selector(labels: dict[str, str]) -> str:
 class HetznerCloud:
     """One project, reached with one token."""
 
-    def __init__(self, token: str, token_source: str, endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        token_source: str,
+        endpoint: str | None = None,
+        *,
+        timeout: tuple[float, float] = (10, 60),
+        creation_spread: float = CREATION_SPREAD,
+        retry_base: float = 1.0,
+    ) -> None:
         self._token_source = token_source
+        self._spread = creation_spread
+        self._retry_base = retry_base
         self._client = Client(
             token=token,
             api_endpoint=endpoint or os.environ.get(ENDPOINT_ENV) or "https://api.hetzner.cloud/v1",
@@ -151,7 +189,7 @@ class HetznerCloud:
             # Actions are polled at once, then after 0.5, 1, 2, 4, 5, 5 ... seconds.
             poll_interval=lambda retries: min(5.0, 0.25 * 2**retries),
             poll_max_retries=200,
-            timeout=(10, 60),
+            timeout=timeout,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -160,14 +198,13 @@ class HetznerCloud:
         with self._errors("reading the locations and server types"):
             locations = {loc.name: loc.network_zone for loc in self._client.locations.get_all()}
             types = {
-                t.name: t.architecture
+                str(t.name): ServerTypeOffer(
+                    str(t.architecture),
+                    {str(o.location.name): _offer(o) for o in t.locations or []},
+                )
                 for t in self._client.server_types.get_all()
-                if not _deprecated(t)
             }
-        return Catalog(
-            {k: str(v) for k, v in locations.items() if k},
-            {k: str(v) for k, v in types.items() if k},
-        )
+        return Catalog({k: str(v) for k, v in locations.items() if k}, types)
 
     def image_exists(self, name: str, architecture: str) -> bool:
         with self._errors(f"looking up the image {name}"):
@@ -308,23 +345,70 @@ class HetznerCloud:
         return self._ensure("load balancer", name, getter, labels, create)
 
     def create_server(self, request: ServerRequest) -> ServerInfo:
+        """The server, made and started. Creations started together are spread out, and a
+        refusal that passes (PASSING) is tried again. A server whose start failed is returned
+        as it is (`off`): the caller powers it on or replaces it. A request the SDK sent again
+        after a timeout, answered `uniqueness_error` because the first one did make the
+        server, finds that server by its name and labels."""
+        time.sleep(random.uniform(0, self._spread))  # noqa: S311 - spreading, not secrecy
         with self._errors(f"creating the server {request.name}"):
-            created = self._client.servers.create(
-                request.name,
-                server_type=ServerType(name=request.server_type),
-                image=Image(name=request.image),
-                location=Location(name=request.location),
-                ssh_keys=[SSHKey(id=request.ssh_key_id)],
-                networks=[Network(id=request.network_id)] if request.network_id else None,
-                placement_group=PlacementGroup(id=request.placement_group_id)
-                if request.placement_group_id
-                else None,
-                user_data=request.user_data,
-                labels=request.labels,
-            )
-            self._wait([created.action, *(created.next_actions or [])], request.name)
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    created = self._post_server(request)
+                    break
+                except APIException as error:
+                    if error.code == "uniqueness_error":
+                        return self._adopt_server(request, error)
+                    if error.code not in PASSING or attempt >= CREATION_ATTEMPTS:
+                        raise
+                    delay = self._retry_base * 2 ** (attempt - 1)
+                    time.sleep(random.uniform(delay / 2, delay))  # noqa: S311
+            self._wait([created.action], request.name)
+            self._wait(created.next_actions or [], request.name, tolerate=("start_server",))
             server = self._client.servers.get_by_id(_id(created.server))
         return _server_info(server)
+
+    def _post_server(self, request: ServerRequest) -> Any:
+        return self._client.servers.create(
+            request.name,
+            server_type=ServerType(name=request.server_type),
+            image=Image(name=request.image),
+            location=Location(name=request.location),
+            ssh_keys=[SSHKey(id=request.ssh_key_id)],
+            networks=[Network(id=request.network_id)] if request.network_id else None,
+            placement_group=PlacementGroup(id=request.placement_group_id)
+            if request.placement_group_id
+            else None,
+            user_data=request.user_data,
+            labels=request.labels,
+        )
+
+    def _adopt_server(self, request: ServerRequest, error: APIException) -> ServerInfo:
+        found = self._client.servers.get_by_name(request.name)
+        if found is None or not _carries(found.labels, request.labels):
+            raise ConflictError(
+                f"A server named {request.name} already exists in the Hetzner project, without "
+                "this cluster's labels; libresh does not take over what it did not create.",
+                hint=f"Rename or delete it, or label it {selector(request.labels)} if it is "
+                "this cluster's, then run again.",
+            ) from error
+        # Ours: made by the first request, whose answer was lost. Its actions are waited for.
+        running = found.get_actions_list(status=["running"]).actions
+        self._wait(running, request.name, tolerate=("start_server",))
+        return _server_info(self._client.servers.get_by_id(_id(found)))
+
+    def power_on(self, server_id: int, name: str) -> bool:
+        """Start a server that is off; False when Hetzner could not start it."""
+        with self._errors(f"starting the server {name}"):
+            server = BoundServer(self._client.servers, {"id": server_id}, complete=False)
+            action = server.power_on()
+            try:
+                self._wait([action], f"starting the server {name}")
+            except OperationFailedError:
+                return False
+        return True
 
     # -- removing ----------------------------------------------------------------------------
 
@@ -337,8 +421,10 @@ class HetznerCloud:
 
     def delete_labelled(self, labels: dict[str, str]) -> list[str]:
         """Everything but servers carrying these labels, in an order Hetzner accepts (what
-        refers to the network first). Returns what was deleted, as 'kind name'."""
-        deleted = []
+        refers to the network first). Every kind is tried even when one fails; then one error
+        names every failure. Returns what was deleted, as 'kind name'."""
+        deleted: list[str] = []
+        failures: list[str] = []
         wanted = selector(labels)
         kinds: list[tuple[str, Callable[..., list[Any]]]] = [
             ("load balancer", self._client.load_balancers.get_all),
@@ -348,11 +434,47 @@ class HetznerCloud:
             ("SSH key", self._client.ssh_keys.get_all),
         ]
         for kind, get_all in kinds:
-            with self._errors(f"deleting the {kind}s"):
-                for resource in get_all(label_selector=wanted):
-                    resource.delete()
-                    deleted.append(f"{kind} {resource.name}")
+            try:
+                with self._errors(f"deleting the {kind}s"):
+                    for resource in get_all(label_selector=wanted):
+                        if kind == "firewall":
+                            self._delete_firewall(resource)
+                        else:
+                            resource.delete()
+                        deleted.append(f"{kind} {resource.name}")
+            except LibreshError as error:
+                failures.append(error.message)
+        if failures:
+            lines = "\n".join(f"- {f}" for f in failures)
+            raise OperationFailedError(
+                f"Deleted {', '.join(deleted) or 'nothing'}; but not everything:\n{lines}",
+                hint="Run the same command again: what is already gone is skipped.",
+            )
         return deleted
+
+    def _delete_firewall(self, firewall: Any, attempts: int = 10, pause: float = 2.0) -> None:
+        """A firewall still applied, by a label selector too (even one no server matches any
+        more), cannot be deleted: the API answers 422 `resource_in_use`
+        (vitobotta/hetzner-k3s#625, terraform-provider-hcloud#463/#464). So: remove it from
+        its resources, wait for those actions, then delete, trying again a few times while
+        Hetzner catches up (as hetzner-k3s does, src/hetzner/firewall/delete.cr)."""
+        resources = [
+            FirewallResource(type=r.type, server=r.server, label_selector=r.label_selector)
+            for r in firewall.applied_to or []
+        ]
+        if resources:
+            self._wait(
+                firewall.remove_from_resources(resources),
+                f"removing the firewall {firewall.name} from its servers",
+            )
+        for attempt in range(1, attempts + 1):
+            try:
+                firewall.delete()
+                return
+            except APIException as error:
+                if error.code not in ("resource_in_use", "locked") or attempt == attempts:
+                    raise
+                time.sleep(pause)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -373,6 +495,11 @@ class HetznerCloud:
                 return Ensured(kind, name, create(), created=True)
             except APIException as error:
                 if error.code == "uniqueness_error":
+                    # The SDK sends a timed-out request again; if the first one made it, the
+                    # second meets it: ours when it carries our labels.
+                    again = [r for r in get_all(name=name) if _carries(r.labels, labels)]
+                    if again:
+                        return Ensured(kind, name, _id(again[0]), created=True)
                     raise ConflictError(
                         f"A {kind} named {name} already exists in the Hetzner project, without "
                         "this cluster's labels; libresh does not take over what it did not "
@@ -382,12 +509,16 @@ class HetznerCloud:
                     ) from error
                 raise
 
-    def _wait(self, actions: list[BoundAction], what: str) -> None:
+    def _wait(self, actions: list[BoundAction], what: str, tolerate: tuple[str, ...] = ()) -> None:
+        """Wait for each action; one whose command is in `tolerate` may fail (the caller looks
+        at what it left)."""
         for action in actions:
             try:
                 action.wait_until_finished()
             except ActionFailedException as error:
                 failed = error.action
+                if failed.command in tolerate:
+                    continue
                 detail: Any = failed.error or {}
                 raise OperationFailedError(
                     f"Hetzner could not finish {failed.command} for {what}: "
@@ -425,8 +556,13 @@ class HetznerCloud:
                 hint="Create a Read & Write token in the Hetzner console (project > Security > "
                 "API tokens) and use that one.",
             )
-        if code == "forbidden":
-            return BadInputError(said, hint="The token must be Read & Write, not Read only.")
+        if code in ("forbidden", "token_readonly"):
+            return BadInputError(
+                f"Hetzner refused {doing} with the token read from {self._token_source}: "
+                f"{message} ({code}).",
+                hint="This token is Read only: create a Read & Write token in the Hetzner "
+                "console (project > Security > API tokens) and use that one.",
+            )
         if code == "resource_limit_exceeded":
             return PrerequisiteError(
                 said,
@@ -438,7 +574,27 @@ class HetznerCloud:
             return UnreachableError(
                 said, hint="The project's request budget is spent for now: run again in a while."
             )
-        if code in ("invalid_input", "not_found", "placement_error", "resource_unavailable"):
+        if code == "placement_error":
+            return OperationFailedError(
+                said,
+                hint="Hetzner found no host for this server apart from the other servers of "
+                "the cluster's spread placement group (at most 10 servers, each on its own "
+                "host). Run again later, or put the servers in another location.",
+            )
+        if code == "resource_unavailable":
+            return OperationFailedError(
+                said,
+                hint="This server type cannot be had in this location for now (sold out, or "
+                "the location takes no new servers: https://status.hetzner.com). Run again "
+                "later, or choose another type or location in the cluster file.",
+            )
+        if code == "locked":
+            return OperationFailedError(
+                said,
+                hint="Another action was still running on this resource. Run the same command "
+                "again in a minute.",
+            )
+        if code in ("invalid_input", "not_found"):
             details = error.details or {}
             fields = ", ".join(
                 f"{f.get('name')}: {'; '.join(f.get('messages', []))}"
@@ -455,8 +611,17 @@ def _id(resource: Any) -> int:
     return int(resource.id)
 
 
-def _deprecated(server_type: Any) -> bool:
-    return bool(getattr(server_type, "deprecated", False))
+def _offer(place: Any) -> str:
+    """A server type in one location (hcloud's ServerTypeLocation)."""
+    if place.deprecation is not None:
+        return "deprecated"
+    if place.available is False:
+        return "sold out"
+    return "available"
+
+
+def _carries(found: dict[str, str] | None, labels: dict[str, str]) -> bool:
+    return all((found or {}).get(k) == v for k, v in labels.items())
 
 
 def _server_info(server: BoundServer) -> ServerInfo:

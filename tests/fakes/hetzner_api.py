@@ -13,6 +13,40 @@ state like the real API does:
   request of the test), `conflict` (409), `resource_limit_exceeded` (a server quota),
   `invalid_input`, `not_found`.
 
+Rules of the real API it follows, each with its source (API reference:
+https://docs.hetzner.cloud/reference/cloud; "API docs" below):
+- rate limit: a bucket of `rate_limit` requests (3600 by default) refilled at one request per
+  second; every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+  (API docs, "Rate Limiting"); an empty bucket answers 429 `rate_limit_exceeded`;
+- `locked` (423): an action asked on a resource while another of its actions runs (API docs,
+  "Errors": "The item you are trying to access is locked (there is already an action
+  running)"); tests can also inject it;
+- server types are offered per location, each location with its own deprecation and
+  availability (`locations[]` on server types; API changelog 2025-09-24 "per-location server
+  types" and 2026-04-01 "datacenter deprecations", hcloud-python v2.7.0 / v2.18.0). The
+  catalogue is today's: CX Gen 2 (cx22, cx32, ...) and CPX Gen 1 in the EU were deprecated in
+  October 2025 and removed at the end of 2025 (changelog 2025-10-16 "server types
+  deprecated"; hetznercloud/packer-plugin-hcloud#317, terraform-provider-hcloud#1233,
+  kube-hetzner#1991), so they are not listed; CX and CAX are offered in the EU locations only
+  (trailofbits/algo#14562, roots/trellis-cli#622). A type not offered where it is asked is
+  refused with 400 `invalid_input` "unsupported location for server type"
+  (autobase-tech/autobase#1403, roots/trellis-cli#622); a type sold out there with 412
+  `resource_unavailable` (kube-hetzner#1613, #1991);
+- labels: keys an optional DNS-subdomain prefix and a name of at most 63 characters, values at
+  most 63, both starting and ending alphanumeric with `-_.` inside (API docs, "Labels");
+  server names must be valid hostnames (RFC 1123; API docs, "Create a Server");
+- user data: at most 32 KiB (API docs, "Create a Server": "limited to 32KiB");
+- a spread placement group holds at most 10 servers (docs.hetzner.com/cloud/placement-groups
+  FAQ); the 11th is refused (modelled as 412 `placement_error`, the API's code for a failed
+  placement);
+- a firewall still applied (to servers or through a label selector, even one matching no
+  server any more) cannot be deleted: 422 `resource_in_use` (vitobotta/hetzner-k3s#625 and its
+  src/hetzner/firewall/delete.cr, terraform-provider-hcloud#463/#464);
+- deleting a network detaches the servers and load balancers attached to it (API docs,
+  "Delete a Network": attached servers are detached in the background);
+- a server whose start fails is left `off`; `poweron` starts it (API docs, "Power on a
+  Server").
+
 What the real API does with machines, the fake does with the tests' own: a created server gets
 the next free address of `server_pool` (a test host's public and private address), and the
 `on_server_created` hook sees it with its user data. A load balancer's health checks are real
@@ -42,14 +76,26 @@ LOCATIONS = [
     ("hil", "Hillsboro, OR", "US", "Hillsboro, OR", "us-west"),
     ("sin", "Singapore", "SG", "Singapore", "ap-southeast"),
 ]
-SERVER_TYPES = [
-    ("cx22", 2, 4.0, 40, "x86"),
-    ("cx32", 4, 8.0, 80, "x86"),
-    ("cx42", 8, 16.0, 160, "x86"),
-    ("cpx21", 3, 4.0, 80, "x86"),
-    ("cax11", 2, 4.0, 40, "arm"),
-    ("cax21", 4, 8.0, 80, "arm"),
+EU = ("fsn1", "nbg1", "hel1")
+US_SG = ("ash", "hil", "sin")
+GONE = {"announced": "2025-10-16T00:00:00+00:00", "unavailable_after": "2025-12-31T00:00:00+00:00"}
+# name, cores, memory, disk, architecture, {location: deprecation or None} (see the docstring)
+SERVER_TYPES: list[tuple[str, int, float, int, str, dict[str, dict[str, str] | None]]] = [
+    ("cx23", 2, 4.0, 40, "x86", dict.fromkeys(EU)),
+    ("cx33", 4, 8.0, 80, "x86", dict.fromkeys(EU)),
+    ("cx43", 8, 16.0, 160, "x86", dict.fromkeys(EU)),
+    ("cpx22", 2, 4.0, 80, "x86", dict.fromkeys(EU)),
+    ("cpx32", 4, 8.0, 160, "x86", dict.fromkeys(EU)),
+    # CPX Gen 1: gone from the EU locations, still offered in the US and Singapore.
+    ("cpx21", 3, 4.0, 80, "x86", {**dict.fromkeys(EU, GONE), **dict.fromkeys(US_SG)}),
+    ("cax11", 2, 4.0, 40, "arm", dict.fromkeys(EU)),
+    ("cax21", 4, 8.0, 80, "arm", dict.fromkeys(EU)),
 ]
+SPREAD_LIMIT = 10
+USER_DATA_LIMIT = 32 * 1024
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")  # fmt: skip
+LABEL_PART = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 IMAGES = ["debian-12", "debian-13", "ubuntu-24.04", "ubuntu-22.04"]
 NOW = "2026-11-22T10:00:00+00:00"
 
@@ -68,6 +114,11 @@ class Faults:
     rate_limited: int = 0  # the next N requests get 429
     rate_limit_after: int | None = None  # ... starting after this many more requests
     conflicts: dict[str, int] = field(default_factory=dict)  # "METHOD /path-prefix" -> times
+    locked: dict[str, int] = field(default_factory=dict)  # "METHOD /path-prefix" -> times
+    # "METHOD /path-prefix" -> times: the request is carried out, its answer comes this late
+    late_answers: dict[str, int] = field(default_factory=dict)
+    late_seconds: float = 3.0
+    sold_out: set[tuple[str, str]] = field(default_factory=set)  # (server type, location)
     server_quota: int | None = None
 
 
@@ -89,14 +140,19 @@ class FakeHetzner:
         max_per_page: int = 50,
         polls_to_finish: int = 2,
         on_server_created: Callable[[dict[str, Any], str], None] | None = None,
+        rate_limit: int = 3600,
+        read_only_token: str | None = None,
     ) -> None:
         self.token = token
+        self.read_only_token = read_only_token
         self.pool = server_pool
         self.lb_addresses = load_balancer_addresses or ["127.0.0.77"]
         self.max_per_page = max_per_page
         self.polls_to_finish = polls_to_finish
         self.on_server_created = on_server_created
         self.faults = Faults()
+        self.rate_limit = rate_limit
+        self._bucket = (float(rate_limit), time.monotonic())  # requests left, when counted
         self.lock = threading.RLock()
         self.ids = itertools.count(1000)
         self.resources: dict[str, dict[int, dict[str, Any]]] = {
@@ -108,6 +164,7 @@ class FakeHetzner:
         }  # fmt: skip
         self.actions: dict[int, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in order
+        self.times: list[tuple[str, str, float]] = []  # (method, path, monotonic time)
         self.user_data: dict[str, str] = {}  # server name -> user data
         self.proxies: dict[int, _TcpProxy] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -172,12 +229,17 @@ class FakeHetzner:
             payload = {
                 "error": {"code": error.code, "message": error.message, "details": error.details}
             }
+        if self._take_fault(self.faults.late_answers, method, path):
+            time.sleep(self.faults.late_seconds)  # done, but the client has stopped waiting
         data = json.dumps(payload).encode() if payload is not None else b""
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        with contextlib.suppress(OSError):  # a client that stopped waiting has gone
+            request.send_response(status)
+            for header, value in self._rate_headers().items():
+                request.send_header(header, value)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
 
     def _route(
         self,
@@ -187,12 +249,49 @@ class FakeHetzner:
         query: dict[str, str],
         body: dict[str, Any],
     ) -> tuple[int, dict[str, Any] | None]:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        authorization = request.headers.get("Authorization")
+        if authorization == f"Bearer {self.read_only_token}" and self.read_only_token:
+            if method != "GET":  # API docs, "Errors": token_readonly, GET requests only
+                raise ApiError(403, "token_readonly", "The token is only allowed to perform GET")
+        elif authorization != f"Bearer {self.token}":
             raise ApiError(401, "unauthorized", "unable to authenticate")
         with self.lock:
             self.requests.append((method, path))
+            self.times.append((method, path, time.monotonic()))
+            self._spend_rate_limit()
             self._injected_faults(method, path)
             return self._dispatch(method, path, query, body)
+
+    def _spend_rate_limit(self) -> None:
+        """One request from the bucket, which refills at one request a second up to its size
+        (API docs, "Rate Limiting")."""
+        left, since = self._bucket
+        now = time.monotonic()
+        left = min(float(self.rate_limit), left + (now - since))
+        if left < 1:
+            self._bucket = (left, now)
+            raise ApiError(429, "rate_limit_exceeded", "limit of requests per hour reached")
+        self._bucket = (left - 1, now)
+
+    def _rate_headers(self) -> dict[str, str]:
+        with self.lock:
+            left, since = self._bucket
+            left = min(float(self.rate_limit), left + (time.monotonic() - since))
+        full_in = self.rate_limit - left
+        return {
+            "RateLimit-Limit": str(self.rate_limit),
+            "RateLimit-Remaining": str(int(left)),
+            "RateLimit-Reset": str(int(time.time() + full_in)),  # when the bucket is full
+        }
+
+    def _take_fault(self, faults: dict[str, int], method: str, path: str) -> bool:
+        with self.lock:
+            for key, times in list(faults.items()):
+                wanted_method, prefix = key.split(" ", 1)
+                if times and method == wanted_method and path.startswith(prefix):
+                    faults[key] = times - 1
+                    return True
+        return False
 
     def _injected_faults(self, method: str, path: str) -> None:
         faults = self.faults
@@ -204,11 +303,10 @@ class FakeHetzner:
         if faults.rate_limited and faults.rate_limit_after is None:
             faults.rate_limited -= 1
             raise ApiError(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached")
-        for key, times in list(faults.conflicts.items()):
-            wanted_method, prefix = key.split(" ", 1)
-            if times and method == wanted_method and path.startswith(prefix):
-                faults.conflicts[key] = times - 1
-                raise ApiError(409, "conflict", "resource is locked by a running action")
+        if self._take_fault(faults.conflicts, method, path):
+            raise ApiError(409, "conflict", "resource is locked by a running action")
+        if self._take_fault(faults.locked, method, path):
+            raise ApiError(423, "locked", "another action is running")
 
     def _dispatch(
         self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
@@ -220,7 +318,7 @@ class FakeHetzner:
         if kind == "locations":
             return 200, self._page("locations", _locations(), query)
         if kind == "server_types":
-            return 200, self._page("server_types", _server_types(), query)
+            return 200, self._page("server_types", _server_types(self.faults.sold_out), query)
         if kind == "images":
             return 200, self._page("images", _images(query), query)
         if kind not in self.resources:
@@ -234,10 +332,40 @@ class FakeHetzner:
             return 200, {kind[:-1]: self._shown(kind, resource)}
         if len(parts) == 2 and method == "DELETE":
             return self._delete(kind, resource)
+        if parts[2:] == ["actions"] and method == "GET":
+            wanted = {"id": resource["id"], "type": kind[:-1]}
+            found = [_public(a) for a in self.actions.values() if wanted in a["resources"]]
+            if "status" in query:
+                found = [a for a in found if a["status"] == query["status"]]
+            return 200, self._page("actions", found, query)
+        if parts[2:3] == ["actions"] and method == "POST":
+            self._refuse_if_locked(kind, resource)
         if parts[2:] == ["actions", "set_rules"] and kind == "firewalls":
             resource["rules"] = _rules(body.get("rules", []))
             return 201, {"actions": [self._action("set_firewall_rules", resource, kind)]}
+        if parts[2:] == ["actions", "remove_from_resources"] and kind == "firewalls":
+            return 201, {"actions": self._remove_firewall_from(resource, body)}
+        if parts[2:] == ["actions", "poweron"] and kind == "servers":
+            return 201, {"action": self._action("start_server", resource, kind)}
         raise ApiError(404, "not_found", f"no endpoint {method} {path}")
+
+    def _refuse_if_locked(self, kind: str, resource: dict[str, Any]) -> None:
+        """423 `locked` while another action of the resource runs (API docs, "Errors")."""
+        for action in self.actions.values():
+            mine = {"id": resource["id"], "type": kind[:-1]} in action["resources"]
+            if mine and action["status"] == "running":
+                raise ApiError(423, "locked", f"{kind[:-1]} is locked by {action['command']}")
+
+    def _remove_firewall_from(
+        self, firewall: dict[str, Any], body: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        actions = []
+        for item in body.get("remove_from", []):
+            if item not in firewall["applied_to"]:
+                raise ApiError(422, "firewall_already_removed", "firewall is not applied there")
+            firewall["applied_to"].remove(item)
+            actions.append(self._action("remove_firewall", firewall, "firewalls"))
+        return actions
 
     # -- lists -----------------------------------------------------------------------------
 
@@ -283,6 +411,7 @@ class FakeHetzner:
                 "fields": [{"name": "name", "messages": ["Missing data for required field."]}]
             }
             raise ApiError(400, "invalid_input", "invalid input in field 'name'", missing)
+        _check_labels(body.get("labels") or {})
         if any(r["name"] == name for r in self.resources[kind].values()):
             raise ApiError(409, "uniqueness_error", f"{kind[:-1]} name is already used",
                            {"fields": [{"name": "name"}]})  # fmt: skip
@@ -393,6 +522,9 @@ class FakeHetzner:
         if group_id is None:
             return None
         group = self._get("placement_groups", int(group_id))
+        if group["type"] == "spread" and len(group["servers"]) >= SPREAD_LIMIT:
+            full = f"spread placement group holds at most {SPREAD_LIMIT} servers"
+            raise ApiError(412, "placement_error", full)
         group["servers"].append(server_id)
         return {k: v for k, v in group.items()}
 
@@ -401,14 +533,25 @@ class FakeHetzner:
         if quota is not None and len(self.resources["servers"]) >= quota:
             raise ApiError(403, "resource_limit_exceeded", f"server limit of {quota} exceeded")
         fields = []
-        if body.get("server_type") not in {t[0] for t in SERVER_TYPES}:
+        offered = {t[0]: t[5] for t in SERVER_TYPES}
+        server_type, location = body.get("server_type"), body.get("location")
+        if server_type not in offered:
             fields.append({"name": "server_type", "messages": ["server type not found"]})
         if body.get("image") not in IMAGES:
             fields.append({"name": "image", "messages": ["image not found"]})
-        if body.get("location") not in {loc[0] for loc in LOCATIONS}:
+        if location not in {loc[0] for loc in LOCATIONS}:
             fields.append({"name": "location", "messages": ["location not found"]})
+        if not HOSTNAME.fullmatch(str(body.get("name"))):
+            fields.append({"name": "name", "messages": ["must be a valid hostname (RFC 1123)"]})
+        if len((body.get("user_data") or "").encode()) > USER_DATA_LIMIT:
+            fields.append({"name": "user_data", "messages": ["is limited to 32KiB"]})
         if fields:
             raise ApiError(400, "invalid_input", "invalid input", {"fields": fields})
+        places = offered[str(server_type)]
+        if location not in places or places[str(location)] is not None:
+            raise ApiError(400, "invalid_input", "unsupported location for server type")
+        if (server_type, location) in self.faults.sold_out:
+            raise ApiError(412, "resource_unavailable", "server location disabled")
 
     # -- deleting --------------------------------------------------------------------------
 
@@ -418,8 +561,15 @@ class FakeHetzner:
             for group in self.resources["placement_groups"].values():
                 group["servers"] = [i for i in group["servers"] if i != resource["id"]]
             return 200, {"action": self._action("delete_server", resource, kind)}
-        if kind == "networks" and self._attached_to(resource["id"]):
-            raise ApiError(409, "conflict", "network is still used by servers or load balancers")
+        if kind == "networks":  # attached servers and load balancers are detached
+            for owner in (*self.resources["servers"].values(),
+                          *self.resources["load_balancers"].values()):  # fmt: skip
+                owner["private_net"] = [
+                    n for n in owner["private_net"] if n["network"] != resource["id"]
+                ]
+        if kind == "firewalls" and resource["applied_to"]:
+            raise ApiError(422, "resource_in_use",
+                           f"firewall with ID '{resource['id']}' is still in use")  # fmt: skip
         if kind == "placement_groups" and resource["servers"]:
             raise ApiError(409, "resource_in_use", "placement group still has servers")
         del self.resources[kind][resource["id"]]
@@ -427,13 +577,6 @@ class FakeHetzner:
             self.proxies.pop(resource["id"]).stop()
             return 200, {"action": self._action("delete_load_balancer", resource, kind)}
         return 204, None
-
-    def _attached_to(self, network_id: int) -> bool:
-        servers = self.resources["servers"].values()
-        balancers = self.resources["load_balancers"].values()
-        return any(p["network"] == network_id for s in servers for p in s["private_net"]) or any(
-            p["network"] == network_id for b in balancers for p in b["private_net"]
-        )
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -470,6 +613,8 @@ class FakeHetzner:
             if action["command"] == "create_server":
                 # A server whose creation failed is gone, as on the real platform.
                 self.resources["servers"].pop(resource_id, None)
+            if action["command"] == "start_server" and resource_id in self.resources["servers"]:
+                self.resources["servers"][resource_id]["status"] = "off"
             return
         action["status"] = "success"
         server = self.resources["servers"].get(resource_id)
@@ -615,6 +760,23 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def _check_labels(labels: dict[str, Any]) -> None:
+    """Label keys and values as the API accepts them (API docs, "Labels")."""
+    bad = []
+    for key, value in labels.items():
+        prefix, _, name = str(key).rpartition("/")
+        prefix_ok = not prefix or (
+            len(prefix) <= 253 and all(HOSTNAME.fullmatch(p) for p in prefix.split("."))
+        )
+        if not (prefix_ok and LABEL_PART.fullmatch(name) and not prefix.endswith("hetzner.cloud")):
+            bad.append(f"label key {key!r} is invalid")
+        if not isinstance(value, str) or (value and not LABEL_PART.fullmatch(value)):
+            bad.append(f"label value {value!r} of {key!r} is invalid")
+    if bad:
+        details = {"fields": [{"name": "labels", "messages": bad}]}
+        raise ApiError(400, "invalid_input", "invalid input in field 'labels'", details)
+
+
 def _rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rules as the API shows them: every field present."""
     return [
@@ -658,12 +820,17 @@ def _location(name: str) -> dict[str, Any]:
                    {"fields": [{"name": "location", "messages": ["not found"]}]})  # fmt: skip
 
 
-def _server_types() -> list[dict[str, Any]]:
+def _server_types(sold_out: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    ids = {loc[0]: i for i, loc in enumerate(LOCATIONS, 1)}
     return [
         {"id": i, "name": name, "description": name.upper(), "cores": cores, "memory": memory,
          "disk": disk, "deprecated": False, "deprecation": None, "prices": [],
-         "storage_type": "local", "cpu_type": "shared", "architecture": arch}
-        for i, (name, cores, memory, disk, arch) in enumerate(SERVER_TYPES, 1)
+         "storage_type": "local", "cpu_type": "shared", "architecture": arch,
+         "locations": [{"id": ids[loc], "name": loc, "deprecation": deprecation,
+                        "available": (name, loc) not in (sold_out or set()),
+                        "recommended": deprecation is None}
+                       for loc, deprecation in places.items()]}
+        for i, (name, cores, memory, disk, arch, places) in enumerate(SERVER_TYPES, 1)
     ]  # fmt: skip
 
 

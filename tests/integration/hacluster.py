@@ -51,7 +51,7 @@ class HaLab:
         return env
 
     def cluster_file(
-        self, name: str, servers: int, agents: int, server_type: str = "cx22", **fields: Any
+        self, name: str, servers: int, agents: int, server_type: str = "cx23", **fields: Any
     ) -> Path:
         document = {
             "name": name,
@@ -60,7 +60,7 @@ class HaLab:
             "image": "debian-12",
             "ssh_key": str(self.client_dir / "id_ed25519.pub"),
             "servers": {"type": server_type, "count": servers},
-            "agents": {"type": "cx32", "count": agents},
+            "agents": {"type": "cx33", "count": agents},
             "allowed_networks": {"ssh": ["10.77.0.0/16"], "api": ["10.77.0.0/16", "127.0.0.0/8"]},
             "private_network": f"{self.network.prefix}.0/24",
             "email": "admin@example.org",

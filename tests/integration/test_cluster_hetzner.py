@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakes.hetzner_api import wait_until
+from tests.fakes.hetzner_api import NOW, wait_until
 from tests.integration.hacluster import HaLab, ha_lab
 
 pytestmark = pytest.mark.timeout(900)
@@ -328,7 +328,7 @@ def test_destroy_asks_for_the_name_and_removes_only_what_is_labelled(small: HaLa
     with small.fake.lock:  # a key of the project that is not the cluster's
         small.fake.resources["ssh_keys"][1] = {"id": 1, "name": "someone", "labels": {},
                                                "public_key": "ssh-ed25519 AAAB", "fingerprint": "x",
-                                               "created": "now"}  # fmt: skip
+                                               "created": NOW}  # fmt: skip
     no_tty = small.run("cluster", "destroy", "-f", str(path))
     assert no_tty.returncode == 2 and "--yes tiny" in no_tty.stderr
     wrong = small.run("cluster", "destroy", "-f", str(path), "--yes", "tinny")
@@ -356,7 +356,9 @@ def test_unknown_location_and_server_type_list_the_valid_ones(bare: HaLab) -> No
     result = bare.create(path)
     assert result.returncode == 2
     assert "locations[0]: 'fsn9' is not a location (valid: ash, fsn1, hel1" in flat(result.stderr)
-    assert "servers.type: 'cx99' is not a server type (valid: cax11, cax21" in flat(result.stderr)
+    assert "servers.type: 'cx99' is not a server type Hetzner offers (valid: cax11, cax21" in (
+        flat(result.stderr)
+    )
     assert creations(bare) == 0
 
 
@@ -398,7 +400,7 @@ def test_an_unlabelled_resource_with_the_same_name_is_not_taken_over(bare: HaLab
         bare.fake.resources["networks"][2] = {"id": 2, "name": "taken", "labels": {},
                                               "ip_range": "10.0.0.0/16", "subnets": [],
                                               "routes": [], "servers": [], "load_balancers": [],
-                                              "protection": {"delete": False}, "created": "now",
+                                              "protection": {"delete": False}, "created": NOW,
                                               "expose_routes_to_vswitch": False}  # fmt: skip
     result = bare.create(bare.cluster_file("taken", 1, 0))
     assert result.returncode == 5, result.stderr
