@@ -32,6 +32,7 @@ from libresh_cli.apps.record import (
 from libresh_cli.apps.render import (
     CREDENTIALS_SECRET,
     FOR_JOB,
+    INSTANCE,
     MANAGED_BY,
     Instance,
     generated_secret_keys,
@@ -132,6 +133,7 @@ def prepare(
     kube: KubeClient, instance: Instance, record: InstanceRecord | None, version_from: str | None
 ) -> Prepared:
     objects = render(instance)
+    _check_hosts_free(kube, instance.namespace, objects)
     refs = refs_of(objects)
     inventory = record.inventory if record else []
     if kube.get("v1", "Namespace", instance.namespace) is None:
@@ -142,6 +144,32 @@ def prepare(
         changes = compare(refs, live, _dry_run(kube, existing), inventory)
     plan = Plan(instance.name, instance.app.name, version_from, instance.version.version, changes)
     return Prepared(instance, objects, plan, record)
+
+
+def _hosts(ingress: Manifest) -> set[str]:
+    rules = (ingress.get("spec") or {}).get("rules") or []
+    return {str(rule["host"]) for rule in rules if isinstance(rule, dict) and rule.get("host")}
+
+
+def _check_hosts_free(kube: KubeClient, namespace: str, objects: list[Manifest]) -> None:
+    """One domain, one instance: two Ingresses for one host would split its traffic between
+    two apps (Traefik picks either), and the second one's certificate would replace the
+    first one's."""
+    wanted = set().union(*(_hosts(o) for o in objects if o.get("kind") == "Ingress"))
+    if not wanted:
+        return
+    for ingress in kube.list("networking.k8s.io/v1", "Ingress"):
+        metadata = ingress.get("metadata") or {}
+        if metadata.get("namespace") == namespace:
+            continue
+        taken = wanted & _hosts(ingress)
+        if taken:
+            owner = (metadata.get("labels") or {}).get(INSTANCE) or metadata.get("namespace")
+            raise ConflictError(
+                f"The domain {sorted(taken)[0]} is already used by {owner} "
+                f"(Ingress {metadata.get('namespace')}/{metadata.get('name')}).",
+                hint=f"Choose another --domain for {namespace}, or uninstall {owner} first.",
+            )
 
 
 def _dry_run(kube: KubeClient, existing: list[Manifest]) -> dict[Ref, Manifest]:

@@ -15,6 +15,7 @@ from libresh_cli.cli.common import (
     asker,
     catalog,
     confirm,
+    confirm_by_typing,
     describe_plan,
     kube_client,
     plan_table,
@@ -299,7 +300,13 @@ def uninstall(
         from libresh_cli.apps.lifecycle import require_record
 
         require_record(kube, name)
-        if not confirm(app, f"Uninstall {name} {what}?"):
+        asked = (
+            confirm_by_typing(app, f"Uninstall {name} {what}?", name)
+            if purge_data
+            else confirm(app, f"Uninstall {name} {what}?")
+        )
+        if not asked:
+            app.err.print("Not confirmed: nothing was changed.")
             raise typer.Exit(1)
         reporter = app.reporter()
         with (

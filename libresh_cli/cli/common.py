@@ -68,7 +68,25 @@ def confirm(app: AppContext, question: str) -> bool:
         )
     import questionary
 
-    return bool(questionary.confirm(question, default=False).unsafe_ask())
+    # Enter confirms: one key alone would answer, and the Enter typed after it would answer
+    # the next question too (`upgrade --all` asks once per instance).
+    return bool(questionary.confirm(question, default=False, auto_enter=False).unsafe_ask())
+
+
+def confirm_by_typing(app: AppContext, question: str, expected: str) -> bool:
+    """For what cannot be undone: the person types `expected` (a name), as `cluster destroy`
+    asks. Without a terminal, only --yes says yes."""
+    if app.yes:
+        return True
+    if not app.interactive:
+        raise BadInputError(
+            f"{question} — there is no terminal to ask.",
+            hint="Pass --yes to go ahead without being asked.",
+        )
+    import questionary
+
+    typed = questionary.text(f"{question} Type {expected} to confirm:").unsafe_ask()
+    return str(typed).strip() == expected
 
 
 MAX_SECRET_BYTES = 64 * 1024  # a password, a token, an S3 key

@@ -12,6 +12,7 @@ import pytest
 
 from libresh_cli.apps.lifecycle import require_record
 from libresh_cli.apps.upgrade import plan_upgrade, upgrade
+from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient, wait_for
 from tests.integration.conftest import Lab
 from tests.integration.test_apps import LIBRESH, TEST_CATALOG, install, libresh, ok
@@ -110,3 +111,18 @@ def test_tables_are_not_cut_off_a_terminal(lab: Lab, kube: KubeClient) -> None:
         assert "healthy" in line
     finally:
         kube.delete("v1", "Namespace", name)
+
+
+def test_two_instances_cannot_share_a_domain(lab: Lab, kube: KubeClient) -> None:
+    first, second = f"d{uuid.uuid4().hex[:8]}", f"d{uuid.uuid4().hex[:8]}"
+    domain = f"{first}.example.org"
+    try:
+        ok(install(lab, "vaultwarden", first, domain))
+        refused = install(lab, "vaultwarden", second, domain)
+        assert refused.returncode == ExitCode.CONFLICT, refused.stdout + refused.stderr
+        assert f"The domain {domain} is already used by {first}" in refused.stderr
+        assert "Choose another --domain" in refused.stderr
+        assert kube.get("v1", "ConfigMap", "libresh-instance", second) is None
+    finally:
+        kube.delete("v1", "Namespace", first)
+        kube.delete("v1", "Namespace", second)

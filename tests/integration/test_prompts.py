@@ -133,3 +133,39 @@ def test_answering_no_changes_nothing(lab: Lab, kube: KubeClient) -> None:
     terminal.type("\r")
     assert terminal.exit_code() == 1
     assert kube.get("v1", "Namespace", name) is None
+
+
+def test_a_confirmation_waits_for_enter(lab: Lab, kube: KubeClient) -> None:
+    """One key does not answer: `n` then Enter typed for one question must not answer the
+    next one too (issue 20, point 4)."""
+    name = f"e{uuid.uuid4().hex[:8]}"
+    terminal = install_demo(lab, name, "--domain", "enter.example.org")
+    terminal.expect("Install demo 3.0.0 as")
+    terminal.type("n")
+    time.sleep(1.5)
+    assert os.waitpid(terminal.pid, os.WNOHANG) == (0, 0), "answered without Enter"
+    terminal.type("\r")
+    assert terminal.exit_code() == 1
+    assert kube.get("v1", "Namespace", name) is None
+
+
+def test_purging_an_instance_asks_for_its_name(lab: Lab, kube: KubeClient) -> None:
+    name = f"u{uuid.uuid4().hex[:8]}"
+    installed = install_demo(lab, name, "--domain", "purge.example.org", "--yes")
+    assert installed.exit_code() == 0, installed.screen()
+    try:
+        argv = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "uninstall", name, "--purge-data"]
+        terminal = Terminal(argv, {**lab.cli_env(), "TERM": "xterm"})
+        terminal.expect(f"Type {name} to confirm")
+        terminal.type("y\r")
+        assert terminal.exit_code() == 1
+        assert "Not confirmed: nothing was changed." in terminal.screen()
+        assert kube.get("v1", "ConfigMap", "libresh-instance", name) is not None
+
+        terminal = Terminal(argv, {**lab.cli_env(), "TERM": "xterm"})
+        terminal.expect(f"Type {name} to confirm")
+        terminal.type(f"{name}\r")
+        assert terminal.exit_code() == 0, terminal.screen()
+        assert "purged" in terminal.screen()
+    finally:
+        kube.delete("v1", "Namespace", name)
