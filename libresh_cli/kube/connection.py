@@ -57,11 +57,16 @@ def load_connection(target: KubeTarget) -> Connection:
     config_file = str(target.kubeconfig) if target.kubeconfig else None
     if target.kubeconfig is not None and not target.kubeconfig.is_file():
         raise NotFoundError(
-            f"The kubeconfig {target.kubeconfig} does not exist.",
-            hint="Pass an existing file with --kubeconfig, or set KUBECONFIG.",
+            f"The kubeconfig {target.kubeconfig} does not exist (--kubeconfig).",
+            hint='For the lab: --kubeconfig "$(libresh lab kubeconfig)" (after `libresh lab '
+            "up`). For a server set up with `libresh bootstrap`: --kubeconfig "
+            "~/.config/libresh/kubeconfigs/CONTEXT.yaml.",
         )
+    files = kubeconfig_files(target)
+    if not files:
+        raise _no_kubeconfig(target)
     documents = []
-    for path in kubeconfig_files(target):
+    for path in files:
         # The kubernetes client parses with PyYAML unbounded, and fails on wrong shapes with
         # Python's errors: it only gets files that pass.
         document = yamlfile.load_file(path, what="kubeconfig", limit=yamlfile.MAX_KUBECONFIG_BYTES)
@@ -187,6 +192,22 @@ def _forget_key_material(configuration: k8s_client.Configuration) -> None:
         if path in ours:
             Path(path).unlink(missing_ok=True)
             del made[content]
+
+
+def _no_kubeconfig(target: KubeTarget) -> NotFoundError:
+    """No kubeconfig at all, whichever way it was looked for: one message, one exit code."""
+    variable = os.environ.get("KUBECONFIG", "")
+    where = (
+        f"KUBECONFIG names {variable}, and no such file exists"
+        if variable
+        else "there is no ~/.kube/config and KUBECONFIG is not set"
+    )
+    return NotFoundError(
+        f"No kubeconfig to use: {where}.",
+        hint='For the lab: --kubeconfig "$(libresh lab kubeconfig)" (after `libresh lab up`). '
+        "For a server set up with `libresh bootstrap`: --kubeconfig "
+        "~/.config/libresh/kubeconfigs/CONTEXT.yaml.",
+    )
 
 
 def kubeconfig_files(target: KubeTarget) -> list[Path]:

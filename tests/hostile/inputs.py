@@ -372,6 +372,21 @@ KUBECONFIGS = [
         env=NOWHERE,
         code=ExitCode.NOT_FOUND,
     ),
+    # However the missing kubeconfig is named, one message and one exit code (issue 20, 10).
+    Case(
+        "kubeconfig: KUBECONFIG names a missing file",
+        ("list",),
+        "KUBECONFIG names {tmp}/nope, and no such file exists",
+        env={**NOWHERE, "KUBECONFIG": "{tmp}/nope"},
+        code=ExitCode.NOT_FOUND,
+    ),
+    Case(
+        "kubeconfig: none at all",
+        ("list",),
+        "there is no ~/.kube/config and KUBECONFIG is not set",
+        env=NOWHERE,
+        code=ExitCode.NOT_FOUND,
+    ),
     Case(
         "kubeconfig: a named pipe",
         LIST,

@@ -247,8 +247,9 @@ ENVIRONMENT = [
     Case(
         "environment: KUBECONFIG empty",
         ("list",),
-        "kubeconfig",
+        "No kubeconfig to use",
         env={"KUBECONFIG": "", "PATH": "/nonexistent"},
+        code=ExitCode.NOT_FOUND,
     ),
     Case(
         "environment: catalog path of colons",
