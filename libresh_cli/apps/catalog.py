@@ -56,10 +56,15 @@ class Catalog:
         directories = self.app_directories()
         if name not in directories:
             close = difflib.get_close_matches(name, list(directories), n=3, cutoff=0.5)
-            hint = f"Did you mean {', '.join(close)}?" if close else ""
+            hint = (
+                f"Did you mean {', '.join(close)}?"
+                if close
+                else f"An instance named {name} is made with --name: libresh install APP "
+                f"--name {name}."
+            )
             raise NotFoundError(
                 f"No app named '{name}' in the catalog.",
-                hint=f"{hint} `libresh catalog list` shows every app.".strip(),
+                hint=f"{hint} `libresh catalog list` shows every app.",
             )
         return load_app(directories[name])
 

@@ -272,6 +272,9 @@ def schedule_cronjob(
         "metadata": {"name": SCHEDULE_NAME, "namespace": target.name, "labels": labels},
         "spec": {
             "schedule": cron,
+            # In UTC whatever the node's clock zone says (CronJob timeZone, stable since
+            # Kubernetes 1.27): what `libresh backup schedule` prints is what runs.
+            "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",  # never two backups of one instance at once
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,

@@ -304,7 +304,13 @@ def _installed(
     if record.status == "uninstalled" or never_installed(record):
         raise OperationFailedError(
             f"{name} is {record.status}: there is nothing running to back up or restore into.",
-            hint=f"`libresh status {name}` shows its state.",
+            hint=(
+                f"Install it again first (libresh install {record.app} --name {name}, its "
+                f"kept data is used), then restore; or restore into a new instance: libresh "
+                f"restore {name} --as NEW --domain DOMAIN."
+                if record.status == "uninstalled"
+                else f"`libresh status {name}` shows its state."
+            ),
         )
     app = catalog.load(record.app)
     version = app.version(record.version)

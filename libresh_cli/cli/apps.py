@@ -20,7 +20,7 @@ from libresh_cli.cli.common import (
     kube_client,
     plan_table,
 )
-from libresh_cli.cli.context import OutputFormat
+from libresh_cli.cli.context import AppContext, OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
 from libresh_cli.cli.terminal import marked
 from libresh_cli.errors import NotFoundError
@@ -74,7 +74,10 @@ def install(
     parse_set_options(set_values or [], given)
     if domain is not None:
         given.add("domain", domain, "--domain")
-    check_given(catalog(app).load(app_name), given)  # also before connecting
+    package = catalog(app).load(app_name)
+    check_given(package, given)  # also before connecting
+    if values is not None:
+        _warn_if_secrets_are_readable(app, values, package, given)
     with kube_client(app) as kube:
         prepared = plan_install(kube, catalog(app), app_name, name, given, version, asker(app))
         plan = prepared.plan
@@ -109,6 +112,22 @@ def install(
     if secret_params:
         app.err.print(
             f"Credentials: libresh secret get {instance.name} {secret_params[0]}", style="dim"
+        )
+
+
+def _warn_if_secrets_are_readable(app: AppContext, values: Path, package: Any, given: Any) -> None:
+    """A values file that holds a password is a secret file: only its owner should read it."""
+    import stat
+
+    secrets = [p.name for p in package.parameters if p.secret and p.name in given.values]
+    try:
+        mode = stat.S_IMODE(values.stat().st_mode)
+    except OSError:
+        return
+    if secrets and mode & 0o077:
+        app.reporter().warn(
+            f"{values} holds {', '.join(secrets)} and other users can read it "
+            f"(mode {mode:04o}): chmod 600 {values}"
         )
 
 

@@ -142,7 +142,7 @@ def schedule(
             kube, catalog(app), name, cron, Retention(keep_daily, keep_weekly, keep_monthly)
         )
     app.err.print(
-        f"✓ {name} is backed up at {cron!r}, keeping {keep_daily} daily, {keep_weekly} "
+        f"✓ {name} is backed up at {cron!r} (UTC), keeping {keep_daily} daily, {keep_weekly} "
         f"weekly and {keep_monthly} monthly backups."
     )
 

@@ -51,9 +51,9 @@ def upgrade(
     run first.
 
     Exit code 0 when everything is upgraded (or already was: nothing to do needs no backup
-    storage), 1 when an upgrade failed (the others still ran), 5 when an instance was busy
-    with another run, 6 when an instance has an upgrade and backups are not set up (set them
-    up, or pass --no-backup), 130 when interrupted.
+    storage), 1 when an upgrade failed (the others still ran) or was declined, 5 when an
+    instance was busy with another run, 6 when an instance has an upgrade and backups are not
+    set up (set them up, or pass --no-backup; --dry-run says so too), 130 when interrupted.
 
     \b
     Examples:
@@ -81,7 +81,8 @@ def upgrade(
         planned = [_plan_one(app, kube, apps, n, to, keep_going=all_instances) for n in names]
         # Backups are needed only by the instances that will change: a nightly run with
         # nothing to upgrade succeeds on a cluster without backup storage.
-        if not no_backup and not app.dry_run and any(_has_steps(p) for p in planned):
+        # A dry run says what the real run would: refused too (exit 6) without storage.
+        if not no_backup and any(_has_steps(p) for p in planned):
             from libresh_cli.backup.storage import require_storage
 
             require_storage(kube, hint_skip="--no-backup")
@@ -90,7 +91,8 @@ def upgrade(
             for p in planned
         ]
     emit(app, results, _results_table)
-    if any(r["result"] == "failed" for r in results):
+    # Declined at the question is "not done", as at `install`: exit 1.
+    if any(r["result"] in ("failed", "skipped") for r in results):
         raise typer.Exit(1)
     if any(r["result"] == "busy" for r in results):
         raise typer.Exit(int(ExitCode.CONFLICT))

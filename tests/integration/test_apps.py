@@ -120,7 +120,9 @@ def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
     lab: Lab, kube: KubeClient, name: str
 ) -> None:
     ok(install(lab, "nextcloud", name, "c.example.org", "--version", "32.0.13"))
-    planned = json.loads(ok(libresh(lab, "upgrade", name, "--dry-run", "-o", "json")).stdout)
+    planned = json.loads(
+        ok(libresh(lab, "upgrade", name, "--dry-run", "--no-backup", "-o", "json")).stdout
+    )
     assert planned[0]["steps"] == ["32.0.13 -> 33.0.7", "33.0.7 -> 34.0.2"]
     assert read_record(kube, name).version == "32.0.13"
 
@@ -167,7 +169,9 @@ def test_a_version_that_drops_objects_prunes_them_but_keeps_data(lab: Lab, name:
     ok(libresh(lab, "upgrade", name, "--to", "2.0.0", "--no-backup", "--yes"))
     assert "legacy" not in _configmaps(lab, name)
     plan = json.loads(
-        ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--dry-run", "-o", "json")).stdout
+        ok(
+            libresh(lab, "upgrade", name, "--to", "3.0.0", "--dry-run", "--no-backup", "-o", "json")
+        ).stdout
     )
     assert plan[0]["result"] == "would upgrade"
     ok(libresh(lab, "upgrade", name, "--to", "3.0.0", "--no-backup", "--yes"))

@@ -217,7 +217,7 @@ def test_backup_runs_the_runner_with_the_instance_data_between_its_hooks(
 
 
 def test_schedule_makes_a_cronjob_with_retention(lab: Lab, kube: KubeClient, notes: str) -> None:
-    ok(
+    said = ok(
         libresh(
             lab,
             "backup",
@@ -236,6 +236,8 @@ def test_schedule_makes_a_cronjob_with_retention(lab: Lab, kube: KubeClient, not
     cronjob = kube.get("batch/v1", "CronJob", "libresh-backup", notes)
     assert cronjob is not None
     assert cronjob["spec"]["schedule"] == "30 3 * * *"
+    assert cronjob["spec"]["timeZone"] == "Etc/UTC"  # what was said is what runs
+    assert "'30 3 * * *' (UTC)" in said.stderr
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     status = json.loads(ok(libresh(lab, "status", notes, "-o", "json")).stdout)
     assert status["backup_schedule"] == "30 3 * * *"
@@ -436,6 +438,9 @@ def test_upgrade_without_backup_storage_is_refused_unless_no_backup(
         document = json.loads(refused.stdout)
         assert document["exit_code"] == ExitCode.PREREQUISITE_MISSING
         assert "Backups are not set up" in document["error"] and document["hint"]
+        # The dry run says what the real run would do: refused too (issue 20, point 13).
+        dry = libresh(lab, "upgrade", notes, "--to", "2.0.0", "--dry-run")
+        assert dry.returncode == ExitCode.PREREQUISITE_MISSING, dry.stdout + dry.stderr
         skipped = ok(libresh(lab, "upgrade", notes, "--to", "2.0.0", "--no-backup", "--yes"))
         assert "No backup of" in skipped.stderr and "(--no-backup)" in skipped.stderr
         # A run with nothing left to upgrade needs no backup storage (cron's every night).
@@ -560,3 +565,11 @@ def test_ctrl_c_in_a_restore_leaves_the_app_stopped_and_says_how_to_finish(
     assert f"libresh restore {notes} --snapshot {backup.backup}" in str(raised.value.hint)
     deployment = kube.get("apps/v1", "Deployment", "notes", notes)
     assert deployment is not None and deployment["spec"]["replicas"] == 0
+
+
+def test_restoring_an_uninstalled_instance_says_how(lab: Lab, kube: KubeClient, notes: str) -> None:
+    ok(libresh(lab, "uninstall", notes, "--yes"))
+    refused = libresh(lab, "restore", notes, "--yes")
+    assert refused.returncode == ExitCode.FAILURE, refused.stdout + refused.stderr
+    assert f"libresh install notes --name {notes}" in refused.stderr
+    assert f"libresh restore {notes} --as NEW --domain DOMAIN" in refused.stderr

@@ -169,3 +169,23 @@ def test_purging_an_instance_asks_for_its_name(lab: Lab, kube: KubeClient) -> No
         assert "purged" in terminal.screen()
     finally:
         kube.delete("v1", "Namespace", name)
+
+
+def test_declining_an_upgrade_exits_1_as_declining_an_install_does(
+    lab: Lab, kube: KubeClient
+) -> None:
+    name = f"g{uuid.uuid4().hex[:8]}"
+    installed = install_demo(lab, name, "--domain", "decline.example.org", "--yes")
+    assert installed.exit_code() == 0, installed.screen()
+    try:
+        argv = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(TEST_CATALOG)]
+        terminal = Terminal(
+            [*argv, "upgrade", name, "--to", "4.0.0", "--no-backup"],
+            {**lab.cli_env(), "TERM": "xterm"},
+        )
+        terminal.expect(f"Upgrade {name}: 3.0.0 -> 4.0.0?")
+        terminal.type("n\r")
+        assert terminal.exit_code() == 1, terminal.screen()
+        assert "skipped" in terminal.screen()
+    finally:
+        kube.delete("v1", "Namespace", name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,31 @@ def test_a_lab_without_a_readable_record_is_reported_broken(
     assert "The lab 'half' is broken" in err and "libresh lab up --name half" in err
     assert _run(["lab", "down", "--name", "half"]) == 0
     assert not (xdg.state / "lab" / "half").exists()
+
+
+def test_a_values_file_with_a_secret_readable_by_others_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any cluster is reached (issue 20, point 13)."""
+    values = tmp_path / "values.yaml"
+    values.write_text("api_key: s3cret-value\n")
+    values.chmod(0o644)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    catalog = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
+    argv = ["--catalog", str(catalog), "install", "demo", "--domain", "a.example.org"]
+    _run([*argv, "-f", str(values), "--yes"])
+    err = capsys.readouterr().err
+    assert f"{values} holds api_key and other users can read it (mode 0644)" in err
+    assert "s3cret-value" not in err
+    values.chmod(0o600)
+    _run([*argv, "-f", str(values), "--yes"])
+    assert "other users can read it" not in capsys.readouterr().err
+
+
+def test_an_instance_name_given_as_the_app_says_how_to_name_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _run(["install", "passwords", "--domain", "pw.example.org", "--yes"]) == 4
+    err = capsys.readouterr().err
+    assert "No app named 'passwords'" in err
+    assert "libresh install APP --name passwords" in err
