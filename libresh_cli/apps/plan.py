@@ -9,16 +9,18 @@ from typing import Any
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.record import Ref
 from libresh_cli.errors import BadInputError, NotFoundError
-from libresh_cli.kube.diff import normalize
+from libresh_cli.kube.diff import changed_fields, normalize
 
 # Never deleted because a new version stops rendering them: they hold users' data.
 NEVER_PRUNED = {"PersistentVolumeClaim"}
+JOB_REMADE = "spec.template: changed (the Job is made anew)"
 
 
 @dataclass(frozen=True)
 class Change:
     ref: Ref
     action: str  # create | update | unchanged | prune | keep
+    fields: tuple[str, ...] = ()  # of an update: "path: old -> new"
 
     def describe(self) -> str:
         _, kind, name = self.ref
@@ -52,7 +54,13 @@ class Plan:
             "nothing_to_do": self.nothing_to_do,
             "steps": self.steps,
             "changes": [
-                {"action": c.action, "apiVersion": c.ref[0], "kind": c.ref[1], "name": c.ref[2]}
+                {
+                    "action": c.action,
+                    "apiVersion": c.ref[0],
+                    "kind": c.ref[1],
+                    "name": c.ref[2],
+                    **({"fields": list(c.fields)} if c.fields else {}),
+                }
                 for c in self.changes
             ],
         }
@@ -111,8 +119,12 @@ def compare(
             changes.append(Change(ref, "create"))
         elif ref in would_be and normalize(would_be[ref]) == normalize(current):
             changes.append(Change(ref, "unchanged"))
-        else:
-            changes.append(Change(ref, "update"))
+        elif ref in would_be:
+            changes.append(Change(ref, "update", tuple(changed_fields(current, would_be[ref]))))
+        else:  # a Job whose pod template changes: no dry run (lifecycle._dry_run)
+            changes.append(
+                Change(ref, "update", ("spec.template: changed (the Job is made anew)",))
+            )
     for ref in previous_inventory:
         if ref not in rendered_refs:
             changes.append(Change(ref, "keep" if ref[1] in NEVER_PRUNED else "prune"))

@@ -277,9 +277,12 @@ def diff(
     name: Annotated[str, typer.Argument(help="Instance name.")],
     output: OutputOption = None,
 ) -> None:
-    """Show what re-applying the installed version would change (hand edits, catalog changes).
+    """Show what re-applying the installed version would change (hand edits, catalog changes),
+    field by field (a Secret's values as "(changed)").
 
-    Exit code 0 when nothing would change, 1 when something would.
+    A field changed by hand that libresh sets is shown; what libresh never set (a label
+    someone added) is not its to change, and is not. Exit code 0 when nothing would change, 1
+    when something would. Global options may follow the command (`diff nextcloud -v`).
 
     \b
     Example:

@@ -143,7 +143,11 @@ def plan_table(plan: Plan) -> Any:
     shown = [c for c in plan.changes if c.action != "unchanged"]
     if not shown:
         return "No object changes."
-    return rows_table(["ACTION", "KIND", "NAME"], [[c.action, c.ref[1], c.ref[2]] for c in shown])
+    # An update shows its changed fields under it, as kubectl diff does.
+    return rows_table(
+        ["ACTION", "KIND", "NAME", "CHANGES"],
+        [[c.action, c.ref[1], c.ref[2], "\n".join(c.fields)] for c in shown],
+    )
 
 
 def describe_plan(plan: Plan) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -161,11 +162,60 @@ def _terminate_like_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+GLOBAL_WITH_VALUE = ("--kubeconfig", "--context", "--catalog")
+GLOBAL_FLAGS = ("--verbose", "--no-color", "--debug")
+# Commands with an option of their own named like a global one (bootstrap's --context names
+# the context it writes): their options stay where they are.
+OWN_GLOBAL_NAMES = ("bootstrap",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Global options given after the command (`libresh diff x -v --kubeconfig k`), moved
+    before it, where the command line parser takes them: as kubectl and helm accept them."""
+    command_at = _command_index(args)
+    if command_at is None or args[command_at] in OWN_GLOBAL_NAMES:
+        return args
+    head, rest, hoisted = args[:command_at], [], []
+    tail = args[command_at:]
+    index = 0
+    while index < len(tail):
+        word = tail[index]
+        if word == "--":
+            rest += tail[index:]
+            break
+        name = word.split("=", 1)[0]
+        if name in GLOBAL_WITH_VALUE:
+            takes_next = "=" not in word and index + 1 < len(tail)
+            hoisted += tail[index : index + 2] if takes_next else [word]
+            index += 2 if takes_next else 1
+            continue
+        if word in GLOBAL_FLAGS or re.fullmatch(r"-v+", word):
+            hoisted.append(word)
+        else:
+            rest.append(word)
+        index += 1
+    return [*head, *hoisted, *rest]
+
+
+def _command_index(args: list[str]) -> int | None:
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return index
+        value_follows = word in GLOBAL_WITH_VALUE or word in ("--output", "-o")
+        index += 2 if value_follows else 1
+    return None
+
+
 def _run(args: list[str]) -> int:
     from libresh_cli.cli.output import EMITTED
 
     EMITTED.data = False
     _last_failure.set("")
+    args = hoist_global_options(args)
     code = _run_command(args)
     if code != 0 and json_requested(args) and not EMITTED.data:
         print_json_failure(*_last_failure.get(code))

@@ -126,3 +126,29 @@ def test_two_instances_cannot_share_a_domain(lab: Lab, kube: KubeClient) -> None
     finally:
         kube.delete("v1", "Namespace", first)
         kube.delete("v1", "Namespace", second)
+
+
+def test_diff_shows_the_fields_a_hand_edit_changed(lab: Lab, kube: KubeClient, demo: str) -> None:
+    """Issue 20, point 9: fields, not only names; a person's edit with kubectl; global
+    options after the command. (A Secret's values are shown as "(changed)": unit-tested in
+    test_kube_pure; the credentials Secret keeps what it holds by design.)"""
+    assert libresh(lab, "diff", demo).returncode == 0
+    edit = {"containers": [{"name": "demo", "image": "evil:1"}]}
+    kube.request(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{demo}/deployments/demo",
+        params={"fieldManager": "kubectl-edit"},
+        body={"spec": {"template": {"spec": edit}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    drifted = libresh(lab, "diff", demo, "-v", "--no-color")  # global options after it
+    assert drifted.returncode == 1, drifted.stdout + drifted.stderr
+    shown = " ".join(drifted.stdout.split())
+    assert "spec.template.spec.containers[0].image: evil:1 -> example.org/demo:3.0.0" in shown
+    result = libresh(lab, "diff", demo, "-o", "json")
+    assert result.returncode == 1
+    changes = json.loads(result.stdout)["changes"]
+    (deployment,) = [c for c in changes if c["action"] == "update"]
+    assert deployment["fields"] == [
+        "spec.template.spec.containers[0].image: evil:1 -> example.org/demo:3.0.0"
+    ]

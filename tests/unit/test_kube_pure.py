@@ -187,3 +187,54 @@ def test_a_pod_is_given_up_on_only_after_repeated_crashes() -> None:
         "status": {"phase": "Failed"},
     }
     assert failing_pod([job_pod]) is None  # a Job's failed pod is the Job's business
+
+
+def test_changed_fields_say_what_changes_and_hide_secret_values() -> None:
+    from libresh_cli.kube.diff import changed_fields
+
+    live = {
+        "kind": "Deployment",
+        "metadata": {"name": "a", "resourceVersion": "9"},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "x:1"}]}}},
+    }
+    wanted = {
+        "kind": "Deployment",
+        "metadata": {"name": "a", "resourceVersion": "10"},
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "x:2"}]}}},
+    }
+    assert changed_fields(live, wanted) == [
+        "spec.replicas: 1 -> 2",
+        "spec.template.spec.containers[0].image: x:1 -> x:2",
+    ]
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "b2xk"}}
+    renewed = {**secret, "data": {"password": "bmV3"}}
+    assert changed_fields(secret, renewed) == ["data.password: (changed)"]
+
+
+def test_global_options_after_the_command_are_taken_as_global() -> None:
+    from libresh_cli.cli.main import hoist_global_options
+
+    assert hoist_global_options(["diff", "nc", "-v", "--kubeconfig", "k", "-o", "json"]) == [
+        "-v",
+        "--kubeconfig",
+        "k",
+        "diff",
+        "nc",
+        "-o",
+        "json",
+    ]
+    assert hoist_global_options(["status", "nc", "--context=lab", "--no-color"]) == [
+        "--context=lab",
+        "--no-color",
+        "status",
+        "nc",
+    ]
+    # bootstrap has a --context of its own; nothing after `--` is an option
+    assert hoist_global_options(["bootstrap", "ssh", "h", "--context", "a"]) == [
+        "bootstrap",
+        "ssh",
+        "h",
+        "--context",
+        "a",
+    ]
+    assert hoist_global_options(["install", "nc", "--", "-v"]) == ["install", "nc", "--", "-v"]
