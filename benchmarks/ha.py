@@ -3,6 +3,8 @@ latency: actions finish at the first poll) and six real sshd test hosts (network
 needs root) with the k3s installer stand-in, each join taking --join-seconds (k3s' own start-up,
 which libresh cannot speed up).
 
+Server creations are spread and retried as `cluster create` does them (hetzner/cloud.py,
+CREATION_SPREAD); the cluster file's api_access is the default (firewall: no load balancer).
 The same creation is run twice on fresh hosts: joins concurrent (as `cluster create` does),
 then forced one after another. Target: the concurrent k3s phase takes at most the first
 server's time plus one join's time, plus 20%.

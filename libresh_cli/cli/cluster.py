@@ -136,11 +136,12 @@ def create(
     output: OutputOption = None,
 ) -> None:
     """Create (or repair) an HA k3s cluster on Hetzner Cloud from a cluster file: SSH key,
-    private network, firewall, spread placement group, a load balancer for the API, the
-    servers; then k3s over SSH (the first server with cluster-init, then every other server and
-    agent at the same time), a kubeconfig pointing at the load balancer, and the `ha` infra
-    profile. Everything is found by the cluster's labels first: running it again creates
-    nothing twice, and picks up where an interrupted run stopped.
+    private network, firewall, spread placement group, a load balancer for the API (only with
+    api_access: public_load_balancer), the servers; then k3s over SSH (the first server
+    with cluster-init, then every other server and agent at the same time), a kubeconfig
+    pointing at the API, and the `ha` infra profile. Everything is found by the cluster's
+    labels first: running it again creates nothing twice, and picks up where an interrupted
+    run stopped.
 
     \b
     The cluster file (YAML):
@@ -149,9 +150,12 @@ def create(
       locations: [fsn1, nbg1, hel1]     # nodes go round them (one network zone)
       image: debian-12
       ssh_key: ~/.ssh/id_ed25519.pub    # uploaded; its private key logs in
-      servers: {type: cx22, count: 3}   # odd: etcd needs a majority
-      agents: {type: cx32, count: 2}
+      servers: {type: cx23, count: 3}   # odd: etcd needs a majority
+      agents: {type: cx33, count: 2}
       allowed_networks: {ssh: [203.0.113.7/32], api: [203.0.113.7/32]}
+      api_access: firewall              # 6443 on the servers, allowed_networks.api only;
+                                        # public_load_balancer: a load balancer whose 6443
+                                        # is open to the whole internet
       private_network: 10.0.0.0/16      # or none: flannel over WireGuard, public addresses
       k3s_version: v1.34.4+k3s1
       email: admin@example.org          # Let's Encrypt
@@ -263,9 +267,9 @@ def status(
     path = kubeconfig_destination(app.paths, spec.name).path
     if path.exists():
         with KubeClient.connect(KubeTarget(path, spec.name), timeout=10.0) as kube:
-            data = cluster_status(cloud, spec.name, spec.labels, kube)
+            data = cluster_status(cloud, spec.name, spec.labels, kube, spec.api_access)
     else:
-        data = cluster_status(cloud, spec.name, spec.labels, None)
+        data = cluster_status(cloud, spec.name, spec.labels, None, spec.api_access)
     emit(app, data, _status_table)
     if not data["healthy"]:
         raise typer.Exit(1)

@@ -27,7 +27,7 @@ from libresh_cli.cluster.bootstrap import (
     installer_script,
 )
 from libresh_cli.cluster.preflight import HostFacts, assess
-from libresh_cli.cluster.spec import ClusterSpec
+from libresh_cli.cluster.spec import API_LOAD_BALANCER, ClusterSpec
 from libresh_cli.errors import (
     BadInputError,
     ExitCode,
@@ -116,7 +116,30 @@ class CloudParts:
     network_id: int | None
     network_name: str | None
     placement_group_id: int
-    load_balancer: LoadBalancerInfo
+    load_balancer: LoadBalancerInfo | None  # only with api_access: public_load_balancer
+
+
+@dataclass(frozen=True)
+class ApiEndpoint:
+    """Where kubectl and libresh reach the Kubernetes API, and the addresses its certificate
+    names (k3s `tls-san`)."""
+
+    address: str
+    names: tuple[str, ...]
+    via: str  # "the load balancer" | "the first server"
+
+
+def api_endpoint(parts: CloudParts, servers: list[ServerInfo]) -> ApiEndpoint:
+    """The load balancer when there is one; else the first server's public address, every
+    server's public address on the certificate (an admin may point kubectl at another)."""
+    balancer = parts.load_balancer
+    if balancer is not None and balancer.public_ipv4:
+        names = tuple(a for a in (balancer.public_ipv4, balancer.private_ipv4) if a)
+        return ApiEndpoint(balancer.public_ipv4, names, "the load balancer")
+    public = [s.public_ipv4 for s in servers if s.role == "server" and s.public_ipv4]
+    if not public:
+        raise OperationFailedError("The cluster's servers have no public IPv4 address.")
+    return ApiEndpoint(public[0], tuple(public), "the first server")
 
 
 def cluster_dir(paths: Paths, name: str) -> Path:
@@ -235,8 +258,13 @@ def firewall_rules(spec: ClusterSpec, servers: Iterable[ServerInfo]) -> list[Rul
 def ensure_cloud(
     cloud: HetznerCloud, spec: ClusterSpec, zone: str, report: CreateReport, reporter: Reporter
 ) -> CloudParts:
-    """SSH key, network, placement group and firewall at the same time; then the load
-    balancer, which joins the network."""
+    """SSH key, network, placement group and firewall at the same time; then, with
+    `api_access: public_load_balancer` only, the API's load balancer, which joins the network.
+    With `api_access: firewall`, a load balancer an earlier run made is deleted: it would keep
+    6443 open to the whole internet (Hetzner Cloud Firewalls do not apply to load balancers:
+    docs.hetzner.com/cloud/firewalls/faq "Can Firewalls be applied to my Hetzner Cloud Load
+    Balancers?"; hetzner-k3s docs/Creating_a_cluster.md says the API "would be exposed to the
+    public internet regardless of the allowed networks configuration")."""
     reporter.step("Checking the cluster's cloud resources (SSH key, network, firewall, ...)")
     labels = spec.labels
     servers_only = {**labels, ROLE: "server"}
@@ -253,18 +281,33 @@ def ensure_cloud(
         )
     done = run_concurrently(tasks)
     network = done.get("network")
-    balancer = cloud.ensure_load_balancer(
-        f"{spec.name}-api", spec.locations[0], network.id if network else None, labels, servers_only
-    )
-    for ensured in (*done.values(), balancer):
+    info: LoadBalancerInfo | None = None
+    ensured_all = list(done.values())
+    if spec.api_access == API_LOAD_BALANCER:
+        ensured_all.append(
+            cloud.ensure_load_balancer(
+                f"{spec.name}-api",
+                spec.locations[0],
+                network.id if network else None,
+                labels,
+                servers_only,
+            )
+        )
+        info = cloud.load_balancer(labels)
+        if info is None or info.public_ipv4 is None:
+            raise OperationFailedError(
+                f"The load balancer {spec.name}-api has no public address yet.",
+                hint="Run the same command again in a minute.",
+            )
+    else:
+        for removed in cloud.delete_load_balancers(labels):
+            reporter.warn(
+                f"Deleted the {removed}: api_access is {spec.api_access}, and a Hetzner load "
+                "balancer's port 6443 is open to the whole internet."
+            )
+    for ensured in ensured_all:
         if ensured.created:
             report.created.append(f"{ensured.kind} {ensured.name}")
-    info = cloud.load_balancer(labels)
-    if info is None or info.public_ipv4 is None:
-        raise OperationFailedError(
-            f"The load balancer {spec.name}-api has no public address yet.",
-            hint="Run the same command again in a minute.",
-        )
     made = ", ".join(report.created) if report.created else "all there already"
     reporter.done(f"Cloud resources: {made}")
     return CloudParts(
@@ -507,7 +550,7 @@ def cluster_token(first: Node, paths: Paths, name: str) -> str:
 
 
 def node_settings(
-    spec: ClusterSpec, node: Node, first: Node, balancer: LoadBalancerInfo, token: str
+    spec: ClusterSpec, node: Node, first: Node, api: ApiEndpoint, token: str
 ) -> dict[str, Any]:
     server = node.server
     own_ip = server.private_ipv4 or server.public_ipv4
@@ -526,7 +569,7 @@ def node_settings(
         settings["server"] = kubeconfig.server_url(str(first_ip))
     if server.role != "server":
         return settings
-    sans = [a for a in (balancer.public_ipv4, balancer.private_ipv4) if a]
+    sans = list(api.names)
     settings = {
         **k3s.profile_settings("ha"),
         "write-kubeconfig-mode": "0600",
@@ -578,7 +621,7 @@ def install_node(
 def install_k3s(
     nodes: dict[str, Node],
     spec: ClusterSpec,
-    balancer: LoadBalancerInfo,
+    api: ApiEndpoint,
     token: str,
     options: CreateOptions,
     report: CreateReport,
@@ -591,7 +634,7 @@ def install_k3s(
     reporter.step(f"k3s on the first server, {first.server.name} (cluster-init)")
     started = time.monotonic()
     report.k3s[first.server.name] = install_node(
-        first, node_settings(spec, first, first, balancer, token), spec, options.source
+        first, node_settings(spec, first, first, api, token), spec, options.source
     )
     report.seconds["first_server"] = time.monotonic() - started
     reporter.done(f"{first.server.name}: {report.k3s[first.server.name]}")
@@ -605,7 +648,7 @@ def install_k3s(
         n.server.name: partial(
             install_node,
             n,
-            node_settings(spec, n, first, balancer, token),
+            node_settings(spec, n, first, api, token),
             spec,
             options.source,
             running=n.server.name in joined,
@@ -620,13 +663,13 @@ def install_k3s(
 def connect_here(
     first: Node,
     spec: ClusterSpec,
-    balancer: LoadBalancerInfo,
+    api: ApiEndpoint,
     paths: Paths,
     report: CreateReport,
     reporter: Reporter,
 ) -> Path:
-    """The kubeconfig from the first server, pointing at the load balancer."""
-    server = kubeconfig.server_url(str(balancer.public_ipv4))
+    """The kubeconfig from the first server, pointing at the API endpoint."""
+    server = kubeconfig.server_url(api.address)
     destination = kubeconfig_destination(paths, spec.name)
     document = kubeconfig.from_k3s(
         fetch_kubeconfig(first.host, reporter), context=spec.name, server=server
@@ -641,7 +684,7 @@ def connect_here(
 
 
 def ready_node_names(path: Path, context: str, grace: float = 30.0) -> set[str]:
-    """The nodes Ready now, through the load balancer; none if it does not answer within
+    """The nodes Ready now, through the API endpoint; none if it does not answer within
     `grace` (a new load balancer takes a few health checks to send traffic)."""
     deadline = time.monotonic() + grace
     with KubeClient.connect(KubeTarget(path, context), timeout=10.0) as kube:
@@ -656,8 +699,10 @@ def ready_node_names(path: Path, context: str, grace: float = 30.0) -> set[str]:
             return {n["metadata"]["name"] for n in nodes if node_readiness(n).ready}
 
 
-def wait_nodes_ready(path: Path, context: str, names: list[str], reporter: Reporter) -> None:
-    reporter.step(f"Waiting for {len(names)} node(s) to be Ready (through the load balancer)")
+def wait_nodes_ready(
+    path: Path, context: str, names: list[str], reporter: Reporter, via: str = "the API"
+) -> None:
+    reporter.step(f"Waiting for {len(names)} node(s) to be Ready (through {via})")
     with KubeClient.connect(KubeTarget(path, context), timeout=10.0) as kube:
 
         def ready() -> bool | None:
@@ -696,6 +741,7 @@ def create(
         cloud.ensure_firewall(
             spec.name, firewall_rules(spec, report.servers), spec.labels, spec.labels
         )
+    api = api_endpoint(parts, report.servers)
     report.seconds["cloud"] = time.monotonic() - started
     new_names = {r.split(" ", 1)[1] for r in report.created if r.startswith("server ")}
     nodes = connect_nodes(report.servers, spec, paths, ssh_config, new_names, reporter)
@@ -714,18 +760,16 @@ def create(
         kubeconfig_path: list[Path] = []
 
         def after_first() -> set[str]:
-            kubeconfig_path.append(
-                connect_here(first, spec, parts.load_balancer, paths, report, reporter)
-            )
+            kubeconfig_path.append(connect_here(first, spec, api, paths, report, reporter))
             return ready_node_names(kubeconfig_path[0], spec.name)
 
-        install_k3s(nodes, spec, parts.load_balancer, token, options, report, reporter, after_first)
+        install_k3s(nodes, spec, api, token, options, report, reporter, after_first)
         report.seconds["k3s"] = time.monotonic() - k3s_started
         path = kubeconfig_path[0]
     finally:
         for node in nodes.values():
             node.host.close()
-    wait_nodes_ready(path, spec.name, [s.name for s in report.servers], reporter)
+    wait_nodes_ready(path, spec.name, [s.name for s in report.servers], reporter, api.via)
     report.seconds["total"] = time.monotonic() - started
     return report
 
@@ -734,7 +778,11 @@ def create(
 
 
 def status(
-    cloud: HetznerCloud, name: str, labels: dict[str, str], kube: KubeClient | None
+    cloud: HetznerCloud,
+    name: str,
+    labels: dict[str, str],
+    kube: KubeClient | None,
+    api_access: str = API_LOAD_BALANCER,
 ) -> dict[str, Any]:
     servers = cloud.servers(labels)
     balancer = cloud.load_balancer(labels)
@@ -742,6 +790,7 @@ def status(
     data: dict[str, Any] = {
         "cluster": name,
         "servers": [s.to_dict() for s in servers],
+        "api_access": api_access,
         "load_balancer": None,
         "nodes": [],
         "etcd_members": [],
@@ -755,7 +804,7 @@ def status(
             "targets": health,
         }
         data["healthy"] &= bool(health) and all(h == "healthy" for h in health.values())
-    else:
+    elif api_access == API_LOAD_BALANCER:
         data["healthy"] = False
     if kube is not None:
         nodes = kube.list("v1", "Node")

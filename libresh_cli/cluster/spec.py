@@ -24,19 +24,27 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # as infra.service.EMAI
 TOKEN_ENV = "HCLOUD_TOKEN"  # noqa: S105 - a variable name; the variable Hetzner's own `hcloud` CLI reads
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]{64}")  # Hetzner Cloud API tokens
 DEFAULT_IMAGE = "debian-12"
+# How the Kubernetes API (6443) is reached. Hetzner Cloud Firewalls do not apply to load
+# balancers (docs.hetzner.com/cloud/firewalls/faq, "Can Firewalls be applied to my Hetzner
+# Cloud Load Balancers?"), so a load balancer's 6443 is open to the whole internet whatever
+# allowed_networks.api says (hetzner-k3s docs/Creating_a_cluster.md says the same).
+API_FIREWALL = "firewall"  # no load balancer: each server's 6443, filtered by the firewall
+API_LOAD_BALANCER = "public_load_balancer"  # a load balancer, its 6443 open to everyone
+API_ACCESS = (API_FIREWALL, API_LOAD_BALANCER)
 MAX_KEY_BYTES = 64 * 1024  # an SSH public key or an API token: one line
 KNOWN_KEYS = {
     "name", "provider", "location", "locations", "image", "ssh_key", "servers", "agents",
-    "allowed_networks", "private_network", "k3s_version", "email",
+    "allowed_networks", "private_network", "k3s_version", "email", "api_access",
 }  # fmt: skip
 EXAMPLE = """name: coop
 provider: hetzner
 locations: [fsn1, nbg1, hel1]
 ssh_key: ~/.ssh/id_ed25519.pub
-servers: {type: cx22, count: 3}
-agents: {type: cx32, count: 2}
+servers: {type: cx23, count: 3}
+agents: {type: cx33, count: 2}
 allowed_networks: {ssh: [203.0.113.7/32], api: [203.0.113.7/32]}
 private_network: 10.0.0.0/16
+api_access: firewall
 """
 
 
@@ -60,6 +68,7 @@ class ClusterSpec:
     private_network: str | None  # None: no private network, flannel over WireGuard
     k3s_version: str
     email: str | None
+    api_access: str = API_FIREWALL
     source: Path = field(default=Path("cluster.yaml"), compare=False)
 
     @property
@@ -96,6 +105,13 @@ class ClusterSpec:
             found.append(
                 f"{self.source}: allowed_networks.ssh is open to the whole internet; give the "
                 "addresses you administer from."
+            )
+        if self.api_access == API_LOAD_BALANCER:
+            found.append(
+                f"{self.source}: api_access: {API_LOAD_BALANCER}: the load balancer's port 6443 "
+                "is open to the whole internet (Hetzner Cloud Firewalls do not apply to load "
+                "balancers); allowed_networks.api filters only the servers' own 6443. Use "
+                f"api_access: {API_FIREWALL} to keep the API to allowed_networks.api."
             )
         return found
 
@@ -150,6 +166,14 @@ def parse_spec(data: dict[str, Any], source: Path) -> ClusterSpec:
     ssh_from, api_from = _allowed(data.get("allowed_networks"), errors)
     private = _private_network(data.get("private_network", "10.0.0.0/16"), errors)
     version = _k3s_version(data.get("k3s_version", k3s.DEFAULT_K3S_VERSION), errors)
+    api_access = data.get("api_access", API_FIREWALL)
+    if api_access not in API_ACCESS:
+        errors.add(
+            "api_access",
+            f"{api_access!r} is not one of {', '.join(API_ACCESS)} ({API_FIREWALL}: the API on "
+            "each server, open to allowed_networks.api only; "
+            f"{API_LOAD_BALANCER}: a load balancer, open to the whole internet)",
+        )
     image = data.get("image", DEFAULT_IMAGE)
     if not isinstance(image, str) or not image:
         errors.add("image", "give an image name, e.g. debian-12 or ubuntu-24.04")
@@ -172,6 +196,7 @@ def parse_spec(data: dict[str, Any], source: Path) -> ClusterSpec:
         private_network=private,
         k3s_version=version,
         email=email,
+        api_access=str(api_access),
         source=source,
     )
 
@@ -225,7 +250,7 @@ def _group(
     value: Any, where: str, errors: _Errors, *, span: tuple[int, int], default_count: int = 0
 ) -> NodeGroup:
     if not isinstance(value, dict):
-        errors.add(where, "give type and count, e.g. {type: cx22, count: 3}")
+        errors.add(where, "give type and count, e.g. {type: cx23, count: 3}")
         return NodeGroup("", 0)
     for key in sorted(set(value) - {"type", "count"}, key=str):
         errors.add(f"{where}.{key}", "unknown field (fields: type, count)")
@@ -236,7 +261,7 @@ def _group(
         count = low
     server_type = value.get("type", "")
     if count and (not isinstance(server_type, str) or not server_type):
-        errors.add(f"{where}.type", "give a Hetzner server type, e.g. cx22 or cax21")
+        errors.add(f"{where}.type", "give a Hetzner server type, e.g. cx23, cpx22 or cax21")
     return NodeGroup(str(server_type or ""), count)
 
 

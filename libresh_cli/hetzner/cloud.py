@@ -419,6 +419,14 @@ class HetznerCloud:
             )
             self._wait([action], f"deleting the server {name}")
 
+    def delete_load_balancers(self, labels: dict[str, str]) -> list[str]:
+        """The load balancers carrying these labels, deleted: 'load balancer NAME' each."""
+        with self._errors("deleting the load balancer"):
+            found = self._client.load_balancers.get_all(label_selector=selector(labels))
+            for balancer in found:
+                balancer.delete()
+        return [f"load balancer {b.name}" for b in found]
+
     def delete_labelled(self, labels: dict[str, str]) -> list[str]:
         """Everything but servers carrying these labels, in an order Hetzner accepts (what
         refers to the network first). Every kind is tried even when one fails; then one error

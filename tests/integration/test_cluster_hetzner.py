@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.fakes.hetzner_api import NOW, wait_until
@@ -45,7 +46,11 @@ def creations(lab: HaLab) -> int:
     )  # fmt: skip
 
 
-# -- a full cluster: 3 servers, 2 agents ---------------------------------------------------
+# -- a full cluster: 3 servers, 2 agents, the API behind a public load balancer ------------
+
+
+def coop_file(lab: HaLab) -> Path:
+    return lab.cluster_file("coop", servers=3, agents=2, api_access="public_load_balancer")
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +64,15 @@ def created(big: HaLab) -> subprocess.CompletedProcess[str]:
     for host in big.hosts:  # a join takes 1.5 s: long enough to see them overlap
         (host.var_lib / "rancher").mkdir(exist_ok=True)
         (host.var_lib / "rancher" / "standin-join-seconds").write_text("1.5")
-    return big.create(big.cluster_file("coop", servers=3, agents=2))
+    return big.create(coop_file(big))
 
 
 def test_create_makes_the_cloud_resources_once_and_labelled(
     big: HaLab, created: subprocess.CompletedProcess[str]
 ) -> None:
     assert created.returncode == 0, created.stderr
+    # The exposure is said: Hetzner Cloud Firewalls do not apply to load balancers.
+    assert "6443 is open to the whole internet" in flat(created.stderr)
     fake = big.fake
     for kind in ("ssh_keys", "networks", "firewalls", "placement_groups", "load_balancers"):
         [resource] = fake.of_kind(kind)
@@ -174,7 +181,7 @@ def test_kubeconfig_points_at_the_load_balancer_and_every_node_is_ready(
 def test_status_shows_nodes_etcd_members_and_load_balancer_health(
     big: HaLab, created: subprocess.CompletedProcess[str]
 ) -> None:
-    path = big.cluster_file("coop", servers=3, agents=2)
+    path = coop_file(big)
     result = big.run("-o", "json", "cluster", "status", "-f", str(path))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -192,7 +199,7 @@ def test_rerun_creates_nothing_and_changes_nothing(
 ) -> None:
     before = creations(big)
     mtimes = {h.index: (h.etc / "rancher/k3s/config.yaml").stat().st_mtime for h in big.hosts}
-    again = big.create(big.cluster_file("coop", servers=3, agents=2))
+    again = big.create(coop_file(big))
     assert again.returncode == 0, again.stderr
     assert creations(big) == before
     report = json.loads(again.stdout)
@@ -208,7 +215,7 @@ def test_rerun_creates_nothing_and_changes_nothing(
     saved = known.read_text()
     known.unlink()
     try:
-        refused = big.create(big.cluster_file("coop", servers=3, agents=2))
+        refused = big.create(coop_file(big))
         assert refused.returncode == 2, refused.stderr
         assert "trusted a key of this server before" in refused.stderr
         assert "ssh-keygen -lf" in refused.stderr and "Traceback" not in refused.stderr
@@ -244,8 +251,9 @@ def test_a_failed_server_action_then_a_rerun_completes_without_duplicates(small:
     assert done.returncode == 0, done.stderr
     assert server_names(small) == ["tiny-agent-1", "tiny-server-1"]
     assert small.fake.count("POST", "/servers") == 3  # 2 + the one made again
-    for kind in ("ssh_keys", "networks", "firewalls", "placement_groups", "load_balancers"):
+    for kind in ("ssh_keys", "networks", "firewalls", "placement_groups"):
         assert len(small.fake.of_kind(kind)) == 1, kind
+    assert small.fake.of_kind("load_balancers") == []  # api_access: firewall
 
 
 def test_a_rate_limit_in_the_middle_is_waited_out(small: HaLab) -> None:
@@ -259,10 +267,49 @@ def test_a_rate_limit_in_the_middle_is_waited_out(small: HaLab) -> None:
 
 def test_a_conflict_is_retried(small: HaLab) -> None:
     small.fake.faults.conflicts["POST /load_balancers"] = 1
-    done = small.create(small.cluster_file("tiny", servers=1, agents=0))
+    path = small.cluster_file("tiny", servers=1, agents=0, api_access="public_load_balancer")
+    done = small.create(path)
     assert done.returncode == 0, done.stderr
     assert small.fake.count("POST", "/load_balancers") == 2
     assert len(small.fake.of_kind("load_balancers")) == 1
+
+
+def test_api_access_firewall_makes_no_load_balancer_and_removes_an_old_one(
+    small: HaLab,
+) -> None:
+    path = small.cluster_file("tiny", servers=1, agents=1)  # api_access: firewall (default)
+    done = small.create(path)
+    assert done.returncode == 0, done.stderr
+    assert small.fake.of_kind("load_balancers") == []
+    first = small.host_of("tiny-server-1").address
+    assert json.loads(done.stdout)["api_server"] == f"https://{first}:6443"
+    [firewall] = small.fake.of_kind("firewalls")
+    rules = {(r["protocol"], r["port"]): r["source_ips"] for r in firewall["rules"]}
+    assert rules[("tcp", "6443")] == ["10.77.0.0/16", "127.0.0.0/8"]  # allowed_networks.api
+    config = yaml.safe_load(
+        (small.host_of("tiny-server-1").etc / "rancher/k3s/config.yaml").read_text()
+    )
+    assert config["tls-san"] == [first]
+    nodes = kubectl(small, "tiny", "get", "nodes", "-o", "name").split()
+    assert sorted(nodes) == ["node/tiny-agent-1", "node/tiny-server-1"]
+    status = small.run("-o", "json", "cluster", "status", "-f", str(path))
+    assert status.returncode == 0, status.stdout + status.stderr
+    data = json.loads(status.stdout)
+    assert data["api_access"] == "firewall" and data["load_balancer"] is None
+    # A load balancer an earlier libresh made for the API is deleted: its 6443 was public.
+    old = {"name": "tiny-api", "load_balancer_type": "lb11", "location": "fsn1",
+           "labels": {"libresh.org/cluster": "tiny"}, "services": [], "targets": []}  # fmt: skip
+    made = requests.post(
+        f"{small.fake.endpoint}/load_balancers",
+        json=old,
+        headers={"Authorization": f"Bearer {small.token}"},
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    again = small.create(path)
+    assert again.returncode == 0, again.stderr
+    assert small.fake.of_kind("load_balancers") == []
+    assert "Deleted the load balancer tiny-api" in flat(again.stderr)
 
 
 def test_an_ssh_drop_during_a_join_then_a_rerun_completes(small: HaLab) -> None:

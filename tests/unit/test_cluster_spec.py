@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from libresh_cli.cluster.hetzner import (
+    CloudParts,
     Node,
     agents_to_remove,
+    api_endpoint,
     firewall_rules,
     interface_of,
     node_settings,
@@ -39,8 +41,8 @@ def document(key: Path, **changes: Any) -> dict[str, Any]:
         "name": "coop",
         "locations": ["fsn1", "nbg1"],
         "ssh_key": str(key),
-        "servers": {"type": "cx22", "count": 3},
-        "agents": {"type": "cx32", "count": 2},
+        "servers": {"type": "cx23", "count": 3},
+        "agents": {"type": "cx33", "count": 2},
         "allowed_networks": {"ssh": ["203.0.113.7/32"], "api": ["203.0.113.0/24"]},
     }
     data.update(changes)
@@ -136,7 +138,7 @@ def test_token_sources(tmp_path: Path) -> None:
 
 def server(name: str, role: str, index: int, public: str, private: str | None) -> ServerInfo:
     labels = {"libresh.org/role": role, "libresh.org/index": str(index)}
-    return ServerInfo(index, name, labels, "running", "fsn1", "cx22", public, private)
+    return ServerInfo(index, name, labels, "running", "fsn1", "cx23", public, private)
 
 
 def test_firewall_without_a_private_network_opens_node_ports_to_the_nodes_only(key: Path) -> None:
@@ -156,6 +158,7 @@ def test_firewall_without_a_private_network_opens_node_ports_to_the_nodes_only(k
 def test_node_settings(key: Path) -> None:
     spec = parse_spec(document(key), Path("c.yaml"))
     balancer = LoadBalancerInfo(1, "coop-api", "203.0.113.50", "10.0.0.254")
+    through_balancer = CloudParts(1, 2, "coop", 3, balancer)
     no_host: Any = None  # node_settings never reaches the host
     first = Node(
         server("coop-server-1", "server", 1, "198.51.100.1", "10.0.0.2"),
@@ -163,15 +166,31 @@ def test_node_settings(key: Path) -> None:
         private_interface="enp7s0",
     )
     agent = Node(server("coop-agent-1", "agent", 1, "198.51.100.5", "10.0.0.6"), no_host)
-    own = node_settings(spec, first, first, balancer, "t0ken")
+    api = api_endpoint(through_balancer, [first.server, agent.server])
+    own = node_settings(spec, first, first, api, "t0ken")
     assert own["cluster-init"] is True and "server" not in own
     assert own["tls-san"] == ["203.0.113.50", "10.0.0.254"]
     assert own["flannel-backend"] == "vxlan" and own["flannel-iface"] == "enp7s0"
     assert own["disable"] == ["servicelb", "local-storage"]
-    joining = node_settings(spec, agent, first, balancer, "t0ken")
+    joining = node_settings(spec, agent, first, api, "t0ken")
     assert joining["server"] == "https://10.0.0.2:6443"
     assert joining["node-ip"] == "10.0.0.6" and joining["node-external-ip"] == "198.51.100.5"
     assert "tls-san" not in joining and "disable" not in joining and "cluster-init" not in joining
+    # No load balancer (api_access: firewall): the first server's public address, every
+    # server's public address on the certificate.
+    second = server("coop-server-2", "server", 2, "198.51.100.2", "10.0.0.3")
+    direct = api_endpoint(CloudParts(1, 2, "coop", 3, None), [first.server, second, agent.server])
+    assert (direct.address, direct.names) == ("198.51.100.1", ("198.51.100.1", "198.51.100.2"))
+    assert node_settings(spec, first, first, direct, "t0ken")["tls-san"] == list(direct.names)
+
+
+def test_api_access_is_a_choice_whose_exposure_is_said(key: Path) -> None:
+    assert parse_spec(document(key), Path("c.yaml")).api_access == "firewall"
+    public = parse_spec(document(key, api_access="public_load_balancer"), Path("c.yaml"))
+    [warning] = [w for w in public.warnings() if "api_access" in w]
+    assert "open to the whole internet" in warning and "do not apply to load balancers" in warning
+    with pytest.raises(BadInputError, match="api_access: 'private' is not one of firewall"):
+        parse_spec(document(key, api_access="private"), Path("c.yaml"))
 
 
 def test_interface_of_and_agents_to_remove() -> None:
