@@ -197,6 +197,7 @@ def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, 
     return {
         **_summary(record, workloads, app, pods).to_dict(),
         "pending_upgrade": record.pending_upgrade,
+        "settings": dict(record.params),
         "objects": [
             {
                 "kind": ref[1],

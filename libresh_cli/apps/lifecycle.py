@@ -213,7 +213,15 @@ def plan_install(
     )
     services, service_secrets = services_for(pinned, settings, passwords)
     instance = Instance(name, app, chosen, plain, secret_values, services, service_secrets)
-    return prepare(kube, instance, record, record.version if record else None)
+    prepared = prepare(kube, instance, record, record.version if record else None)
+    prepared.plan.values = dict(plain)
+    if kept is not None and record is not None and record.status != "uninstalled":
+        prepared.plan.settings = [
+            (key, kept.get(key), plain.get(key))
+            for key in sorted(set(kept) | set(plain))
+            if kept.get(key) != plain.get(key)
+        ]
+    return prepared
 
 
 def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Version) -> Instance:
@@ -408,6 +416,10 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
         apply_and_wait(kube, prepared, reporter)
         if first_time:
             hooks.run_hooks(kube, "post_install", instance, prepared.objects, reporter)
+        elif prepared.plan.settings:
+            # The app's own steps for new settings (its domain...), with the new version of
+            # its objects running.
+            hooks.run_hooks(kube, "post_change", instance, prepared.objects, reporter)
     except Exception as error:
         record.status, record.last_error = "failed", str(error)
         record.add_history(

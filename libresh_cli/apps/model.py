@@ -18,6 +18,7 @@ HOOK_PHASES = (
     "pre_backup",  # e.g. maintenance mode on, so files and database agree
     "post_backup",  # run even when the backup failed
     "post_restore",  # e.g. maintenance off, the clone's domain
+    "post_change",  # `install` again with other settings (a new domain) on a running instance
 )
 ARCHITECTURES = ("amd64", "arm64", "armhf")
 

@@ -200,5 +200,9 @@ def problem_with(parameter: Parameter, value: Any) -> str | None:
     ):
         return "expected true or false"
     if parameter.pattern and not re.fullmatch(parameter.pattern, text):
+        # An example first: people read "10Gi" faster than a regular expression.
+        example = parameter.default
+        if example is not None and re.fullmatch(parameter.pattern, str(example)):
+            return f"it must look like {example} (it must match {parameter.pattern})"
         return f"it must match {parameter.pattern}"
     return None

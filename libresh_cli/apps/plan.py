@@ -35,11 +35,18 @@ class Plan:
     version_to: str
     changes: list[Change] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)  # upgrade path and hooks, in order
+    # An installed instance's settings this run changes: (parameter, old, new). Never
+    # secrets (the record holds none).
+    settings: list[tuple[str, Any, Any]] = field(default_factory=list)
+    # The values the instance is (or will be) installed with, never secrets.
+    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nothing_to_do(self) -> bool:
-        return self.version_from == self.version_to and all(
-            c.action in ("unchanged", "keep") for c in self.changes
+        return (
+            self.version_from == self.version_to
+            and not self.settings
+            and all(c.action in ("unchanged", "keep") for c in self.changes)
         )
 
     def count(self, action: str) -> int:
@@ -53,6 +60,8 @@ class Plan:
             "to": self.version_to,
             "nothing_to_do": self.nothing_to_do,
             "steps": self.steps,
+            "settings": [{"name": n, "from": a, "to": b} for n, a, b in self.settings],
+            "values": self.values,
             "changes": [
                 {
                     "action": c.action,

@@ -211,6 +211,13 @@ def apache_body_limit(size: str) -> str:
     return str(wanted) if wanted <= APACHE_MAX_BODY else "0"
 
 
+def php_size(size: str) -> str:
+    """PHP's shorthand for a size ('10G'), from either spelling libresh accepts ('10G' or
+    the Kubernetes '10Gi', both binary: PHP's K, M and G are 1024-based, php.ini docs)."""
+    size_in_bytes(size)  # refused here if it is no size
+    return str(size).strip().removesuffix("i")
+
+
 # Bounds on what one template may cost (issue 14, finding 17): a catalog may come from a
 # third party, and neither `catalog validate` nor an install may hang or exhaust memory on it.
 MAX_RANGE = 10_000  # items of one range() (Jinja's sandbox allows 100,000)
@@ -377,6 +384,7 @@ class _BoundedEnvironment(SandboxedEnvironment):
         self.globals["range"] = self._range
         self.globals.pop("lipsum", None)  # makes any amount of text from one call
         self.filters["apache_body_limit"] = apache_body_limit
+        self.filters["php_size"] = php_size
         for name, function in list(self.filters.items()):
             self.filters[name] = _bounded_filter(name, function)
 

@@ -90,7 +90,7 @@ def install(
         if app.dry_run:
             app.err.print(f"Dry run: {describe_plan(plan)}; nothing was changed.", style="dim")
             return
-        if not confirm(app, f"Install {plan.app} {plan.version_to} as {plan.instance}?"):
+        if not confirm(app, _install_question(app, plan)):
             raise typer.Exit(1)
         reporter = app.reporter()
         with (
@@ -113,6 +113,19 @@ def install(
         app.err.print(
             f"Credentials: libresh secret get {instance.name} {secret_params[0]}", style="dim"
         )
+
+
+def _install_question(app: AppContext, plan: Any) -> str:
+    """An installed instance whose settings change is not a new install: say what changes,
+    and how a second instance is made instead."""
+    if not plan.settings:
+        return f"Install {plan.app} {plan.version_to} as {plan.instance}?"
+    changes = ", ".join(f"{name}: {old} -> {new}" for name, old, new in plan.settings)
+    app.err.print(
+        f"{plan.instance} is installed: this changes its settings ({changes}). To install a "
+        f"second {plan.app} instead, give it its own name: --name NAME."
+    )
+    return f"Change {plan.instance}'s settings ({changes})?"
 
 
 def _warn_if_secrets_are_readable(app: AppContext, values: Path, package: Any, given: Any) -> None:
@@ -217,6 +230,7 @@ def _status_view(data: dict[str, Any]) -> Any:
             "app": data.get("app"),
             "version": _version_text(data),
             "status": data.get("status"),
+            "settings": _settings_text(data.get("settings") or {}),
             "health": "\n".join([str(data.get("health")), *(data.get("problems") or [])]),
             "next": _next_step(data),
             "url": data.get("url"),
@@ -251,6 +265,11 @@ def _status_view(data: dict[str, Any]) -> Any:
         ],
     )
     return Group(summary, "", objects, "", history)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    """The values the instance was installed with (the record holds no secret)."""
+    return "\n".join(f"{key}: {value}" for key, value in sorted(settings.items())) or "-"
 
 
 def _next_step(data: dict[str, Any]) -> str | None:
@@ -350,9 +369,12 @@ secret_app = typer.Typer(
 def secret_get(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Instance name.")],
-    key: Annotated[str, typer.Argument(help="Which credential, e.g. admin_password.")],
+    key: Annotated[
+        str | None,
+        typer.Argument(help="Which credential, e.g. admin_password (none: list their names)."),
+    ] = None,
 ) -> None:
-    """Print one credential of an instance on stdout.
+    """Print one credential of an instance on stdout; without KEY, the names there are.
 
     \b
     Example:
@@ -364,6 +386,11 @@ def secret_get(
     with kube_client(app) as kube:
         require_record(kube, name)
         values = existing_secret_values(kube, name)
+    if key is None:
+        app.err.print(f"{name}'s credentials (libresh secret get {name} KEY prints one):")
+        for known in sorted(values):
+            typer.echo(known)
+        return
     if key not in values:
         raise NotFoundError(
             f"{name} has no credential {key!r}.",

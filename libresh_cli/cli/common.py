@@ -141,13 +141,24 @@ def plan_table(plan: Plan) -> Any:
     from libresh_cli.cli.output import rows_table
 
     shown = [c for c in plan.changes if c.action != "unchanged"]
-    if not shown:
-        return "No object changes."
-    # An update shows its changed fields under it, as kubectl diff does.
-    return rows_table(
-        ["ACTION", "KIND", "NAME", "CHANGES"],
-        [[c.action, c.ref[1], c.ref[2], "\n".join(c.fields)] for c in shown],
+    changes: Any = (
+        rows_table(
+            ["ACTION", "KIND", "NAME", "CHANGES"],
+            # An update shows its changed fields under it, as kubectl diff does.
+            [[c.action, c.ref[1], c.ref[2], "\n".join(c.fields)] for c in shown],
+        )
+        if shown
+        else "No object changes."
     )
+    if not plan.values:
+        return changes
+    from rich.console import Group
+
+    from libresh_cli.cli.output import key_value_table
+
+    # What it is installed with (the record never holds secrets: they are not here).
+    settings = key_value_table(dict(sorted(plan.values.items())), title="Settings")
+    return Group(settings, changes)
 
 
 def describe_plan(plan: Plan) -> str:

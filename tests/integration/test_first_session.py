@@ -152,3 +152,43 @@ def test_diff_shows_the_fields_a_hand_edit_changed(lab: Lab, kube: KubeClient, d
     assert deployment["fields"] == [
         "spec.template.spec.containers[0].image: evil:1 -> example.org/demo:3.0.0"
     ]
+
+
+def test_installing_again_with_another_domain_says_it_changes_the_instance(
+    lab: Lab, kube: KubeClient, demo: str
+) -> None:
+    """Issue 20, point 3: not a silent move of a live instance, and the way to a second one."""
+    moved = ok(install(lab, "demo", demo, f"new-{demo}.example.org", "--version", "3.0.0"))
+    said = " ".join(moved.stderr.split())
+    assert (
+        f"{demo} is installed: this changes its settings "
+        f"(domain: {demo}.example.org -> new-{demo}.example.org)" in said
+    )
+    assert "To install a second demo instead, give it its own name: --name NAME." in said
+    planned = json.loads(
+        ok(
+            install(lab, "demo", demo, f"third-{demo}.example.org", "--dry-run", "-o", "json")
+        ).stdout
+    )
+    assert planned["settings"] == [
+        {"name": "domain", "from": f"new-{demo}.example.org", "to": f"third-{demo}.example.org"}
+    ]
+    # The app's own step for new settings ran (the demo's post_change hook).
+    jobs = kube.list("batch/v1", "Job", demo, label_selector="libresh.dev/hook=post-change")
+    assert len(jobs) == 1
+    assert require_record(kube, demo).params["domain"] == f"new-{demo}.example.org"
+
+
+def test_the_chosen_values_are_shown_and_credentials_are_named(
+    lab: Lab, kube: KubeClient, demo: str
+) -> None:
+    """Issue 20, point 11: in the plan and in status (never a secret); `secret get NAME`."""
+    planned = ok(install(lab, "demo", f"v{demo}", "v.example.org", "--dry-run"))
+    assert "Settings" in planned.stdout and "greeting" in planned.stdout
+    assert "hello" in planned.stdout
+    status = ok(libresh(lab, "status", demo))
+    assert f"domain: {demo}.example.org" in status.stdout and "greeting: hello" in status.stdout
+    assert "api_key" not in status.stdout  # a generated secret: named by secret get only
+    listed = ok(libresh(lab, "secret", "get", demo))
+    assert listed.stdout.split() == ["api_key"]
+    assert f"libresh secret get {demo} KEY" in listed.stderr

@@ -78,7 +78,7 @@ def test_parameters_from_flags_files_defaults_and_previous() -> None:
     given.add("domain", "Cloud.Example.org", "--domain")
     plain, secret = resolve(NEXTCLOUD, given)
     assert plain["domain"] == "cloud.example.org" and plain["admin_user"] == "ada"
-    assert plain["max_upload_size"] == "10G"  # default
+    assert plain["max_upload_size"] == "10Gi"  # default, in the units storage_size uses
     assert "admin_password" not in plain and secret == {}  # generated later, kept secret
     again, _ = resolve(NEXTCLOUD, GivenValues(), previous=plain)
     assert again == plain  # a re-run keeps the values given the first time

@@ -108,16 +108,34 @@ def test_external_services_on_other_ports_reach_the_image() -> None:
 
 @pytest.mark.parametrize(
     ("upload", "limit"),
-    [("512M", str(512 * 1024**2)), ("2G", "0"), ("10G", "0"), ("1G", str(1024**3))],
+    [
+        ("512M", str(512 * 1024**2)),
+        ("2G", "0"),
+        ("10G", "0"),
+        ("1G", str(1024**3)),
+        ("1Gi", str(1024**3)),
+        ("10Gi", "0"),
+    ],
 )
 def test_apache_takes_the_upload_limit_too(upload: str, limit: str) -> None:
     """The image's Apache has LimitRequestBody ${APACHE_BODY_LIMIT}, 1 GiB by default
-    (nextcloud/docker Dockerfile); Apache accepts at most 2147483647 there, 0 = no limit."""
+    (nextcloud/docker Dockerfile); Apache accepts at most 2147483647 there, 0 = no limit.
+    PHP gets its own spelling of the same size (10Gi -> 10G: PHP's units are binary)."""
     env = {
         e["name"]: e.get("value") for e in web_pod(render_nextcloud(upload))["containers"][0]["env"]
     }
     assert env["APACHE_BODY_LIMIT"] == limit
-    assert env["PHP_UPLOAD_LIMIT"] == upload
+    assert env["PHP_UPLOAD_LIMIT"] == upload.removesuffix("i")
+
+
+def test_a_value_that_does_not_match_its_pattern_is_shown_an_example() -> None:
+    from libresh_cli.apps.params import problem_with
+
+    upload = NEXTCLOUD.parameter("max_upload_size")
+    assert upload is not None
+    assert problem_with(upload, "ten gigs") == (
+        "it must look like 10Gi (it must match ^[0-9]+(K|M|G|Ki|Mi|Gi)$)"
+    )
 
 
 def test_sizes_are_parsed_or_refused() -> None:
