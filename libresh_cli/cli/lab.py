@@ -19,11 +19,13 @@ lab_app = typer.Typer(
     help="""A real Kubernetes control plane on 127.0.0.1 with kwok-simulated nodes.
 
 For trying libresh without a server, and for its tests. kube-apiserver, etcd,
-kube-controller-manager and kube-scheduler run for real; pods are simulated (nothing runs).
+kube-controller-manager and kube-scheduler run for real; pods are simulated (nothing runs),
+unless the lab has a real node (--real-node: kubelet and containerd, as root).
 
 \b
 Examples:
   libresh lab up --nodes 3
+  sudo -E libresh lab up --name real --real-node
   export KUBECONFIG=$(libresh lab kubeconfig)
   libresh lab status -o json
   libresh lab down
@@ -39,7 +41,21 @@ NameOption = Annotated[str, typer.Option("--name", "-n", help="Name of the lab."
 def up(
     ctx: typer.Context,
     name: NameOption = "default",
-    nodes: Annotated[int, typer.Option(help="Number of simulated nodes (1-100).")] = 1,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            help="Number of simulated nodes (1-100; 0-100 with --real-node). "
+            "Default: 1, or 0 with --real-node."
+        ),
+    ] = None,
+    real_node: Annotated[
+        bool,
+        typer.Option(
+            "--real-node",
+            help="Add a real node where pods really run: a kubelet (built with the control "
+            "plane) and containerd, runc and the CNI plugins (Debian packages). Needs root.",
+        ),
+    ] = False,
     api_port: Annotated[
         int | None,
         typer.Option(help="Port of the API server on 127.0.0.1 (default: a free port)."),
@@ -53,16 +69,23 @@ def up(
     later runs start in seconds. A lab left behind by a crash is cleaned up first; a lab
     already running as asked is left as it is (exit 0).
 
+    With --real-node, pods scheduled to the node lab-real-node really run, from images
+    built here from Debian packages (mmdebstrap; once, then cached). It needs root and
+    Debian's containerd, runc, containernetworking-plugins, iptables and mmdebstrap: a
+    missing one is named, with how to install it (exit 6).
+
     \b
     Examples:
       libresh lab up
       libresh lab up --name ci --nodes 3 --api-port 16443
       libresh lab up --nodes 3 --dry-run
+      sudo -E libresh lab up --name real --real-node
     """
     from libresh_cli.lab.cluster import LabSpec, lab_up, plan_lab_up
 
     app = app_context(ctx, output, dry_run)
-    spec = LabSpec(name=name, nodes=nodes, api_port=api_port)
+    simulated = nodes if nodes is not None else (0 if real_node else 1)
+    spec = LabSpec(name=name, nodes=simulated, api_port=api_port, real_node=real_node)
     if app.dry_run:
         emit(app, plan_lab_up(app.paths, spec), _plan_table)
         app.err.print("Dry run: nothing was started.", style="dim")

@@ -3,7 +3,9 @@
 Nothing ships kube-apiserver as a package, so the lab builds it: `gomod/` holds a Go module
 that requires k8s.io/kubernetes (with its staging modules replaced by their published
 versions, and a go.sum pinning every checksum) and compiles etcd, kube-apiserver,
-kube-controller-manager and kube-scheduler into one multi-call binary. kwok is installed
+kube-controller-manager, kube-scheduler, and the real node's kubelet and kube-proxy into one
+multi-call binary, and the real node's pod sandbox process (`pause`) into a tiny static one.
+kwok is installed
 from its own module, and its shipped Stage files (the simulated lifecycles of nodes, pods and
 volumes) are taken from that same module version.
 """
@@ -29,6 +31,7 @@ KUBERNETES_VERSION = "1.34.4"
 KWOK_VERSION = "0.8.0"
 MINIMUM_GO = (1, 24)
 CONTROLPLANE = "lab-controlplane"
+PAUSE = "lab-pause"
 KWOK = "kwok"
 BIN_DIR_VARIABLE = "LIBRESH_LAB_BIN_DIR"
 
@@ -47,6 +50,7 @@ KWOK_STAGE_FILES = (
     "kustomize/stage/volume/fast/pv-delete.yaml",
 )
 COMPLETE_MARKER = "COMPLETE"
+GO_MODULE_FILES = ("go.mod", "go.sum", "main.go", "pause/main.go")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class LabBinaries:
         return self.root / "bin" / KWOK
 
     @property
+    def pause(self) -> Path:
+        return self.root / "bin" / PAUSE
+
+    @property
     def stages(self) -> Path:
         return self.root / "stages"
 
@@ -71,6 +79,7 @@ class LabBinaries:
         return (
             os.access(self.controlplane, os.X_OK)
             and os.access(self.kwok, os.X_OK)
+            and os.access(self.pause, os.X_OK)
             and any(self.stages.glob("*.yaml"))
         )
 
@@ -78,7 +87,7 @@ class LabBinaries:
 def recipe_digest() -> str:
     """Changes whenever the Go module or the pinned versions change, so the cache follows."""
     digest = hashlib.sha256(f"{KUBERNETES_VERSION}/{KWOK_VERSION}".encode())
-    for name in ("go.mod", "go.sum", "main.go"):
+    for name in GO_MODULE_FILES:
         digest.update(resources.files(__package__).joinpath("gomod", name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -97,8 +106,9 @@ def find_binaries(paths: Paths, env: dict[str, str] | None = None) -> LabBinarie
         if not given.is_complete():
             raise PrerequisiteError(
                 f"{BIN_DIR_VARIABLE}={given.root} does not hold the lab binaries.",
-                hint=f"Expected bin/{CONTROLPLANE}, bin/{KWOK} and stages/*.yaml there "
-                "(the layout `libresh lab build` writes); unset the variable to use the cache.",
+                hint=f"Expected bin/{CONTROLPLANE}, bin/{PAUSE}, bin/{KWOK} and stages/*.yaml "
+                "there (the layout `libresh lab build` writes); unset the variable to use the "
+                "cache.",
             )
         return given
     cached = LabBinaries(cache_dir(paths))
@@ -149,11 +159,12 @@ def build_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
     work = paths.cache / "lab" / "build"
     _write_go_module(work)
     reporter.step(
-        f"Building Kubernetes v{KUBERNETES_VERSION} control plane from Go modules "
-        "(once; about 8 minutes on 2 cores, more on a slow network)"
+        f"Building Kubernetes v{KUBERNETES_VERSION} (control plane, kubelet, kube-proxy) from "
+        "Go modules (once; about 10 minutes on 2 cores, more on a slow network)"
     )
     _build_controlplane(go, work, target.controlplane)
-    reporter.done(f"Built {CONTROLPLANE} (Kubernetes v{KUBERNETES_VERSION})")
+    _build_pause(go, work, target.pause)
+    reporter.done(f"Built {CONTROLPLANE} and {PAUSE} (Kubernetes v{KUBERNETES_VERSION})")
     reporter.step(f"Building kwok v{KWOK_VERSION}")
     _install_kwok(go, target.kwok)
     _copy_kwok_stages(go, work, target.stages)
@@ -167,9 +178,9 @@ def build_info() -> dict[str, str]:
 
 
 def _write_go_module(work: Path) -> None:
-    work.mkdir(parents=True, exist_ok=True)
-    for name in ("go.mod", "go.sum", "main.go"):
+    for name in GO_MODULE_FILES:
         source = resources.files(__package__).joinpath("gomod", name)
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(source.read_bytes())
 
 
@@ -188,6 +199,16 @@ def _build_controlplane(go: str, work: Path, output: Path) -> None:
         [go, "build", "-trimpath", "-ldflags", version_ldflags(), "-o", str(output), "."],
         what=f"build {CONTROLPLANE}",
         cwd=work,
+    )
+
+
+def _build_pause(go: str, work: Path, output: Path) -> None:
+    # Static (no cgo): it runs alone in an image that has nothing else in it.
+    _run(
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(output), "./pause"],
+        what=f"build {PAUSE}",
+        cwd=work,
+        env={**os.environ, "CGO_ENABLED": "0"},
     )
 
 

@@ -16,7 +16,7 @@ from libresh_cli.errors import BadInputError, ConflictError, LibreshError, Opera
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.readiness import node as node_readiness
-from libresh_cli.lab import components, state
+from libresh_cli.lab import components, realnode, state
 from libresh_cli.lab.binaries import (
     KUBERNETES_VERSION,
     KWOK_VERSION,
@@ -63,9 +63,15 @@ class LabSpec:
     extra_names: tuple[str, ...] = ()
     node_names: tuple[str, ...] = ()
     join_token: str | None = field(default=None, repr=False)
+    # A real node (kubelet + containerd, realnode.py) besides the `nodes` simulated ones.
+    real_node: bool = False
 
     def names_of_nodes(self) -> list[str]:
+        """The simulated nodes' names."""
         return list(self.node_names) or [f"lab-node-{i}" for i in range(1, self.nodes + 1)]
+
+    def all_node_names(self) -> list[str]:
+        return [*self.names_of_nodes(), *([realnode.NODE_NAME] if self.real_node else [])]
 
 
 @dataclass
@@ -79,6 +85,7 @@ class LabStatus:
     nodes: int | None = None
     kubernetes_version: str | None = None
     kwok_version: str | None = None
+    real_node: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -96,11 +103,12 @@ def plan_lab_up(paths: Paths, spec: LabSpec) -> dict[str, object]:
         if previous and previous.processes and all(is_alive(p) for p in previous.processes)
         else ("crashed (would be cleaned up)" if state.lab_dir(paths, name).exists() else None),
         "binaries": str(found.root) if found else f"to build with Go into {cache_dir(paths)}",
-        "processes": [c for tier in reversed(STOP_ORDER) for c in sorted(tier)],
+        "processes": [c for tier in reversed(STOP_ORDER) for c in sorted(tier)]
+        + (list(reversed(realnode.NODE_COMPONENTS)) if spec.real_node else []),
         "api_server": f"https://127.0.0.1:{spec.api_port}"
         if spec.api_port
         else "https://127.0.0.1:<a free port>",
-        "nodes": spec.names_of_nodes(),
+        "nodes": spec.all_node_names(),
         "state": str(state.lab_dir(paths, name)),
     }
 
@@ -114,14 +122,17 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabSt
     if running is not None:
         _require_same_spec(running, spec)
         return running, True
+    # A real node's parts are checked first: a missing package is said before anything starts.
+    tools = realnode.find_tools() if spec.real_node else None
     _clear_debris(paths, name, reporter)
     binaries = ensure_binaries(paths, reporter)
+    images = realnode.node_images(paths, binaries, reporter) if spec.real_node else []
     layout = _choose_layout(paths, name, spec)
     lab = state.LabState(
         name=name,
         api_port=layout.api_port,
         etcd_port=layout.etcd_port,
-        nodes=spec.names_of_nodes(),
+        nodes=spec.all_node_names(),
         kubernetes_version=KUBERNETES_VERSION,
         kwok_version=KWOK_VERSION,
         binaries=str(binaries.root),
@@ -129,18 +140,24 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabSt
     )
     try:
         _start(paths, lab, layout, binaries, reporter)
+        if tools is not None:
+            _start_real_node(paths, lab, layout, binaries, tools, images, reporter)
+        _wait_for_nodes(layout, lab, reporter)
     except BaseException:
         # Nothing half-up is left behind: a failed or interrupted start is undone entirely.
-        stop_in_order(lab.processes, grace=3.0)
-        state.remove_state(paths, name)
+        stop_lab_processes(lab, grace=3.0)
+        _remove_lab_dir(paths, name)
         raise
     return lab, False
 
 
 def _check_spec(spec: LabSpec) -> None:
-    if not 1 <= spec.nodes <= MAX_NODES:
+    least = 0 if spec.real_node else 1
+    if not least <= spec.nodes <= MAX_NODES:
         raise BadInputError(
-            f"--nodes {spec.nodes} is out of range.", hint=f"Use 1 to {MAX_NODES} nodes."
+            f"--nodes {spec.nodes} is out of range.",
+            hint=f"Use {least} to {MAX_NODES} simulated nodes"
+            + (" (0: only the real node)." if spec.real_node else "."),
         )
     if spec.api_port is not None and not 1024 <= spec.api_port <= 65535:
         raise BadInputError(
@@ -157,13 +174,14 @@ def _running_lab(paths: Paths, name: str) -> state.LabState | None:
 
 
 def _require_same_spec(running: state.LabState, spec: LabSpec) -> None:
-    differs = len(running.nodes) != spec.nodes or (
+    differs = running.nodes != spec.all_node_names() or (
         spec.api_port is not None and spec.api_port != running.api_port
     )
     if differs:
+        real = " (one of them real)" if running.real_node else ""
         raise ConflictError(
             f"A lab named '{running.name}' is already running, with {len(running.nodes)} "
-            f"node(s) at {running.server}.",
+            f"node(s){real} at {running.server}.",
             hint=f"Stop it first (`libresh lab down --name {running.name}`) to start it "
             "differently, or start another with --name.",
         )
@@ -175,8 +193,8 @@ def _clear_debris(paths: Paths, name: str, reporter: Reporter) -> None:
     if not directory.exists():
         return
     previous = state.load_state(paths, name)
-    killed = stop_in_order(previous.processes, grace=5.0) if previous else []
-    state.remove_state(paths, name)
+    killed = stop_lab_processes(previous, grace=5.0) if previous else []
+    _remove_lab_dir(paths, name)
     detail = f" (killed leftover {', '.join(killed)})" if killed else ""
     reporter.warn(f"Cleaned up the remains of an earlier lab '{name}' that had crashed{detail}.")
 
@@ -246,10 +264,50 @@ def _start(
         launch("kube-scheduler", components.scheduler_command(binaries, layout))
         launch("kwok", components.kwok_command(binaries, layout))
         kube.apply(components.storage_class_manifest())
-        kube.apply_all(components.node_manifest(node) for node in lab.nodes)
+        kube.apply_all(
+            components.node_manifest(node) for node in lab.nodes if node != realnode.NODE_NAME
+        )
+
+
+def _start_real_node(
+    paths: Paths,
+    lab: state.LabState,
+    layout: LabLayout,
+    binaries: LabBinaries,
+    tools: realnode.NodeTools,
+    images: list[Path],
+    reporter: Reporter,
+) -> None:
+    (kubelet_port,) = free_ports(1, avoid=[layout.api_port, layout.etcd_port])
+    node = realnode.choose_layout(layout.directory, lab.name, kubelet_port)
+    lab.real_node = node.to_record()
+    state.save_state(paths, lab)  # before anything is made, so that a crash is cleaned up
+    pki = layout.pki
+    reporter.step(f"Starting the real node {realnode.NODE_NAME} (containerd, kubelet)")
+    realnode.prepare(node, tools, pki, lab.name, lab.server)
+    env = {**_daemon_env(node.directory), "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
+
+    def launch(component: str, argv: list[str]) -> ProcessRecord:
+        record = start_daemon(component, argv, layout.log(component), env)
+        lab.processes.append(record)
+        state.save_state(paths, lab)
+        return record
+
+    containerd = launch("containerd", realnode.containerd_command(tools, node))
+    realnode.wait_containerd(tools, node, containerd)
+    realnode.import_images(tools, node, images)
+    launch("kubelet", realnode.kubelet_command(binaries, node))
+
+
+def _wait_for_nodes(layout: LabLayout, lab: state.LabState, reporter: Reporter) -> None:
+    with KubeClient.connect(KubeTarget(layout.kubeconfig)) as kube:
         reporter.step(f"Waiting for {len(lab.nodes)} node(s) and the controllers")
         _wait_nodes_and_controllers(kube, lab)
-    reporter.done(f"{len(lab.nodes)} simulated node(s) ready")
+    real = 1 if lab.real_node else 0
+    simulated = len(lab.nodes) - real
+    reporter.done(
+        f"{simulated} simulated node(s)" + (" and 1 real node" if real else "") + " ready"
+    )
 
 
 def _daemon_env(directory: Path) -> dict[str, str]:
@@ -333,12 +391,38 @@ def lab_down(paths: Paths, name: str, reporter: Reporter) -> bool:
     previous = state.load_state(paths, name)
     if previous is not None:
         reporter.step(f"Stopping lab '{name}'")
-        killed = stop_in_order(previous.processes)
+        killed = stop_lab_processes(previous)
         if killed:
             reporter.warn(f"Killed after waiting for them to stop: {', '.join(killed)}.")
-    state.remove_state(paths, name)
+    _remove_lab_dir(paths, name)
     reporter.done(f"Lab '{name}' stopped and its state removed")
     return True
+
+
+def stop_lab_processes(lab: state.LabState, *, grace: float = 10.0) -> list[str]:
+    """Stop a lab's daemons: a real node first (its kubelet, containers, containerd, mounts,
+    bridge and cgroup), then the control plane in order."""
+    node_records = [r for r in lab.processes if r.component in realnode.NODE_COMPONENTS]
+    killed: list[str] = []
+    if lab.real_node is not None or node_records:
+        node = realnode.NodeLayout.from_record(lab.real_node) if lab.real_node else None
+        killed += realnode.stop_node(node, node_records, grace=grace)
+    others = [r for r in lab.processes if r.component not in realnode.NODE_COMPONENTS]
+    return killed + stop_in_order(others, grace=grace)
+
+
+def _remove_lab_dir(paths: Paths, name: str) -> None:
+    """Remove the lab's files, never what is mounted inside them (a pod's volume may be a
+    directory of this machine's)."""
+    directory = state.lab_dir(paths, name)
+    realnode.unmount_under(directory)
+    left = realnode.mounts_under(directory)
+    if left:
+        raise OperationFailedError(
+            f"Could not unmount {len(left)} mount(s) under {directory}; its files were kept.",
+            hint="Unmount them (" + ", ".join(left[:3]) + ") and run `libresh lab down` again.",
+        )
+    state.remove_state(paths, name)
 
 
 def stop_in_order(records: list[ProcessRecord], *, grace: float = 10.0) -> list[str]:
@@ -368,6 +452,7 @@ def lab_status(paths: Paths, name: str) -> LabStatus:
         nodes=len(lab.nodes),
         kubernetes_version=lab.kubernetes_version,
         kwok_version=lab.kwok_version,
+        real_node=realnode.NODE_NAME if lab.real_node else None,
     )
     if processes and all(processes.values()):
         status.nodes_ready = _count_ready_nodes(Path(status.kubeconfig or ""))

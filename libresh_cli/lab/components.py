@@ -101,6 +101,12 @@ def apiserver_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         "--profiling=false",
+        # Logs, exec and port-forward reach a real node's kubelet at its address, over TLS
+        # checked against the lab's CA, as the lab's admin (kwok's nodes never serve them).
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        f"--kubelet-client-certificate={pki.admin_cert}",
+        f"--kubelet-client-key={pki.admin_key}",
         *([f"--token-auth-file={layout.token_file}"] if layout.join_token else []),
     ]
 

@@ -237,3 +237,49 @@ def create_pki(directory: Path, lab_name: str, extra_names: tuple[str, ...] = ()
         ),
     )
     return pki
+
+
+@dataclass(frozen=True)
+class NodeCertificates:
+    """What the real node's kubelet shows the API server, and serves the API server with."""
+
+    client_cert: Path
+    client_key: Path
+    serving_cert: Path
+    serving_key: Path
+
+
+def issue_node_certificates(
+    pki: LabPki, directory: Path, node_name: str, node_ip: str
+) -> NodeCertificates:
+    """A kubelet's client certificate (system:node:NAME in system:nodes, what the Node
+    authorizer and NodeRestriction expect) and its serving certificate for NAME and its IP,
+    both from the lab's CA."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pki.ca_key} is not the lab's ECDSA CA key")
+    certs = NodeCertificates(
+        directory / "kubelet-client.crt",
+        directory / "kubelet-client.key",
+        directory / "kubelet.crt",
+        directory / "kubelet.key",
+    )
+    client_key, client_cert = _issue_leaf(
+        ca_key,
+        ca_cert,
+        _name(f"system:node:{node_name}", "system:nodes"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    serving_key, serving_cert = _issue_leaf(
+        ca_key,
+        ca_cert,
+        _name(node_name),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))],
+    )
+    write_private_file(certs.client_key, _key_pem(client_key))
+    write_private_file(certs.client_cert, _cert_pem(client_cert))
+    write_private_file(certs.serving_key, _key_pem(serving_key))
+    write_private_file(certs.serving_cert, _cert_pem(serving_cert))
+    return certs

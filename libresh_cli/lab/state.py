@@ -50,6 +50,8 @@ class LabState:
     binaries: str
     created_at: float
     processes: list[ProcessRecord] = field(default_factory=list)
+    # The real node's layout (realnode.NodeLayout.to_record()), when the lab has one.
+    real_node: dict[str, Any] | None = None
 
     @property
     def server(self) -> str:

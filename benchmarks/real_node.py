@@ -1,0 +1,125 @@
+"""The lab's real node: cold build of its parts, and `lab up --real-node` from the cache.
+
+Prints, in seconds:
+- image build, cold: the debian image (mmdebstrap + OCI archive) into an empty cache;
+- pause image, cold: packing the pause binary as an image;
+- with --go-cold: kubelet and kube-proxy alone, built from the lab's Go module with an empty
+  Go build cache (an upper bound of what they add to the control plane's cold build, with
+  which they share most packages; takes minutes on 2 cores);
+- `lab up --real-node` from the cache (median of --runs; target under 30 s), and `lab down`.
+
+Needs root and the real node's Debian packages (see README, "A real node").
+
+    .venv/bin/python benchmarks/real_node.py [--runs 3] [--go-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from libresh_cli.lab import imagebuild
+from libresh_cli.lab.binaries import (
+    GO_MODULE_FILES,
+    ensure_binaries,
+    version_ldflags,
+)
+from libresh_cli.progress import SilentReporter
+from libresh_cli.settings import Paths
+
+LIBRESH = str(Path(sys.executable).parent / "libresh")
+LAB_UP_TARGET = 30.0
+KUBELET_ONLY = """package main
+
+import (
+	"context"
+	"os"
+
+	"k8s.io/component-base/cli"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
+)
+
+func main() {
+	if os.Args[1] == "kubelet" {
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	}
+	os.Exit(cli.Run(proxy.NewProxyCommand()))
+}
+"""
+
+
+def timed(action: object) -> float:
+    start = time.perf_counter()
+    action()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def image_cold() -> tuple[float, float]:
+    binaries = ensure_binaries(Paths.from_env(), SilentReporter())
+    with tempfile.TemporaryDirectory() as cache:
+        paths = Paths.from_env({**os.environ, "XDG_CACHE_HOME": cache})
+        recipe = imagebuild.load_recipe("debian")
+        debian = timed(lambda: imagebuild.build_image(paths, recipe, SilentReporter()))
+        pause = timed(lambda: imagebuild.ensure_pause_image(paths, binaries.pause))
+    return debian, pause
+
+
+def go_cold() -> float:
+    from importlib import resources
+
+    with tempfile.TemporaryDirectory() as work:
+        module = Path(work) / "module"
+        for name in GO_MODULE_FILES:
+            source = resources.files("libresh_cli.lab").joinpath("gomod", name)
+            (module / name).parent.mkdir(parents=True, exist_ok=True)
+            (module / name).write_bytes(source.read_bytes())
+        (module / "main.go").write_text(KUBELET_ONLY)
+        env = {**os.environ, "GOCACHE": str(Path(work) / "gocache")}
+        command = ["go", "build", "-trimpath", "-ldflags", version_ldflags(), "-o", "out", "."]
+        return timed(lambda: subprocess.run(command, cwd=module, env=env, check=True))
+
+
+def run_seconds(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+def lab_up_down(runs: int) -> tuple[float, float]:
+    ups, downs = [], []
+    with tempfile.TemporaryDirectory(prefix="lrb") as state:
+        env = {**os.environ, "XDG_STATE_HOME": state}
+        for _ in range(runs):
+            ups.append(run_seconds([LIBRESH, "lab", "up", "--name", "bench", "--real-node"], env))
+            downs.append(run_seconds([LIBRESH, "lab", "down", "--name", "bench"], env))
+    return statistics.median(ups), statistics.median(downs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--go-cold", action="store_true", help="also build kubelet cold")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
+        sys.exit("real_node.py: needs root and the real node's Debian packages (README).")
+    debian, pause = image_cold()
+    print(f"image debian:bookworm-slim, cold build   {debian:7.1f} s")
+    print(f"image pause, cold pack                   {pause:7.1f} s")
+    if args.go_cold:
+        print(f"kubelet + kube-proxy, cold Go build      {go_cold():7.1f} s")
+    up, down = lab_up_down(args.runs)
+    target = f"target < {LAB_UP_TARGET:.0f} s: {'ok' if up < LAB_UP_TARGET else 'OVER'}"
+    print(f"lab up --real-node, cached (median)      {up:7.1f} s  ({target})")
+    print(f"lab down (median)                        {down:7.1f} s")
+
+
+if __name__ == "__main__":
+    main()
