@@ -33,6 +33,9 @@ Manifest = dict[str, Any]
 MANAGED = f"{MANAGED_BY}=libresh"
 # Kept by `uninstall` without --purge-data: the data, and the passwords it was created with.
 KEPT_ON_UNINSTALL = {"PersistentVolumeClaim", "Secret", "Namespace"}
+# Not kept: the backup schedule, a CronJob and its Secret (libresh_cli/backup/jobs.py
+# SCHEDULE_NAME, backup/storage.py SCHEDULE_SECRET), which would fail every night.
+BACKUP_SCHEDULE = ("libresh-backup", "libresh-backup-schedule")
 
 
 @dataclass
@@ -251,4 +254,19 @@ def uninstall(kube: KubeClient, name: str, purge_data: bool, reporter: Reporter)
     record.status, record.inventory = "uninstalled", kept
     record.add_history(HistoryEntry("uninstall", record.version, record.version, "ok", "data kept"))
     save_record(kube, record)
-    return "uninstalled, data kept"
+    return "uninstalled, data kept" + _remove_backup_schedule(kube, name, reporter)
+
+
+def _remove_backup_schedule(kube: KubeClient, name: str, reporter: Reporter) -> str:
+    cronjob_name, secret_name = BACKUP_SCHEDULE
+    cronjob = kube.get("batch/v1", "CronJob", cronjob_name, name)
+    if cronjob is None:
+        return ""
+    reporter.step(f"Deleting the backup schedule CronJob/{cronjob_name}")
+    kube.delete("batch/v1", "CronJob", cronjob_name, name)
+    kube.delete("v1", "Secret", secret_name, name)
+    cron = cronjob["spec"]["schedule"]
+    return (
+        f"; its backup schedule ({cron}) is removed too, and installing it again does not "
+        f'bring it back: libresh backup schedule {name} --cron "{cron}"'
+    )

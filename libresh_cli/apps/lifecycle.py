@@ -39,6 +39,7 @@ from libresh_cli.apps.render import (
     provisioning_secrets,
     render,
 )
+from libresh_cli.apps.serving import unserved_ingresses
 from libresh_cli.errors import ConflictError, NotFoundError
 from libresh_cli.kube.client import KubeApiError, KubeClient
 from libresh_cli.progress import Reporter
@@ -432,6 +433,8 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
         HistoryEntry("install", prepared.plan.version_from, instance.version.version, "ok")
     )
     save_record(kube, record)
+    for warning in unserved_ingresses(kube, prepared.objects):
+        reporter.warn(warning)
     return record
 
 

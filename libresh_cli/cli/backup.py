@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.core import Context as ClickContext  # the Context typer's groups take
@@ -21,6 +21,10 @@ from libresh_cli.cli.common import (
 )
 from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from libresh_cli.cli.context import AppContext
+    from libresh_cli.kube.client import KubeClient
 
 
 class InstanceOrCommandGroup(TyperGroup):
@@ -50,6 +54,7 @@ Examples:
       --access-key-id AKIA… --secret-key-file s3.key
   libresh backup key export --file restic-key.txt     # keep it somewhere safe
   libresh backup nextcloud
+  libresh backup list nextcloud                       # also: libresh backups list
   libresh backup schedule nextcloud --cron "30 3 * * *" --keep-daily 7 --keep-weekly 4
 """,
     no_args_is_help=True,
@@ -93,13 +98,29 @@ def backup_now(
 
     app = app_context(ctx, output)
     reporter = app.reporter()
-    with (
-        kube_client(app) as kube,
-        reporter.spinning(f"Backing up {name}"),
-        instance_lock(kube, name, "backup"),
-    ):
-        result = take_backup(kube, catalog(app), name, "manual", reporter)
+    with kube_client(app) as kube:
+        _say_if_simulated(app, kube, name)
+        with reporter.spinning(f"Backing up {name}"), instance_lock(kube, name, "backup"):
+            result = take_backup(kube, catalog(app), name, "manual", reporter)
     emit(app, result.to_dict(), _backup_text)
+
+
+LAB_BACKUPS = (
+    "! This cluster is a libresh lab: its nodes are simulated and run no container, so backups "
+    "are simulated too. The lab's stand-in runner copies no data: `libresh backups list "
+    "{name}` shows one made-up backup, lab-{name}, whether {name} was backed up or not, and a "
+    "restore goes through its steps without restoring anything. On a k3s cluster, backups "
+    "are real."
+)
+
+
+def _say_if_simulated(app: AppContext, kube: KubeClient, name: str) -> None:
+    """kwok runs the backup runner's pods without containers (libresh_cli/lab/stages/
+    libresh-backup-runner.yaml answers for them): say so before anything is believed."""
+    from libresh_cli.kube.simulated import has_simulated_nodes
+
+    if has_simulated_nodes(kube):
+        app.err.print(LAB_BACKUPS.format(name=name))
 
 
 def _backup_text(result: dict[str, Any]) -> str:
@@ -138,6 +159,7 @@ def schedule(
             return
         if cron is None:
             raise BadInputError("Say when with --cron, or stop the schedule with --remove.")
+        _say_if_simulated(app, kube, name)
         set_schedule(
             kube, catalog(app), name, cron, Retention(keep_daily, keep_weekly, keep_monthly)
         )
@@ -284,9 +306,15 @@ def backups_list(
 
     app = app_context(ctx, output)
     reporter = app.reporter()
-    with kube_client(app) as kube, reporter.spinning(f"Reading the backups of {name}"):
-        entries = list_backups(kube, name, reporter)
+    with kube_client(app) as kube:
+        _say_if_simulated(app, kube, name)
+        with reporter.spinning(f"Reading the backups of {name}"):
+            entries = list_backups(kube, name, reporter)
     emit(app, [e.to_dict() for e in entries], _backups_table)
+
+
+# `libresh backup list NAME` is what people type first: the same command as `backups list`.
+backup_app.command("list")(backups_list)
 
 
 def _backups_table(rows: list[dict[str, Any]]) -> Any:
@@ -302,7 +330,12 @@ def restore(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Instance whose backup is restored.")],
     snapshot: Annotated[
-        str | None, typer.Option(help="Backup to restore (default: the newest).")
+        str | None,
+        typer.Option(
+            "--snapshot",
+            "--backup",
+            help="Backup to restore, as `libresh backups list` names it (default: the newest).",
+        ),
     ] = None,
     as_name: Annotated[
         str | None, typer.Option("--as", help="Restore into a new instance of this name (clone).")
@@ -354,6 +387,7 @@ def restore(
         raise BadInputError("--domain goes with --as (the new instance's domain).")
     reporter = app.reporter()
     with kube_client(app) as kube:
+        _say_if_simulated(app, kube, name)
         if as_name:
             check_clone_target_free(kube, as_name)
         else:

@@ -34,6 +34,7 @@ from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
 from libresh_cli.kube.diff import normalize
 from libresh_cli.kube.quantity import quantity
 from libresh_cli.kube.readiness import custom_resource_definition, deployment, job
+from libresh_cli.kube.simulated import is_lab
 from libresh_cli.progress import Reporter
 
 SYSTEM_NAMESPACE = "libresh-system"
@@ -83,14 +84,39 @@ class InstallResult:
         }
 
 
-def require_k3s(kube: KubeClient) -> None:
+def require_k3s(kube: KubeClient, profile_name: str | None = None) -> None:
     missing = [name for name in HELM_CRDS if kube.get(*CRD_API, name) is None]
+    if missing and is_lab(kube):
+        raise PrerequisiteError(
+            f"This cluster is a libresh lab: a real API server whose nodes are simulated, with "
+            f"no k3s (no {' or '.join(missing)}: it is not k3s), so libresh's infrastructure "
+            "can be neither installed nor previewed here. On a k3s cluster, `libresh infra "
+            f"install` installs {_what_is_installed(load_profile(profile_name or 'single'))}.",
+            hint="On the lab, apps install without it: no certificate is issued and nothing "
+            "serves their Ingresses. To try the infrastructure, use a k3s server "
+            "(`libresh bootstrap ssh HOST` makes one).",
+        )
     if missing:
         raise PrerequisiteError(
             f"This cluster has no {' or '.join(missing)}: it is not k3s, whose helm-controller "
             "registers them, so libresh's infrastructure cannot be installed the k3s way.",
             hint="Use a k3s cluster (`libresh bootstrap ssh HOST` makes one).",
         )
+
+
+def _what_is_installed(profile: Profile) -> str:
+    shown = {
+        "helm-chart": "{name} {version}",
+        "helm-chart-config": "settings for k3s' {name}",
+        "manifests": "{name} {version}",
+        "k3s-addon": "a check of k3s' {name}",
+    }
+    parts = [
+        shown.get(c.kind, "{name}").format(name=c.name, version=c.version)
+        for c in profile.components
+    ]
+    issuers = ", ".join(i.name for i in profile.issuers)
+    return f"profile {profile.name}: {', '.join(parts)}, and the ClusterIssuers {issuers}"
 
 
 def check_email(email: str) -> str:
@@ -160,7 +186,7 @@ def plan_install(
     """What installing (or upgrading to this release's pins) would change. The profile, the
     email and the hcloud settings default to the ones kept in the cluster; a missing email is
     asked for once."""
-    require_k3s(kube)
+    require_k3s(kube, profile_name)
     settings = saved_settings(kube)
     email = email or settings.get("email") or (ask_email() if ask_email else _no_email())
     email = check_email(email)

@@ -287,3 +287,12 @@ def test_lab_stand_in_stages_select_only_runner_pods() -> None:
         )["code"]
         == 11
     )
+
+
+def test_uninstall_removes_the_schedule_backup_makes() -> None:
+    """apps/ sits below backup/ and names the schedule's objects itself: the same names."""
+    from libresh_cli.apps.inventory import BACKUP_SCHEDULE
+    from libresh_cli.backup.jobs import SCHEDULE_NAME
+    from libresh_cli.backup.storage import SCHEDULE_SECRET
+
+    assert BACKUP_SCHEDULE == (SCHEDULE_NAME, SCHEDULE_SECRET)

@@ -218,3 +218,40 @@ def test_an_instance_name_given_as_the_app_says_how_to_name_one(
     err = capsys.readouterr().err
     assert "No app named 'passwords'" in err
     assert "libresh install APP --name passwords" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backup", "list", "nextcloud"],
+        ["backups", "list", "nextcloud"],
+        ["restore", "nextcloud", "--backup", "20261122T031500Z-3fa2", "--dry-run"],
+        ["restore", "nextcloud", "--snapshot", "20261122T031500Z-3fa2", "--dry-run"],
+    ],
+)
+def test_the_natural_spellings_of_backup_commands_are_understood(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Parsed as meant, they go on to look for the cluster (issue 20, point 6): no usage error,
+    no instance named "list"."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    assert _run(argv) == ExitCode.NOT_FOUND
+    err = capsys.readouterr().err
+    assert "No kubeconfig to use" in err
+    assert "Usage:" not in err
+
+
+def test_backup_list_without_a_name_asks_for_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["backup", "list"]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Usage: libresh backup list" in err
+    assert "Missing argument" in err
+
+
+def test_backup_help_names_the_list_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["backup", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "list" in out and "libresh backup list nextcloud" in out

@@ -159,3 +159,17 @@ def test_version_ldflags_stamp_the_kubernetes_version() -> None:
     flags = binaries.version_ldflags()
     assert f"gitVersion=v{binaries.KUBERNETES_VERSION}" in flags
     assert "gitMajor=1" in flags and "gitMinor=34" in flags
+
+
+def test_lab_nodes_carry_the_label_commands_recognise_a_lab_by() -> None:
+    from libresh_cli.kube.simulated import LAB_NODE_LABEL
+
+    assert components.node_manifest("lab-node-1")["metadata"]["labels"][LAB_NODE_LABEL] == "true"
+
+
+def test_lab_nodes_carry_the_annotation_commands_recognise_simulation_by() -> None:
+    from libresh_cli.kube.simulated import SIMULATED
+
+    key, value = SIMULATED
+    assert key == components.KWOK_NODE_ANNOTATION
+    assert components.node_manifest("lab-node-1")["metadata"]["annotations"][key] == value
