@@ -225,6 +225,7 @@ def test_status_and_diff_exit_codes(lab: Lab, name: str) -> None:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "name": "demo",
+        "fields": ["spec.replicas: 3 -> 1"],
     } in changes
     assert libresh(lab, "status", "nope-nope").returncode == ExitCode.NOT_FOUND
 
