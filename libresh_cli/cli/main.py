@@ -5,16 +5,11 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
 from libresh_cli import __version__
-from libresh_cli.cli import apps as app_commands
-from libresh_cli.cli.backup import backup_app, backups_app, restore
-from libresh_cli.cli.bootstrap import bootstrap_app
-from libresh_cli.cli.catalog import catalog_app
-from libresh_cli.cli.cluster import cluster_app
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
     debug_requested,
@@ -23,10 +18,7 @@ from libresh_cli.cli.failure import (
     report_libresh_error,
     report_unexpected_error,
 )
-from libresh_cli.cli.infra import infra_app
-from libresh_cli.cli.lab import lab_app
-from libresh_cli.cli.services import services_app
-from libresh_cli.cli.upgrade import upgrade
+from libresh_cli.cli.lazy import LazyCommand, LazyGroup
 from libresh_cli.errors import ExitCode, LibreshError
 
 HELP = """\
@@ -50,31 +42,90 @@ Exit codes: 0 ok, 1 failure, 2 bad input, 3 unreachable, 4 not found,
 5 conflict, 6 prerequisite missing, 70 internal error, 130 interrupted.
 """
 
+
+class Commands(LazyGroup):
+    """The command tree: each sub-command's module is imported when it is used."""
+
+    lazy: ClassVar[dict[str, LazyCommand]] = {
+        "install": LazyCommand(
+            "libresh_cli.cli.apps:install",
+            "Install an app: ask for what is missing, show the plan, apply, wait until healthy.",
+        ),
+        "list": LazyCommand(
+            "libresh_cli.cli.apps:list_instances",
+            "List every instance on the cluster with its version, health and URL.",
+        ),
+        "status": LazyCommand(
+            "libresh_cli.cli.apps:status",
+            "Show an instance: version, health, URL, its objects, upgrades and history.",
+        ),
+        "diff": LazyCommand(
+            "libresh_cli.cli.apps:diff",
+            "Show what re-applying the installed version would change (hand edits, catalog "
+            'changes), field by field (a Secret\'s values as "(changed)").',
+        ),
+        "upgrade": LazyCommand(
+            "libresh_cli.cli.upgrade:upgrade",
+            "Upgrade along the app's path (never skipping a major it forbids skipping).",
+        ),
+        "uninstall": LazyCommand(
+            "libresh_cli.cli.apps:uninstall",
+            "Remove an instance.",
+        ),
+        "restore": LazyCommand(
+            "libresh_cli.cli.backup:restore",
+            "Restore a backup into its instance, or into a new one (--as).",
+        ),
+        "bootstrap": LazyCommand(
+            "libresh_cli.cli.bootstrap:bootstrap_app",
+            "Install k3s on a server and get a kubeconfig for it.",
+        ),
+        "infra": LazyCommand(
+            "libresh_cli.cli.infra:infra_app",
+            "Install and check the cluster's infrastructure on k3s.",
+        ),
+        "cluster": LazyCommand(
+            "libresh_cli.cli.cluster:cluster_app",
+            "The k3s cluster itself: a highly-available cluster on Hetzner Cloud (3 servers "
+            "with embedded etcd, agents, a load balancer for the API), and k3s upgrades.",
+        ),
+        "backup": LazyCommand(
+            "libresh_cli.cli.backup:backup_app",
+            "Back up instances: now, on a schedule; where backups go; the repository key.",
+        ),
+        "backups": LazyCommand(
+            "libresh_cli.cli.backup:backups_app",
+            "The backups of an instance.",
+        ),
+        "secret": LazyCommand(
+            "libresh_cli.cli.apps:secret_app",
+            "Read an instance's generated credentials (only when asked).",
+        ),
+        "catalog": LazyCommand(
+            "libresh_cli.cli.catalog:catalog_app",
+            "The apps libresh can install.",
+        ),
+        "services": LazyCommand(
+            "libresh_cli.cli.services:services_app",
+            "How backing services (postgres, redis) are provided on this cluster.",
+        ),
+        "lab": LazyCommand(
+            "libresh_cli.cli.lab:lab_app",
+            "A real Kubernetes control plane on 127.0.0.1 with kwok-simulated nodes.",
+        ),
+    }
+
+
 app = typer.Typer(
     name="libresh",
     help=HELP,
+    cls=Commands,
     rich_markup_mode=None,  # typer's rich help costs ~50 ms at every start
     no_args_is_help=True,
     # Typer's pretty tracebacks print local variables, which may hold secrets.
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(bootstrap_app, name="bootstrap")
-app.add_typer(infra_app, name="infra")
-app.add_typer(cluster_app, name="cluster")
-app.command("install")(app_commands.install)
-app.command("list")(app_commands.list_instances)
-app.command("status")(app_commands.status)
-app.command("diff")(app_commands.diff)
-app.command("upgrade")(upgrade)
-app.command("uninstall")(app_commands.uninstall)
-app.add_typer(backup_app, name="backup")
-app.add_typer(backups_app, name="backups")
-app.command("restore")(restore)
-app.add_typer(app_commands.secret_app, name="secret")
-app.add_typer(catalog_app, name="catalog")
-app.add_typer(services_app, name="services")
-app.add_typer(lab_app, name="lab")
 
 
 def _print_version(value: bool) -> None:
