@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from libresh_cli import yamlfile
 from libresh_cli.apps.model import App, Version
 from libresh_cli.errors import BadInputError
+from libresh_cli.kube.store import secret_manifest
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 INSTANCE = "app.kubernetes.io/instance"
@@ -869,15 +870,8 @@ def generated_secret_keys(app: App) -> dict[str, int]:
 
 def _secret(name: str, values: Mapping[str, str]) -> Manifest:
     # `data`, not `stringData`: the API stores data, so what we apply is what is read back,
-    # and a re-run compares equal.
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "type": "Opaque",
-        "data": encoded,
-    }
+    # and a re-run compares equal. Labels and namespace come with the other objects' (_finish).
+    return secret_manifest(name, None, values, labels={})
 
 
 def credentials_secret(instance: Instance) -> Manifest:
