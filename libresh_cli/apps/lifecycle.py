@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import secrets as random_secrets
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from libresh_cli.apps.render import (
 from libresh_cli.apps.serving import unserved_ingresses
 from libresh_cli.errors import ConflictError, NotFoundError
 from libresh_cli.kube.client import KubeApiError, KubeClient
+from libresh_cli.kube.store import read_secret
 from libresh_cli.progress import Reporter
 
 Manifest = dict[str, Any]
@@ -114,9 +114,7 @@ def require_record(kube: KubeClient, name: str) -> InstanceRecord:
 
 
 def existing_secret_values(kube: KubeClient, namespace: str) -> dict[str, str]:
-    secret = kube.get("v1", "Secret", CREDENTIALS_SECRET, namespace)
-    data = (secret or {}).get("data", {}) or {}
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return read_secret(kube, CREDENTIALS_SECRET, namespace)
 
 
 def secret_values_for(

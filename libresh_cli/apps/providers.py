@@ -9,8 +9,6 @@ existing instance away from the database that holds its data.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +17,11 @@ from libresh_cli.apps.model import SERVICE_KINDS
 from libresh_cli.apps.params import DOMAIN
 from libresh_cli.errors import BadInputError, OperationFailedError
 from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.store import SettingsStore
 
-SYSTEM_NAMESPACE = "libresh-system"
 SETTINGS_CONFIGMAP = "libresh-services"
 SETTINGS_SECRET = "libresh-services-admin"  # noqa: S105 - the Secret's name
+SETTINGS = SettingsStore(SETTINGS_CONFIGMAP, "services.json", SETTINGS_SECRET)
 PROVIDERS = ("embedded", "external")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -71,46 +70,14 @@ def _is_ip(text: str) -> bool:
 
 def read_settings(kube: KubeClient) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """(settings by kind, passwords by key); empty when nothing was ever set."""
-    configmap = kube.get("v1", "ConfigMap", SETTINGS_CONFIGMAP, SYSTEM_NAMESPACE)
-    settings = json.loads((configmap or {}).get("data", {}).get("services.json", "{}"))
-    secret = kube.get("v1", "Secret", SETTINGS_SECRET, SYSTEM_NAMESPACE)
-    data = (secret or {}).get("data", {}) or {}
-    return settings, {k: base64.b64decode(v).decode() for k, v in data.items()}
+    settings, passwords = SETTINGS.read(kube)
+    return settings or {}, passwords
 
 
 def save_settings(
     kube: KubeClient, settings: Mapping[str, Any], passwords: Mapping[str, str]
 ) -> None:
-    labels = {"app.kubernetes.io/managed-by": "libresh"}
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": SYSTEM_NAMESPACE, "labels": labels},
-        }
-    )
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": SETTINGS_CONFIGMAP,
-                "namespace": SYSTEM_NAMESPACE,
-                "labels": labels,
-            },
-            "data": {"services.json": json.dumps(dict(settings), sort_keys=True)},
-        }
-    )
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in passwords.items()}
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": SETTINGS_SECRET, "namespace": SYSTEM_NAMESPACE, "labels": labels},
-            "type": "Opaque",
-            "data": encoded,
-        }
-    )
+    SETTINGS.write(kube, dict(settings), passwords)
 
 
 def password_key(kind: str) -> str:

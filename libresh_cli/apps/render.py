@@ -8,7 +8,6 @@ kinds from an allow-list, so installing an app never needs cluster-wide rights.
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import re

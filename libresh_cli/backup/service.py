@@ -35,7 +35,7 @@ from libresh_cli.apps.lifecycle import (
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.placement import claims_of, place_with_volumes
-from libresh_cli.apps.providers import SYSTEM_NAMESPACE, read_settings, services_for
+from libresh_cli.apps.providers import read_settings, services_for
 from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
 from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
 from libresh_cli.backup.jobs import (
@@ -82,6 +82,7 @@ from libresh_cli.errors import (
 )
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for
+from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.progress import Reporter, SilentReporter
 
 Manifest = dict[str, Any]

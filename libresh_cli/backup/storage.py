@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets as random_secrets
 from collections.abc import Mapping
@@ -33,9 +32,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from libresh_cli.apps.providers import SYSTEM_NAMESPACE
 from libresh_cli.errors import BadInputError, ConflictError, PrerequisiteError
 from libresh_cli.kube.client import KubeClient
+from libresh_cli.kube.store import SYSTEM_NAMESPACE, SettingsStore, secret_manifest
 
 Manifest = dict[str, Any]
 SETTINGS_NAME = "libresh-backup"
@@ -47,6 +46,7 @@ KEY_CONTEXT = "libresh-backup/v1/"
 STORAGE_CHECK = SYSTEM_NAMESPACE  # a reserved name: never an instance's
 REPOSITORY_LABEL = "libresh.dev/backup-repository"  # on restic's Secrets: whose repository
 LABELS = {"app.kubernetes.io/managed-by": "libresh"}
+SETTINGS = SettingsStore(SETTINGS_NAME, "storage.json", SETTINGS_NAME)
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -112,13 +112,10 @@ def check_storage(storage: BackupStorage) -> BackupStorage:
 
 def read_storage(kube: KubeClient) -> tuple[BackupStorage | None, dict[str, str]]:
     """(where, secret values); (None, {}) when backups were never set up."""
-    configmap = kube.get("v1", "ConfigMap", SETTINGS_NAME, SYSTEM_NAMESPACE)
-    if configmap is None:
+    document, secret_values = SETTINGS.read(kube)
+    if document is None:
         return None, {}
-    storage = BackupStorage(**json.loads(configmap["data"]["storage.json"]))
-    secret = kube.get("v1", "Secret", SETTINGS_NAME, SYSTEM_NAMESPACE)
-    data = (secret or {}).get("data", {}) or {}
-    return storage, {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return BackupStorage(**document), secret_values
 
 
 def require_storage(
@@ -172,20 +169,12 @@ def storage_values(
 
 
 def save_secret_values(kube: KubeClient, values: Mapping[str, str]) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
-    kube.apply(_secret(SETTINGS_NAME, SYSTEM_NAMESPACE, values))
+    SETTINGS.write_secrets(kube, values)
 
 
 def save_storage(kube: KubeClient, storage: BackupStorage, values: Mapping[str, str]) -> None:
-    save_secret_values(kube, values)
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": SETTINGS_NAME, "namespace": SYSTEM_NAMESPACE, "labels": LABELS},
-            "data": {"storage.json": json.dumps(storage.to_dict(), sort_keys=True)},
-        }
-    )
+    # The key first: a reader never finds storage set without it.
+    SETTINGS.write(kube, storage.to_dict(), values)
 
 
 def instance_password(cluster_key: str, instance: str) -> str:
@@ -325,13 +314,7 @@ def _node_path_volume(
 
 
 def _secret(name: str, namespace: str, values: Mapping[str, str]) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace, "labels": LABELS},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
-    }
+    return secret_manifest(name, namespace, values, LABELS)
 
 
 def ensure_node_exists(kube: KubeClient, node: str) -> None:

@@ -9,7 +9,6 @@ k3s packages (Traefik) follow the chart version k3s' own HelmChart names.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Callable
@@ -35,10 +34,11 @@ from libresh_cli.kube.diff import normalize
 from libresh_cli.kube.quantity import quantity
 from libresh_cli.kube.readiness import custom_resource_definition, deployment, job
 from libresh_cli.kube.simulated import is_lab
+from libresh_cli.kube.store import SettingsStore, read_secret, secret_manifest
 from libresh_cli.progress import Reporter
 
-SYSTEM_NAMESPACE = "libresh-system"
 SETTINGS_CONFIGMAP = "libresh-infra"
+SETTINGS = SettingsStore(SETTINGS_CONFIGMAP, None)  # its entries are the settings
 HELM_CRDS = ("helmcharts.helm.cattle.io", "helmchartconfigs.helm.cattle.io")
 ISSUER_CRD = "clusterissuers.cert-manager.io"
 CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
@@ -129,8 +129,8 @@ def check_email(email: str) -> str:
 
 
 def saved_settings(kube: KubeClient) -> dict[str, str]:
-    found = kube.get("v1", "ConfigMap", SETTINGS_CONFIGMAP, SYSTEM_NAMESPACE)
-    return dict((found or {}).get("data") or {})
+    settings, _ = SETTINGS.read(kube)
+    return dict(settings or {})
 
 
 def plan(
@@ -221,9 +221,9 @@ def _kept_network(kube: KubeClient, profile: Profile) -> str | None:
     """The network named in the hcloud Secret, for clusters installed before the setting was
     kept in libresh-infra."""
     for name in sorted({c.secret for c in profile.components if c.secret}):
-        data = (kube.get("v1", "Secret", name, HELM_NAMESPACE) or {}).get("data") or {}
-        if data.get("network"):
-            return base64.b64decode(data["network"]).decode()
+        network = read_secret(kube, name, HELM_NAMESPACE).get("network")
+        if network:
+            return network
     return None
 
 
@@ -282,18 +282,9 @@ def _secret_manifests(
             )
         return []
     data = secret_data(hcloud.token, network)
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": HELM_NAMESPACE, "labels": LABELS},
-            "type": "Opaque",
-            # `data`, not stringData: server-side apply then removes a key no longer given
-            # (e.g. `network`), which it cannot do for the write-only stringData.
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        }
-        for name in names
-    ]
+    # `data`, not stringData: server-side apply then removes a key no longer given (e.g.
+    # `network`), which it cannot do for the write-only stringData.
+    return [secret_manifest(name, HELM_NAMESPACE, data, LABELS) for name in names]
 
 
 def apply_install(
@@ -321,19 +312,7 @@ def _no_email() -> str:
 
 
 def _save_settings(kube: KubeClient, settings: dict[str, str]) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}})
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": SETTINGS_CONFIGMAP,
-                "namespace": SYSTEM_NAMESPACE,
-                "labels": LABELS,
-            },
-            "data": settings,
-        }
-    )
+    SETTINGS.write(kube, settings)
 
 
 def _crd_established(kube: KubeClient, name: str) -> bool:

@@ -21,7 +21,7 @@ import pytest
 
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.lifecycle import read_record
-from libresh_cli.apps.providers import SYSTEM_NAMESPACE
+from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
 from libresh_cli.backup.service import find_backup, list_backups, restore_as, restore_backup

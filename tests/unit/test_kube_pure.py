@@ -238,3 +238,17 @@ def test_global_options_after_the_command_are_taken_as_global() -> None:
         "a",
     ]
     assert hoist_global_options(["install", "nc", "--", "-v"]) == ["install", "nc", "--", "-v"]
+
+
+def test_secrets_are_built_and_read_in_one_place() -> None:
+    from libresh_cli.kube.store import secret_manifest, secret_values
+
+    secret = secret_manifest("s", "ns", {"b": "two", "a": "één"})
+    assert secret["metadata"] == {
+        "name": "s",
+        "namespace": "ns",
+        "labels": {"app.kubernetes.io/managed-by": "libresh"},
+    }
+    assert list(secret["data"]) == ["a", "b"]  # sorted: the same text for the same values
+    assert secret_values(secret) == {"a": "één", "b": "two"}
+    assert secret_values(None) == {}
