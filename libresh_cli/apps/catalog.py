@@ -109,7 +109,13 @@ def validate_app(directory: Path) -> App:
             objects = render(Instance(app.name, app, version, params, secrets))
         except RenderError as error:
             problems.append(
-                Problem(directory / "templates", f"version {version.version}", None, error.message)
+                Problem(
+                    directory / "templates",
+                    f"version {version.version}",
+                    None,
+                    error.message,
+                    section=error.section,
+                )
             )
             continue
         problems += _check_references(app, directory, version.version, objects)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateNotFound, nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from libresh_cli import yamlfile
@@ -94,7 +94,12 @@ class Instance:
 
 
 class RenderError(BadInputError):
-    pass
+    """A package's template breaks a rule; `section` is the anchor of the section of
+    apps/README.md that explains the rule (catalog validate names it)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, section: str = "templates"):
+        super().__init__(message, hint=hint)
+        self.section = section
 
 
 def render(instance: Instance) -> list[Manifest]:
@@ -119,6 +124,7 @@ def render(instance: Instance) -> list[Manifest]:
                     f"{declared[identity]}).",
                     hint="Declare each object once; names used by libresh's services "
                     "(postgres, redis…) are taken.",
+                    section="what-templates-may-not-do",
                 )
             declared[identity] = str(template)
             objects.append(document)
@@ -200,7 +206,7 @@ def size_in_bytes(size: str) -> int:
     """'10G', '512M', '50Gi' -> bytes (binary units, as PHP's and Kubernetes' are)."""
     text = str(size).strip().removesuffix("i")
     if not text[:-1].isdigit() or text[-1:] not in SIZE_UNITS:
-        raise RenderError(f"{size!r} is not a size such as 512M or 10G.")
+        raise RenderError(f"{size!r} is not a size such as 512M or 10G.", section="filters")
     return int(text[:-1]) * SIZE_UNITS[text[-1]]
 
 
@@ -487,6 +493,7 @@ def _render_text(template: Path, source: str, instance: Instance) -> str:
                 f"{template}: the template renders to more than "
                 f"{yamlfile.MAX_RENDERED_BYTES // (1024 * 1024)} MiB.",
                 hint="A template renders to at most that much text.",
+                section="render-limits",
             )
         parts.append(part)
     return "".join(parts)
@@ -500,7 +507,7 @@ def _render_file(template: Path, instance: Instance) -> list[Manifest]:
     try:
         source = yamlfile.read_text(template, what="template")
     except BadInputError as error:
-        raise RenderError(error.message, hint=error.hint) from None
+        raise RenderError(error.message, hint=error.hint, section="the-package") from None
     try:
         text = _render_text(template, source, instance)
     except RecursionError:
@@ -530,10 +537,18 @@ def _template_failed(template: Path, error: Exception) -> RenderError:
     else:
         line, reason = _template_line(error), f"{type(error).__name__}: {error}"
     where = f"{template}:{line}" if line else str(template)
+    section = (
+        "render-limits"
+        if isinstance(error, SecurityError)
+        else "template-context"
+        if isinstance(error, UndefinedError)
+        else "templates"
+    )
     return RenderError(
         f"{where}: the template failed: {reason}",
         hint="Fix the template; `libresh catalog validate` renders every version to find "
         "such errors.",
+        section=section,
     )
 
 
@@ -567,6 +582,7 @@ def _check_object(document: Any, template: Path) -> None:
         raise RenderError(
             f"{template}: {kind[1]} ({kind[0]}) is not allowed in an app.",
             hint=f"Apps may create: {allowed}.",
+            section="allowed-kinds",
         )
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
@@ -641,6 +657,7 @@ def _check_inside(template: Path, package: Path) -> None:
             f"{template}: the template is a link to {resolved}, outside the app's folder "
             f"{package}.",
             hint="Templates must be files inside the app's folder.",
+            section="the-package",
         )
 
 
@@ -660,7 +677,8 @@ def _refuse(template: Path, document: Manifest, where: Where, problem: str) -> R
     return RenderError(
         f"{template}: {_label(document)}: {field}: {problem}.",
         hint="Apps may not touch libresh's own objects, Secrets or volumes, nor widen the "
-        'instance\'s isolation (README, "Writing an app").',
+        "instance's isolation (apps/README.md#what-templates-may-not-do).",
+        section="what-templates-may-not-do",
     )
 
 

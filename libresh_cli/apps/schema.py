@@ -40,6 +40,30 @@ QUANTITY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])
 IMAGE = re.compile(r"[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?")
 Path_ = tuple[str | int, ...]
 
+# The reference of the package format, and its section (a heading's anchor) explaining each
+# top-level field of app.yaml: every problem names it (tests/unit/test_apps_readme.py checks
+# that each anchor exists).
+REFERENCE = "apps/README.md"
+SECTIONS = {
+    "schema_version": "about-the-app",
+    "name": "about-the-app",
+    "description": "about-the-app",
+    "homepage": "about-the-app",
+    "license": "about-the-app",
+    "architectures": "about-the-app",
+    "resources": "about-the-app",
+    "versions": "versions",
+    "upgrade": "upgrades",
+    "parameters": "parameters",
+    "requires": "backing-services",
+    "health": "health",
+    "hooks": "hooks",
+    "backup": "backups",
+    "web": "web",
+    "(templates)": "the-package",
+    "(file)": "the-package",
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -47,10 +71,16 @@ class Problem:
     field: str
     line: int | None
     message: str
+    section: str = ""  # of REFERENCE; by default the one of the field
+
+    @property
+    def see(self) -> str:
+        top = re.split(r"[.\[]", self.field, maxsplit=1)[0]
+        return f"{REFERENCE}#{self.section or SECTIONS.get(top, 'the-app-definition')}"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        return f"{where}: {self.field}: {self.message}"
+        return f"{where}: {self.field}: {self.message} (see {self.see})"
 
 
 class CatalogInvalidError(BadInputError):
@@ -59,7 +89,8 @@ class CatalogInvalidError(BadInputError):
         super().__init__(
             f"{problems[0].file.parent.name}: {count} in the app definition:\n"
             + "\n".join(f"  {p}" for p in problems),
-            hint="Fix them and check again with `libresh catalog validate PATH`.",
+            hint="Fix them and check again with `libresh catalog validate PATH`. "
+            f"{REFERENCE} is the reference of the package format.",
         )
         self.problems = problems
 
@@ -244,7 +275,7 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
         hooks=_read_hooks(c, top),
         web=_read_web(c, top),
         backup_volumes=tuple(_read_backup(c, top, "volumes")),
-        backup_databases=tuple(_read_backup(c, top, "databases")),
+        backup_databases=_read_databases(c, top, requires),
     )
 
 
@@ -542,3 +573,17 @@ def _read_web(c: Checker, top: Mapping[str, Any]) -> Web | None:
 def _read_backup(c: Checker, top: Mapping[str, Any], key: str) -> list[str]:
     backup = c.mapping(top.get("backup", {}), ("backup",), {"volumes", "databases"}, set())
     return [str(v) for v in c.sequence(backup, ("backup",), key)]
+
+
+def _read_databases(
+    c: Checker, top: Mapping[str, Any], requires: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Only PostgreSQL is dumped (the runner runs pg_dump), and only a required one."""
+    databases = _read_backup(c, top, "databases")
+    for index, database in enumerate(databases):
+        path = ("backup", "databases", index)
+        if database != "postgres":
+            c.problem(path, f"{database!r}: only postgres is backed up (redis is a cache)")
+        elif database not in requires:
+            c.problem(path, "postgres is not in requires")
+    return tuple(databases)
