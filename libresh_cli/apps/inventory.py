@@ -19,9 +19,12 @@ from libresh_cli.apps.model import App
 from libresh_cli.apps.plan import Plan, upgrade_path
 from libresh_cli.apps.record import (
     RECORD_SELECTOR,
+    Action,
     HistoryEntry,
     InstanceRecord,
     RecordUnreadableError,
+    Result,
+    Status,
 )
 from libresh_cli.apps.render import INSTANCE, MANAGED_BY
 from libresh_cli.errors import LibreshError, NotFoundError
@@ -93,7 +96,7 @@ def health_of(
     inventory exists with its replicas available, and no pod of it crash-loops. The record's
     status says what libresh last did; this says how the instance is now (someone deleted a
     Deployment, a node died, a pod crashes since last night)."""
-    if record.status == "uninstalled" or never_installed(record):
+    if record.status == Status.UNINSTALLED or never_installed(record):
         return "-", []
     problems = []
     for _, kind, name in record.inventory:
@@ -164,7 +167,7 @@ def _summary(
         status = f"interrupted upgrade {pending.get('from')} -> {pending.get('to')}"
     health, problems = health_of(record, workloads, pods)
     upgrade = None
-    if app is not None and record.status != "uninstalled":
+    if app is not None and record.status != Status.UNINSTALLED:
         try:
             path = upgrade_path(app, record.version)
         except LibreshError:
@@ -220,7 +223,7 @@ def last_backup(record: InstanceRecord) -> dict[str, str] | None:
     """When and which: the newest backup that worked, from the history (the repository may
     hold newer scheduled ones: `libresh backups list`)."""
     for entry in reversed(record.history):
-        if entry.action == "backup" and entry.result == "ok":
+        if entry.action == Action.BACKUP and entry.result == Result.OK:
             return {"at": entry.at, "backup": entry.message.split(" ")[0]}
     return None
 
@@ -251,8 +254,10 @@ def uninstall(kube: KubeClient, name: str, purge_data: bool, reporter: Reporter)
         if kind not in KEPT_ON_UNINSTALL:
             reporter.step(f"Deleting {kind}/{obj_name}")
             kube.delete(api_version, kind, obj_name, name)
-    record.status, record.inventory = "uninstalled", kept
-    record.add_history(HistoryEntry("uninstall", record.version, record.version, "ok", "data kept"))
+    record.status, record.inventory = Status.UNINSTALLED, kept
+    record.add_history(
+        HistoryEntry(Action.UNINSTALL, record.version, record.version, Result.OK, "data kept")
+    )
     save_record(kube, record)
     return "uninstalled, data kept" + _remove_backup_schedule(kube, name, reporter)
 

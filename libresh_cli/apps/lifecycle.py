@@ -23,9 +23,12 @@ from libresh_cli.apps.plan import Plan, compare
 from libresh_cli.apps.providers import providers_for_new_instance, read_settings, services_for
 from libresh_cli.apps.record import (
     RECORD_NAME,
+    Action,
     HistoryEntry,
     InstanceRecord,
     Ref,
+    Result,
+    Status,
     refs_of,
 )
 from libresh_cli.apps.render import (
@@ -214,7 +217,7 @@ def plan_install(
     instance = Instance(name, app, chosen, plain, secret_values, services, service_secrets)
     prepared = prepare(kube, instance, record, record.version if record else None)
     prepared.plan.values = dict(plain)
-    if kept is not None and record is not None and record.status != "uninstalled":
+    if kept is not None and record is not None and record.status != Status.UNINSTALLED:
         prepared.plan.settings = [
             (key, kept.get(key), plain.get(key))
             for key in sorted(set(kept) | set(plain))
@@ -253,7 +256,7 @@ def stored_params(app: App, params: Mapping[str, Any], where: str) -> dict[str, 
 
 
 def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceRecord | None) -> None:
-    if record is not None and record.status == "upgrading":
+    if record is not None and record.status == Status.UPGRADING:
         raise ConflictError(
             f"An upgrade of {name} was interrupted (from {record.version}).",
             hint=f"Re-run it to finish or roll it back: libresh upgrade {name}",
@@ -276,13 +279,13 @@ def _check_name_free(kube: KubeClient, name: str, app: App, record: InstanceReco
 def never_installed(record: InstanceRecord) -> bool:
     """A first install that failed or was interrupted: it never completed, so another
     version may be tried and the post_install hooks are still to run."""
-    return record.status in ("failed", "installing") and not any(
-        h.action == "install" and h.result == "ok" for h in record.history
+    return record.status in (Status.FAILED, Status.INSTALLING) and not any(
+        h.action == Action.INSTALL and h.result == Result.OK for h in record.history
     )
 
 
 def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None) -> Version:
-    if record is not None and record.status != "uninstalled" and not never_installed(record):
+    if record is not None and record.status != Status.UNINSTALLED and not never_installed(record):
         if wanted and wanted != record.version:
             raise ConflictError(
                 f"{record.name} is installed at {record.version}; install does "
@@ -405,7 +408,7 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
     instance = prepared.instance
     first_time = (
         prepared.record is None
-        or prepared.record.status == "uninstalled"
+        or prepared.record.status == Status.UNINSTALLED
         or (never_installed(prepared.record))
     )
     record = _record_for(prepared)
@@ -420,15 +423,17 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
             # its objects running.
             hooks.run_hooks(kube, "post_change", instance, prepared.objects, reporter)
     except Exception as error:
-        record.status, record.last_error = "failed", str(error)
+        record.status, record.last_error = Status.FAILED, str(error)
         record.add_history(
-            HistoryEntry("install", None, instance.version.version, "failed", str(error))
+            HistoryEntry(Action.INSTALL, None, instance.version.version, Result.FAILED, str(error))
         )
         save_record(kube, record)
         raise
-    record.status, record.last_error = "installed", None
+    record.status, record.last_error = Status.INSTALLED, None
     record.add_history(
-        HistoryEntry("install", prepared.plan.version_from, instance.version.version, "ok")
+        HistoryEntry(
+            Action.INSTALL, prepared.plan.version_from, instance.version.version, Result.OK
+        )
     )
     save_record(kube, record)
     for warning in unserved_ingresses(kube, prepared.objects):
@@ -446,7 +451,7 @@ def _record_for(prepared: Prepared) -> InstanceRecord:
         params=dict(instance.params),
         secret_keys=sorted(instance.secret_values),
         inventory=refs_of(prepared.objects),
-        status="installing",
+        status=Status.INSTALLING,
         history=list(previous.history) if previous else [],
         services={kind: instance.provider(kind) for kind in instance.app.requires},
         resource_version=previous.resource_version if previous else None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from libresh_cli.apps.render import INSTANCE, MANAGED_BY
@@ -20,12 +21,39 @@ MAX_HISTORY = 100
 Ref = tuple[str, str, str]  # apiVersion, kind, name (all in the instance's namespace)
 
 
+class Status(StrEnum):
+    """What libresh last did to an instance (its record's status). Records store the text:
+    a status a newer libresh adds is read as text, not refused."""
+
+    INSTALLING = "installing"
+    INSTALLED = "installed"
+    UPGRADING = "upgrading"
+    FAILED = "failed"
+    UNINSTALLED = "uninstalled"
+
+
+class Action(StrEnum):
+    """What a history entry records."""
+
+    INSTALL = "install"
+    UPGRADE = "upgrade"
+    UNINSTALL = "uninstall"
+    BACKUP = "backup"
+    RESTORE = "restore"
+
+
+class Result(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+
+
 @dataclass
 class HistoryEntry:
-    action: str  # install | upgrade | rollback | uninstall
+    action: str  # an Action
     version_from: str | None
     version_to: str
-    result: str  # ok | failed | rolled-back
+    result: str  # a Result
     message: str = ""
     at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -38,7 +66,7 @@ class InstanceRecord:
     params: dict[str, Any]
     secret_keys: list[str]
     inventory: list[Ref]
-    status: str = "installing"  # installing | installed | upgrading | failed | uninstalled
+    status: str = Status.INSTALLING  # a Status
     services: dict[str, str] = field(default_factory=dict)  # kind -> provider, pinned
     last_error: str | None = None
     history: list[HistoryEntry] = field(default_factory=list)

@@ -31,7 +31,7 @@ from libresh_cli.apps.lifecycle import (
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.plan import upgrade_path
-from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
+from libresh_cli.apps.record import Action, HistoryEntry, InstanceRecord, Result, Status, refs_of
 from libresh_cli.apps.render import Instance, render
 from libresh_cli.errors import InterruptedRunError, LibreshError, OperationFailedError
 from libresh_cli.kube.client import KubeClient
@@ -76,7 +76,7 @@ class UpgradePlan:
 
 def plan_upgrade(kube: KubeClient, catalog: Catalog, name: str, to: str | None) -> UpgradePlan:
     record = require_record(kube, name)
-    if record.status == "uninstalled":
+    if record.status == Status.UNINSTALLED:
         raise OperationFailedError(
             f"{name} is uninstalled (its data is kept).",
             hint=f"Install it again first: libresh install {record.app} --name {name}",
@@ -135,7 +135,7 @@ def _step(
     new = _at_version(old, target)
     old_objects = render(old)  # only what the pre_upgrade hooks are made from
     step = prepare(kube, new, record, current.version)
-    record.status = "upgrading"
+    record.status = Status.UPGRADING
     # Written before anything changes: a run that dies from here on (killed, its machine
     # off) leaves the next run what it needs to bring the data back first.
     record.pending_upgrade = {"from": current.version, "to": target.version, "backup": token}
@@ -151,8 +151,8 @@ def _step(
         _roll_back_interrupted(kube, record, old, step, token, safeguard, reporter)
         raise AssertionError("not reached: _roll_back_interrupted raises") from interrupt
     record.version, record.inventory = target.version, refs_of(step.objects)
-    record.status, record.last_error, record.pending_upgrade = "installed", None, None
-    record.add_history(HistoryEntry("upgrade", current.version, target.version, "ok"))
+    record.status, record.last_error, record.pending_upgrade = Status.INSTALLED, None, None
+    record.add_history(HistoryEntry(Action.UPGRADE, current.version, target.version, Result.OK))
     save_record(kube, record)
     reporter.done(f"{record.name} upgraded to {target.version}")
     return record
@@ -332,7 +332,7 @@ def _record_rollback(
     outcome: str,
 ) -> None:
     record = read_record(kube, record.name) or record  # the restore wrote to its history
-    record.status = "installed" if outcome == "rolled back" else "failed"
+    record.status = Status.INSTALLED if outcome == "rolled back" else Status.FAILED
     if outcome == "rolled back":
         # Back on the previous version's data: nothing left to resume. After a failed
         # rollback the step stays recorded, and the next run tries it again.
@@ -343,7 +343,7 @@ def _record_rollback(
             "upgrade",
             old.version.version,
             target,
-            "rolled-back" if outcome == "rolled back" else "failed",
+            Result.ROLLED_BACK if outcome == "rolled back" else Result.FAILED,
             cause.message,
         )
     )

@@ -36,7 +36,7 @@ from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.placement import claims_of, place_with_volumes
 from libresh_cli.apps.providers import read_settings, services_for
-from libresh_cli.apps.record import HistoryEntry, InstanceRecord, refs_of
+from libresh_cli.apps.record import Action, HistoryEntry, InstanceRecord, Result, Status, refs_of
 from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
@@ -302,14 +302,14 @@ def _installed(
     kube: KubeClient, catalog: Catalog, name: str
 ) -> tuple[InstanceRecord, App, Version]:
     record = require_record(kube, name)
-    if record.status == "uninstalled" or never_installed(record):
+    if record.status == Status.UNINSTALLED or never_installed(record):
         raise OperationFailedError(
             f"{name} is {record.status}: there is nothing running to back up or restore into.",
             hint=(
                 f"Install it again first (libresh install {record.app} --name {name}, its "
                 f"kept data is used), then restore; or restore into a new instance: libresh "
                 f"restore {name} --as NEW --domain DOMAIN."
-                if record.status == "uninstalled"
+                if record.status == Status.UNINSTALLED
                 else f"`libresh status {name}` shows its state."
             ),
         )
@@ -352,11 +352,15 @@ def take_backup(
             hooks.run_hooks(kube, "post_backup", instance, objects, reporter)
     except OperationFailedError as error:
         _add_history(
-            kube, name, HistoryEntry("backup", None, version.version, "failed", error.message)
+            kube,
+            name,
+            HistoryEntry(Action.BACKUP, None, version.version, Result.FAILED, error.message),
         )
         raise
     _add_history(
-        kube, name, HistoryEntry("backup", None, version.version, "ok", f"{backup_id} ({reason})")
+        kube,
+        name,
+        HistoryEntry(Action.BACKUP, None, version.version, Result.OK, f"{backup_id} ({reason})"),
     )
     return BackupResult(
         name,
@@ -567,7 +571,9 @@ def restore_backup(
         _add_history(
             kube,
             name,
-            HistoryEntry("restore", current.version, current.version, "failed", error.message),
+            HistoryEntry(
+                Action.RESTORE, current.version, current.version, Result.FAILED, error.message
+            ),
         )
         raise RestoreFailedError(
             f"Restoring {name} failed: {error.message}"
@@ -588,12 +594,14 @@ def restore_backup(
             hint=_after_failed_restore(name, backup.backup, safety, stopped, None),
         ) from interrupt
     fresh = require_record(kube, name)
-    fresh.version, fresh.status, fresh.last_error = version.version, "installed", None
+    fresh.version, fresh.status, fresh.last_error = version.version, Status.INSTALLED, None
     fresh.pending_upgrade = None  # the data is a backup's again: no upgrade step to resume
     fresh.inventory = refs_of(objects)
     origin = f" of {source}" if source else ""
     fresh.add_history(
-        HistoryEntry("restore", current.version, version.version, "ok", f"{backup.backup}{origin}")
+        HistoryEntry(
+            Action.RESTORE, current.version, version.version, Result.OK, f"{backup.backup}{origin}"
+        )
     )
     save_record(kube, fresh)
     return RestoreResult(name, backup.backup, version.version, safety, source)
@@ -765,7 +773,7 @@ def _params_for_copy(
 
 def check_clone_target_free(kube: KubeClient, new_name: str) -> None:
     existing = read_record(kube, new_name)
-    if existing is not None and existing.status != "uninstalled":
+    if existing is not None and existing.status != Status.UNINSTALLED:
         raise ConflictError(
             f"An instance named {new_name} exists already ({existing.app} {existing.version}).",
             hint=f"Choose another name for --as, or restore into it: libresh restore {new_name}",

@@ -21,7 +21,6 @@ import pytest
 
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.lifecycle import read_record
-from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
 from libresh_cli.backup.service import find_backup, list_backups, restore_as, restore_backup
@@ -35,6 +34,7 @@ from libresh_cli.backup.storage import (
 )
 from libresh_cli.errors import ExitCode, InterruptedRunError
 from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.progress import SilentReporter
 from tests.integration.conftest import Lab
 from tests.integration.test_apps import TEST_CATALOG, install, libresh, ok
