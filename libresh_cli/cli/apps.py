@@ -17,6 +17,8 @@ from libresh_cli.cli.common import (
     confirm,
     confirm_by_typing,
     describe_plan,
+    done,
+    dry_run_said,
     kube_client,
     plan_table,
 )
@@ -324,23 +326,31 @@ def uninstall(
         bool, typer.Option(help="Also delete the data volumes and credentials (no way back).")
     ] = False,
     yes: YesOption = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Remove an instance. Its data volumes and credentials are kept unless --purge-data.
 
     \b
     Examples:
       libresh uninstall vaultwarden
+      libresh uninstall vaultwarden --dry-run
       libresh uninstall vaultwarden --purge-data --yes
     """
     from libresh_cli.apps.inventory import uninstall as do_uninstall
     from libresh_cli.apps.lock import instance_lock
 
-    app = app_context(ctx, yes=yes)
+    app = app_context(ctx, output, dry_run, yes)
     what = "and DELETE ALL ITS DATA" if purge_data else "(its data is kept)"
     with kube_client(app) as kube:
         from libresh_cli.apps.lifecycle import require_record
 
         require_record(kube, name)
+        if app.dry_run:
+            from libresh_cli.apps.preview import uninstall_actions
+
+            dry_run_said(app, uninstall_actions(kube, name, purge_data), instance=name)
+            return
         asked = (
             confirm_by_typing(app, f"Uninstall {name} {what}?", name)
             if purge_data
@@ -355,7 +365,7 @@ def uninstall(
             instance_lock(kube, name, "uninstall"),
         ):
             outcome = do_uninstall(kube, name, purge_data, reporter)
-    app.err.print(marked("✓", "green", f"{name}: {outcome}."))
+    done(app, {"instance": name, "outcome": outcome}, f"{name}: {outcome}.")
 
 
 secret_app = typer.Typer(
@@ -373,30 +383,42 @@ def secret_get(
         str | None,
         typer.Argument(help="Which credential, e.g. admin_password (none: list their names)."),
     ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Print one credential of an instance on stdout; without KEY, the names there are.
 
     \b
-    Example:
+    Examples:
       libresh secret get nextcloud admin_password
+      libresh secret get nextcloud admin_password -o json | jq -r .value
     """
     from libresh_cli.apps.lifecycle import existing_secret_values, require_record
 
-    app = app_context(ctx)
+    app = app_context(ctx, output)
     with kube_client(app) as kube:
         require_record(kube, name)
         values = existing_secret_values(kube, name)
+    if app.output is not OutputFormat.table:  # asked for by name: its value, or the names
+        if key is None:
+            emit(app, sorted(values), str)
+        else:
+            emit(app, {"instance": name, "key": key, "value": _credential(values, name, key)}, str)
+        return
     if key is None:
         app.err.print(f"{name}'s credentials (libresh secret get {name} KEY prints one):")
         for known in sorted(values):
             typer.echo(known)
         return
+    typer.echo(_credential(values, name, key))
+
+
+def _credential(values: dict[str, str], name: str, key: str) -> str:
     if key not in values:
         raise NotFoundError(
             f"{name} has no credential {key!r}.",
             hint=f"It has: {', '.join(sorted(values)) or 'none'}.",
         )
-    typer.echo(values[key])
+    return values[key]
 
 
 @secret_app.command("list")

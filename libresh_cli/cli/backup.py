@@ -16,13 +16,17 @@ from libresh_cli.cli.common import (
     app_context,
     catalog,
     confirm,
+    done,
+    dry_run_said,
     kube_client,
     read_secret_file,
 )
+from libresh_cli.cli.context import OutputFormat
 from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError
 
 if TYPE_CHECKING:
+    from libresh_cli.backup.storage import BackupStorage, S3Keys
     from libresh_cli.cli.context import AppContext
     from libresh_cli.kube.client import KubeClient
 
@@ -82,24 +86,31 @@ def backup_now(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Instance name.")],
     output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Back an instance up now (`libresh backup NAME` is the same).
 
     The app's pre_backup hooks run first (Nextcloud: maintenance mode on), its post_backup
-    hooks after, even when the backup failed.
+    hooks after, even when the backup failed. It asks nothing: --yes is taken for scripts
+    that pass it to every command.
 
     \b
     Examples:
       libresh backup nextcloud
       libresh backup nextcloud -o json
+      libresh backup nextcloud --dry-run
     """
     from libresh_cli.apps.lock import instance_lock
     from libresh_cli.backup.service import take_backup
 
-    app = app_context(ctx, output)
+    app = app_context(ctx, output, dry_run, yes)
     reporter = app.reporter()
     with kube_client(app) as kube:
         _say_if_simulated(app, kube, name)
+        if app.dry_run:
+            _backup_dry_run(app, kube, name)
+            return
         with reporter.spinning(f"Backing up {name}"), instance_lock(kube, name, "backup"):
             result = take_backup(kube, catalog(app), name, "manual", reporter)
     emit(app, result.to_dict(), _backup_text)
@@ -123,6 +134,26 @@ def _say_if_simulated(app: AppContext, kube: KubeClient, name: str) -> None:
         app.err.print(LAB_BACKUPS.format(name=name))
 
 
+def _backup_dry_run(app: AppContext, kube: KubeClient, name: str) -> None:
+    """What `backup NAME` would do, from the instance's record, its app and the storage."""
+    from libresh_cli.apps.lifecycle import require_record
+    from libresh_cli.backup.storage import require_storage
+
+    record = require_record(kube, name)
+    storage, _ = require_storage(kube)
+    hooks = catalog(app).load(record.app).hooks
+    actions = [
+        f"run {name}'s pre_backup hooks: {_step_names(hooks, 'pre_backup')}",
+        f"back up {name} ({record.app} {record.version}) to {storage.describe()}",
+        f"run {name}'s post_backup hooks: {_step_names(hooks, 'post_backup')}",
+    ]
+    dry_run_said(app, actions, instance=name, version=record.version)
+
+
+def _step_names(hooks: dict[str, Any], phase: str) -> str:
+    return ", ".join(step.name for step in hooks.get(phase, [])) or "none"
+
+
 def _backup_text(result: dict[str, Any]) -> str:
     size = f", {result['bytes'] / 1e6:.1f} MB read" if result.get("bytes") is not None else ""
     return f"✓ Backup {result['backup']} of {result['instance']} ({result['version']}){size}."
@@ -137,6 +168,9 @@ def schedule(
     keep_weekly: Annotated[int, typer.Option(min=0, help="Weekly backups kept.")] = 4,
     keep_monthly: Annotated[int, typer.Option(min=0, help="Monthly backups kept.")] = 6,
     remove: Annotated[bool, typer.Option("--remove", help="Stop the scheduled backups.")] = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Back an instance up on a schedule (a CronJob), then apply the retention
     (`restic forget --prune`). Scheduled backups run without the app's hooks.
@@ -145,28 +179,50 @@ def schedule(
     Examples:
       libresh backup schedule nextcloud --cron "30 3 * * *" --keep-daily 7 --keep-weekly 4
       libresh backup schedule nextcloud --remove
+      libresh backup schedule nextcloud --cron @daily --dry-run
     """
     from libresh_cli.backup.jobs import Retention
-    from libresh_cli.backup.service import check_cron, remove_schedule, set_schedule
+    from libresh_cli.backup.service import check_cron, remove_schedule, schedule_of, set_schedule
 
-    app = app_context(ctx)
+    app = app_context(ctx, output, dry_run, yes)
     if cron is not None and not remove:
         check_cron(cron)  # before connecting
+    if cron is None and not remove:
+        raise BadInputError("Say when with --cron, or stop the schedule with --remove.")
+    keep = {"daily": keep_daily, "weekly": keep_weekly, "monthly": keep_monthly}
+    wanted = (
+        f"at {cron!r} (UTC), keeping {keep_daily} daily, {keep_weekly} weekly and "
+        f"{keep_monthly} monthly backups"
+    )
     with kube_client(app) as kube:
         if remove:
+            if app.dry_run:
+                now = schedule_of(kube, name)
+                said = f"remove {name}'s backup schedule ({now})" if now else "change nothing"
+                dry_run_said(app, [said if now else f"{said}: {name} has no schedule"])
+                return
             gone = remove_schedule(kube, name)
-            app.err.print(f"✓ {name}: {'schedule removed' if gone else 'had no schedule'}.")
+            said = "schedule removed" if gone else "had no schedule"
+            done(app, {"instance": name, "removed": gone}, f"{name}: {said}.")
             return
-        if cron is None:
-            raise BadInputError("Say when with --cron, or stop the schedule with --remove.")
         _say_if_simulated(app, kube, name)
+        if app.dry_run:
+            from libresh_cli.apps.lifecycle import require_record
+
+            require_record(kube, name)
+            now = schedule_of(kube, name)
+            dry_run_said(
+                app,
+                [f"back {name} up {wanted}" + (f" (now: {now!r})" if now else "")],
+                instance=name,
+                cron=cron,
+                keep=keep,
+            )
+            return
         set_schedule(
-            kube, catalog(app), name, cron, Retention(keep_daily, keep_weekly, keep_monthly)
+            kube, catalog(app), name, str(cron), Retention(keep_daily, keep_weekly, keep_monthly)
         )
-    app.err.print(
-        f"✓ {name} is backed up at {cron!r} (UTC), keeping {keep_daily} daily, {keep_weekly} "
-        f"weekly and {keep_monthly} monthly backups."
-    )
+    done(app, {"instance": name, "cron": cron, "keep": keep}, f"{name} is backed up {wanted}.")
 
 
 @storage_app.command("set")
@@ -189,6 +245,9 @@ def storage_set(
             "by default a new key is made once and kept."
         ),
     ] = None,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Set where backups go, and check that the storage can be reached and written.
 
@@ -200,11 +259,12 @@ def storage_set(
       libresh backup storage set --path /var/backups/libresh --node node-1
       libresh backup storage set --s3-endpoint https://s3.fr-par.scw.cloud --bucket coop \\
           --access-key-id SCW123 --secret-key-file s3.key
+      libresh backup storage set --path /srv/backups --node node-1 --dry-run
     """
     from libresh_cli.backup.service import configure_storage
     from libresh_cli.backup.storage import BackupStorage, S3Keys, check_storage, ensure_node_exists
 
-    app = app_context(ctx)
+    app = app_context(ctx, output, dry_run, yes)
     if (s3_endpoint is None) == (path is None):
         raise BadInputError(
             "Give either --s3-endpoint (with --bucket) or --path (with --node).",
@@ -228,14 +288,43 @@ def storage_set(
     with kube_client(app) as kube:
         if storage.kind == "path":
             ensure_node_exists(kube, storage.node)
+        if app.dry_run:
+            _storage_dry_run(app, kube, storage, keys, imported)
+            return
         with reporter.spinning("Opening the backup storage"):
             made = configure_storage(kube, storage, keys, imported, reporter)
-    app.err.print(f"✓ Backups go to {storage.describe()}.")
+    done(
+        app,
+        {"storage": storage.to_dict(), "new_key": made},
+        f"Backups go to {storage.describe()}.",
+    )
     if made:
         app.err.print(
             "! A new repository key was made. Without it the backups cannot be read: "
             "export it now and keep it off this cluster: libresh backup key export --file KEYFILE"
         )
+
+
+def _storage_dry_run(
+    app: AppContext,
+    kube: KubeClient,
+    storage: BackupStorage,
+    keys: S3Keys | None,
+    imported: str | None,
+) -> None:
+    from libresh_cli.backup.storage import read_storage, storage_values
+
+    previous, _ = read_storage(kube)
+    _, made = storage_values(kube, storage, keys, imported)  # refuses a conflicting key too
+    where = storage.describe()
+    actions = [
+        f"check that {where} can be reached and written (a runner Job in libresh-system)",
+        f"send backups to {where}"
+        + (f" instead of {previous.describe()}" if previous and previous != storage else ""),
+    ]
+    if made:
+        actions.append("make a new repository key (then: libresh backup key export --file FILE)")
+    dry_run_said(app, actions, storage=storage.to_dict(), new_key=made)
 
 
 @storage_app.command("show")
@@ -261,6 +350,7 @@ def key_export(
     file: Annotated[
         Path | None, typer.Option(help="Write it to this file (mode 0600) instead of stdout.")
     ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Print (or write) the cluster's backup key, to keep somewhere safe off this cluster.
 
@@ -271,22 +361,26 @@ def key_export(
     Examples:
       libresh backup key export --file ~/coop-restic-key.txt
       libresh backup key export | pass insert -m libresh/restic
+      libresh backup key export -o json | jq -r .key
     """
     from libresh_cli.backup.storage import PASSWORD_KEY, require_storage
     from libresh_cli.settings import write_private_file
 
-    app = app_context(ctx)
+    app = app_context(ctx, output)
     with kube_client(app) as kube:
         _, values = require_storage(kube)
     app.err.print(
         "! Keep this key off the cluster: without it the backups cannot be read, and with it "
         "anyone who reaches the storage can read them."
     )
-    if file is None:
-        typer.echo(values[PASSWORD_KEY])
+    if file is None:  # asked for by name: the one command whose data is a secret
+        if app.output is OutputFormat.table:
+            typer.echo(values[PASSWORD_KEY])  # as it is, for a pipe
+        else:
+            emit(app, {"key": values[PASSWORD_KEY]}, str)
         return
     write_private_file(file, values[PASSWORD_KEY] + "\n")
-    app.err.print(f"✓ Written to {file} (mode 0600).")
+    done(app, {"file": str(file)}, f"Written to {file} (mode 0600).")
 
 
 @backups_app.command("list")

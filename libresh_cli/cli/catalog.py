@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from libresh_cli.cli.common import OutputOption, app_context, catalog
+from libresh_cli.cli.context import OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
 from libresh_cli.cli.terminal import marked
 
@@ -134,30 +135,37 @@ def _show_table(data: dict[str, Any]) -> Any:
 def validate(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="App folders (holding app.yaml).")],
+    output: OutputOption = None,
 ) -> None:
     """Check app definitions: every problem at once, with file, field and line; every
     version is rendered with sample values to check the templates.
 
     \b
-    Example:
+    Examples:
       libresh catalog validate apps/nextcloud apps/vaultwarden
+      libresh catalog validate apps/* -o json | jq '.[] | select(.valid | not)'
     """
     from libresh_cli.apps.catalog import validate_app
     from libresh_cli.errors import LibreshError
 
-    app = app_context(ctx)
+    app = app_context(ctx, output)
     failures = []
+    results: list[dict[str, Any]] = []
     for path in paths:
         try:
             checked = validate_app(path)
         except LibreshError as error:
             failures.append(error)
+            results.append({"path": str(path), "valid": False, "problems": error.message})
             continue
-        app.err.print(
-            marked(
-                "✓", "green", f"{path}: {checked.name} is valid ({len(checked.versions)} versions)."
+        versions = len(checked.versions)
+        results.append({"path": str(path), "app": checked.name, "valid": True})
+        if app.output is OutputFormat.table:
+            app.err.print(
+                marked("✓", "green", f"{path}: {checked.name} is valid ({versions} versions).")
             )
-        )
+    if app.output is not OutputFormat.table:
+        emit(app, results, str)  # the failure's exit code follows, without a second document
     if len(failures) == 1:
         raise failures[0]
     if failures:

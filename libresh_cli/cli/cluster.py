@@ -16,6 +16,7 @@ from libresh_cli.cli.common import (
     YesOption,
     app_context,
     confirm,
+    dry_run_said,
     kube_client,
 )
 from libresh_cli.cli.context import AppContext
@@ -134,6 +135,8 @@ def create(
         typer.Option(help="A k3s install script to run instead of https://get.k3s.io."),
     ] = None,
     output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Create (or repair) an HA k3s cluster on Hetzner Cloud from a cluster file: SSH key,
     private network, firewall, spread placement group, a load balancer for the API (only with
@@ -165,13 +168,14 @@ def create(
       export HCLOUD_TOKEN=...   # or --token-file ~/.config/libresh/hcloud-token
       libresh cluster create -f cluster.yaml
       libresh cluster create -f cluster.yaml -o json
+      libresh cluster create -f cluster.yaml --dry-run   # what exists, what would be made
     """
     from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
     from libresh_cli.cluster.hetzner import CreateOptions
     from libresh_cli.cluster.hetzner import create as create_cluster
     from libresh_cli.remote.ssh import SSH_CONFIG_ENV
 
-    app = app_context(ctx, output)
+    app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)
     if email is not None:
         from libresh_cli.infra.service import check_email
@@ -180,6 +184,11 @@ def create(
     if install_script is not None and not install_script.is_file():
         raise BadInputError(f"--install-script {install_script}: no such file.")
     cloud, token = _cloud(token_file)
+    if app.dry_run:
+        from libresh_cli.cluster.preview import create_actions
+
+        dry_run_said(app, create_actions(cloud, spec), cluster=spec.name)
+        return
     source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
     ssh_config = os.environ.get(SSH_CONFIG_ENV)
     reporter = app.reporter()
@@ -304,6 +313,7 @@ def scale(
     ] = None,
     yes: YesOption = False,
     output: OutputOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Add or remove agents. New agents are created and joined (all at once); removed ones
     (the highest-numbered first) are drained, their pods moved, then deleted. Removing asks
@@ -313,6 +323,7 @@ def scale(
     Examples:
       libresh cluster scale -f cluster.yaml --agents 4
       libresh cluster scale -f cluster.yaml --agents 1 --yes
+      libresh cluster scale -f cluster.yaml --agents 1 --dry-run
     """
     from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
     from libresh_cli.cluster.hetzner import (
@@ -327,12 +338,17 @@ def scale(
     from libresh_cli.kube.connection import KubeTarget
     from libresh_cli.remote.ssh import SSH_CONFIG_ENV
 
-    app = app_context(ctx, output, yes=yes)
+    app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)
     count = spec.agents.count if agents is None else agents
     if count and not spec.agents.server_type:
         raise BadInputError(f"{spec.source}: agents.type is needed to add agents.")
     cloud, _ = _cloud(token_file)
+    if app.dry_run:
+        from libresh_cli.cluster.preview import scale_actions
+
+        dry_run_said(app, scale_actions(cloud, spec, count), cluster=spec.name, agents=count)
+        return
     reporter = app.reporter()
     removing = agents_to_remove(cloud.servers(spec.labels), count)
     if removing:
@@ -362,33 +378,46 @@ def scale(
 def destroy(
     ctx: typer.Context,
     file: FileOption,
-    token_file: TokenFileOption = None,
-    yes: Annotated[
+    name: Annotated[
         str | None,
-        typer.Option(
-            "--yes",
-            metavar="NAME",
-            help="Destroy without asking: give the cluster's name again, as a check.",
+        typer.Argument(
+            help="The cluster's name, as a check that the file is the cluster meant (needed "
+            "with --yes)."
         ),
     ] = None,
+    token_file: TokenFileOption = None,
+    yes: YesOption = False,
     output: OutputOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Delete the cluster: every server, the load balancer, firewall, placement group,
     network and SSH key carrying its labels (nothing else: volumes made by the CSI driver,
     which hold your data, are kept and listed in the Hetzner console). Asks for the cluster's
-    name to be typed; scripts give it with --yes NAME.
+    name to be typed; scripts give it as NAME with --yes.
 
     \b
     Examples:
       libresh cluster destroy -f cluster.yaml
-      libresh cluster destroy -f cluster.yaml --yes coop
+      libresh cluster destroy -f cluster.yaml --dry-run     # what would be deleted
+      libresh cluster destroy coop -f cluster.yaml --yes
     """
     from libresh_cli.cluster.hetzner import destroy as destroy_cluster
 
-    app = app_context(ctx, output)
+    app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)
-    _check_destroy_name(app, spec.name, yes)
+    if name is not None and name != spec.name:
+        raise BadInputError(
+            f"{name!r} is not the name of the cluster in {file} ({spec.name}); nothing was deleted."
+        )
+    if not app.dry_run:
+        _check_destroy_name(app, spec.name, name)
     cloud, _ = _cloud(token_file)
+    if app.dry_run:
+        from libresh_cli.cluster.preview import destroy_actions
+
+        actions = destroy_actions(cloud, spec.labels)
+        dry_run_said(app, actions or ["delete nothing: nothing carries the cluster's labels"])
+        return
     deleted = destroy_cluster(cloud, spec.name, spec.labels, app.paths, app.reporter())
     emit(app, {"cluster": spec.name, "deleted": deleted}, lambda d: rows_table(
         ["DELETED"], [[item] for item in d["deleted"]]))  # fmt: skip
@@ -397,16 +426,20 @@ def destroy(
 
 
 def _check_destroy_name(app: AppContext, name: str, given: str | None) -> None:
-    if given is not None:
-        if given != name:
-            raise BadInputError(
-                f"--yes {given!r} is not this cluster's name ({name}); nothing was deleted."
-            )
+    """--yes alone is not enough: the name given beside it says the file is the one meant
+    (`--yes NAME`, as before, still reads so: NAME is then the argument)."""
+    if app.yes and given is not None:
         return
+    if app.yes:
+        raise BadInputError(
+            f"Destroying cluster {name} without being asked needs its name beside --yes.",
+            hint=f"libresh cluster destroy {name} -f FILE --yes",
+        )
     if not app.interactive:
         raise BadInputError(
             f"Destroying cluster {name} must be confirmed, and there is no terminal to ask.",
-            hint=f"Pass --yes {name} to destroy it without being asked.",
+            hint=f"Pass its name and --yes to destroy it without being asked: "
+            f"libresh cluster destroy {name} -f FILE --yes",
         )
     import questionary
 

@@ -42,6 +42,28 @@ def app_context(
     return app
 
 
+def done(app: AppContext, data: dict[str, Any], message: str) -> None:
+    """A command's outcome: a line for people (stderr), the data for -o json/yaml (stdout)."""
+    if app.output is OutputFormat.table:
+        from libresh_cli.cli.terminal import marked
+
+        app.err.print(marked("✓", "green", message))
+    else:
+        from libresh_cli.cli.output import emit
+
+        emit(app, data, str)
+
+
+def dry_run_said(app: AppContext, actions: list[str], **details: Any) -> None:
+    """A dry run's answer, for commands without a plan of objects: what would be done, one
+    line each (data, on stdout), then that nothing was changed."""
+    from libresh_cli.cli.output import emit
+
+    data = {"dry_run": True, "would": actions, **details}
+    emit(app, data, lambda d: "\n".join(f"Would {line}" for line in d["would"]))
+    app.err.print("Dry run: nothing was changed.", style="dim")
+
+
 @contextmanager
 def kube_client(app: AppContext) -> Iterator[KubeClient]:
     from libresh_cli.kube.client import KubeClient

@@ -18,24 +18,32 @@ from libresh_cli.errors import ExitCode, LibreshError
 from libresh_cli.settings import Paths, write_private_file
 
 
-def json_requested(argv: list[str]) -> bool:
-    """Whether the command line asks for JSON output (-o json, --output json, --output=json,
-    -ojson), wherever the option stands."""
+def data_format_requested(argv: list[str]) -> str | None:
+    """ "json" or "yaml" when the command line asks for it (-o json, --output yaml,
+    --output=json, -ojson), wherever the option stands; None for tables."""
     for index, arg in enumerate(argv):
-        if arg in ("-o", "--output") and argv[index + 1 : index + 2] == ["json"]:
-            return True
-        if arg in ("--output=json", "-ojson"):
-            return True
-    return False
+        if arg in ("-o", "--output") and argv[index + 1 : index + 2] in (["json"], ["yaml"]):
+            return argv[index + 1]
+        for prefix in ("--output=", "-o"):
+            if arg in (f"{prefix}json", f"{prefix}yaml"):
+                return arg.removeprefix(prefix)
+    return None
 
 
-def print_json_failure(message: str, exit_code: int, hint: str | None = None) -> None:
-    """One JSON document on stdout, so a script reading -o json output can parse a failure
-    too (the message also goes to stderr, for people)."""
-    import json
-
+def print_failure_document(
+    data_format: str, message: str, exit_code: int, hint: str | None = None
+) -> None:
+    """One document on stdout, in the format asked for, so a script reading -o json (or
+    yaml) output can parse a failure too (the message also goes to stderr, for people)."""
     document = {"error": message, "exit_code": exit_code, "hint": hint}
-    sys.stdout.write(json.dumps(document) + "\n")
+    if data_format == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+    else:
+        import json
+
+        sys.stdout.write(json.dumps(document) + "\n")
 
 
 def debug_requested(argv: list[str]) -> bool:

@@ -74,9 +74,11 @@ def install(
     ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Install or update the infrastructure. A re-run changes nothing; a changed value
-    (e.g. a new --email) is applied to what uses it.
+    (e.g. a new --email) is applied to what uses it. It asks nothing but a missing email
+    (--yes is taken for scripts that pass it to every command).
 
     \b
     Examples:
@@ -92,7 +94,7 @@ def install(
         plan_install,
     )
 
-    app = app_context(ctx, output, dry_run)
+    app = app_context(ctx, output, dry_run, yes)
     if profile is not None:
         load_profile(profile)  # checked before connecting, as the email
     if email is not None:

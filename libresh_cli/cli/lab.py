@@ -10,8 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from libresh_cli.cli.common import DryRunOption, OutputOption, app_context
-from libresh_cli.cli.context import OutputFormat
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    dry_run_said,
+)
+from libresh_cli.cli.context import AppContext, OutputFormat
 from libresh_cli.cli.output import emit, key_value_table, rows_table
 from libresh_cli.errors import NotFoundError, OperationFailedError
 
@@ -62,6 +68,7 @@ def up(
     ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Start a lab cluster and write its kubeconfig (mode 0600).
 
@@ -83,7 +90,7 @@ def up(
     """
     from libresh_cli.lab.cluster import LabSpec, lab_up, plan_lab_up
 
-    app = app_context(ctx, output, dry_run)
+    app = app_context(ctx, output, dry_run, yes)
     simulated = nodes if nodes is not None else (0 if real_node else 1)
     spec = LabSpec(name=name, nodes=simulated, api_port=api_port, real_node=real_node)
     if app.dry_run:
@@ -121,6 +128,9 @@ def down(
     ctx: typer.Context,
     name: NameOption = "default",
     all_labs: Annotated[bool, typer.Option("--all", help="Stop every lab.")] = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Stop every process of a lab and remove its state (etcd data, PKI, kubeconfig).
 
@@ -129,15 +139,22 @@ def down(
     \b
     Examples:
       libresh lab down
-      libresh lab down --all
+      libresh lab down --all --dry-run
     """
     from libresh_cli.lab.cluster import lab_down
-    from libresh_cli.lab.state import lab_names
+    from libresh_cli.lab.state import lab_dir, lab_names, validate_name
 
-    app = app_context(ctx)
+    app = app_context(ctx, output, dry_run, yes)
     reporter = app.reporter()
     names = lab_names(app.paths) if all_labs else [name]
+    if app.dry_run:
+        found = [n for n in names if validate_name(n) and lab_dir(app.paths, n).exists()]
+        actions = [f"stop lab '{n}' and remove its state" for n in found]
+        dry_run_said(app, actions or ["change nothing: no such lab"], labs=found)
+        return
     stopped = [n for n in names if lab_down(app.paths, n, reporter)]
+    if app.output is not OutputFormat.table:
+        emit(app, {"stopped": stopped}, str)
     if not stopped:
         app.err.print(
             f"No lab named '{name}' is running; nothing to do."
@@ -213,40 +230,78 @@ def _statuses_table(rows: list[dict[str, Any]]) -> Any:
 
 
 @lab_app.command("kubeconfig")
-def kubeconfig(ctx: typer.Context, name: NameOption = "default") -> None:
+def kubeconfig(
+    ctx: typer.Context, name: NameOption = "default", output: OutputOption = None
+) -> None:
     """Print the path of the lab's kubeconfig, for KUBECONFIG or --kubeconfig.
 
     \b
-    Example:
+    Examples:
       export KUBECONFIG=$(libresh lab kubeconfig)
+      libresh lab kubeconfig --name ci -o json
     """
     from libresh_cli.lab.state import kubeconfig_path, load_state, validate_name
 
-    app = app_context(ctx)
+    app = app_context(ctx, output)
     validate_name(name)
     path = kubeconfig_path(app.paths, name)
     if load_state(app.paths, name) is None or not path.exists():
         raise NotFoundError(f"No lab named '{name}' is running.", hint="Start it: libresh lab up")
-    typer.echo(str(path))
+    if app.output is OutputFormat.table:
+        typer.echo(str(path))  # as it is, for $(...)
+    else:
+        emit(app, {"name": name, "kubeconfig": str(path)}, str)
 
 
 @lab_app.command("build")
 def build(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option(help="Build again even when cached.")] = False,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Build the lab's binaries from Go modules into the cache (what `lab up` does on first use).
 
     \b
-    Example:
+    Examples:
       libresh lab build
+      libresh lab build --dry-run     # cached, or what a build would make
     """
     from libresh_cli.lab.binaries import build_binaries, ensure_binaries
 
-    app = app_context(ctx)
+    app = app_context(ctx, output, dry_run, yes)
+    if app.dry_run:
+        _build_dry_run(app, force)
+        return
     reporter = app.reporter()
     with reporter.spinning("Building the lab binaries"):
         built = (
             build_binaries(app.paths, reporter) if force else ensure_binaries(app.paths, reporter)
         )
-    typer.echo(str(built.root))
+    if app.output is OutputFormat.table:
+        typer.echo(str(built.root))  # as it is, for $(...)
+    else:
+        emit(app, {"root": str(built.root)}, str)
+
+
+def _build_dry_run(app: AppContext, force: bool) -> None:
+    from libresh_cli.lab.binaries import (
+        KUBERNETES_VERSION,
+        KWOK_VERSION,
+        cache_dir,
+        find_binaries,
+    )
+
+    found = None if force else find_binaries(app.paths)
+    if found is not None:
+        dry_run_said(app, [f"use the binaries in {found.root}: nothing to build"])
+        return
+    dry_run_said(
+        app,
+        [
+            f"build the control plane (Kubernetes v{KUBERNETES_VERSION}) and kwok "
+            f"v{KWOK_VERSION} from Go modules into {cache_dir(app.paths)} (needs Go; "
+            "15 to 30 minutes the first time)"
+        ],
+    )

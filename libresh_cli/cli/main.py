@@ -12,9 +12,9 @@ import typer
 from libresh_cli import __version__
 from libresh_cli.cli.context import AppContext, OutputFormat, color_wanted
 from libresh_cli.cli.failure import (
+    data_format_requested,
     debug_requested,
-    json_requested,
-    print_json_failure,
+    print_failure_document,
     report_libresh_error,
     report_unexpected_error,
 )
@@ -268,8 +268,9 @@ def _run(args: list[str]) -> int:
     _last_failure.set("")
     args = hoist_global_options(args)
     code = _run_command(args)
-    if code != 0 and json_requested(args) and not EMITTED.data:
-        print_json_failure(*_last_failure.get(code))
+    data_format = data_format_requested(args)
+    if code != 0 and data_format and not EMITTED.data:
+        print_failure_document(data_format, *_last_failure.get(code))
     return code
 
 

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from libresh_cli.cli.common import OutputOption, app_context, kube_client, read_secret_file
+from libresh_cli.cli.common import (
+    DryRunOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    done,
+    dry_run_said,
+    kube_client,
+    read_secret_file,
+)
 from libresh_cli.cli.context import AppContext
 from libresh_cli.cli.output import emit, rows_table
-from libresh_cli.cli.terminal import marked
 from libresh_cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from libresh_cli.kube.client import KubeClient
 
 services_app = typer.Typer(
     help="""How backing services (postgres, redis) are provided on this cluster.
@@ -93,6 +104,9 @@ def set_provider(
             "command line."
         ),
     ] = None,
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Choose how new instances get a backing service.
 
@@ -100,11 +114,12 @@ def set_provider(
     Examples:
       libresh services set postgres --provider external --host 10.0.0.5 --password-file pw
       libresh services set redis --provider external --host cache.lan --port 6380
+      libresh services set postgres --provider embedded --dry-run
     """
     from libresh_cli.apps.providers import ExternalService, check_external
     from libresh_cli.apps.providers import set_provider as do_set
 
-    app = app_context(ctx)
+    app = app_context(ctx, output, dry_run, yes)
     external = None
     password = None
     if provider is Provider.external:
@@ -113,17 +128,32 @@ def set_provider(
         default_port = 5432 if kind is Kind.postgres else 6379
         external = ExternalService(kind.value, host, port or default_port, admin_user, sslmode)
         check_external(external)  # before connecting, or asking for the password
-        password = _password(app, kind, password_file)
+        if not app.dry_run:
+            password = _password(app, kind, password_file)
+    where = f" at {external.host}:{external.port}" if external else ""
     with kube_client(app) as kube:
+        if app.dry_run:
+            _set_dry_run(app, kube, kind, f"{provider.value}{where}")
+            return
         setting = do_set(kube, kind.value, external, password)
     details = setting.get("external", {})
     where = f" at {details['host']}:{details['port']}" if external else ""
-    app.err.print(
-        marked(
-            "✓",
-            "green",
-            f"{kind.value}: {setting['provider']}{where}, for instances installed from now on.",
-        )
+    done(
+        app,
+        {"service": kind.value, "provider": setting["provider"], **details},
+        f"{kind.value}: {setting['provider']}{where}, for instances installed from now on.",
+    )
+
+
+def _set_dry_run(app: AppContext, kube: KubeClient, kind: Kind, wanted: str) -> None:
+    from libresh_cli.apps.providers import read_settings
+
+    settings, _ = read_settings(kube)
+    now = settings.get(kind.value, {}).get("provider", "embedded")
+    dry_run_said(
+        app,
+        [f"give instances installed from now on {kind.value} {wanted} (now: {now})"],
+        service=kind.value,
     )
 
 

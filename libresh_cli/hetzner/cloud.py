@@ -434,14 +434,7 @@ class HetznerCloud:
         deleted: list[str] = []
         failures: list[str] = []
         wanted = selector(labels)
-        kinds: list[tuple[str, Callable[..., list[Any]]]] = [
-            ("load balancer", self._client.load_balancers.get_all),
-            ("firewall", self._client.firewalls.get_all),
-            ("placement group", self._client.placement_groups.get_all),
-            ("network", self._client.networks.get_all),
-            ("SSH key", self._client.ssh_keys.get_all),
-        ]
-        for kind, get_all in kinds:
+        for kind, get_all in self._labelled_kinds():
             try:
                 with self._errors(f"deleting the {kind}s"):
                     for resource in get_all(label_selector=wanted):
@@ -459,6 +452,24 @@ class HetznerCloud:
                 hint="Run the same command again: what is already gone is skipped.",
             )
         return deleted
+
+    def labelled(self, labels: dict[str, str]) -> list[str]:
+        """What delete_labelled would delete, as 'kind name', changing nothing."""
+        found = []
+        for kind, get_all in self._labelled_kinds():
+            with self._errors(f"listing the {kind}s"):
+                found += [f"{kind} {r.name}" for r in get_all(label_selector=selector(labels))]
+        return found
+
+    def _labelled_kinds(self) -> list[tuple[str, Callable[..., list[Any]]]]:
+        """Every kind but servers, in the order Hetzner accepts their deletion."""
+        return [
+            ("load balancer", self._client.load_balancers.get_all),
+            ("firewall", self._client.firewalls.get_all),
+            ("placement group", self._client.placement_groups.get_all),
+            ("network", self._client.networks.get_all),
+            ("SSH key", self._client.ssh_keys.get_all),
+        ]
 
     def _delete_firewall(self, firewall: Any, attempts: int = 10, pause: float = 2.0) -> None:
         """A firewall still applied, by a label selector too (even one no server matches any

@@ -377,7 +377,11 @@ def test_destroy_asks_for_the_name_and_removes_only_what_is_labelled(small: HaLa
                                                "public_key": "ssh-ed25519 AAAB", "fingerprint": "x",
                                                "created": NOW}  # fmt: skip
     no_tty = small.run("cluster", "destroy", "-f", str(path))
-    assert no_tty.returncode == 2 and "--yes tiny" in no_tty.stderr
+    assert no_tty.returncode == 2 and "destroy tiny -f FILE --yes" in no_tty.stderr
+    unnamed = small.run("cluster", "destroy", "-f", str(path), "--yes")
+    assert unnamed.returncode == 2 and "needs its name beside --yes" in unnamed.stderr
+    dry = small.run("-o", "json", "cluster", "destroy", "-f", str(path), "--dry-run")
+    assert "delete server tiny-server-1" in json.loads(dry.stdout)["would"], dry.stderr
     wrong = small.run("cluster", "destroy", "-f", str(path), "--yes", "tinny")
     assert wrong.returncode == 2 and "nothing was deleted" in wrong.stderr
     assert len(small.fake.of_kind("servers")) == 1

@@ -307,3 +307,28 @@ def test_labels_names_and_user_data_are_checked_like_the_api_does(fake: FakeHetz
         cloud.create_server(request_for("coop-agent-1", key, user_data="#" * (32 * 1024 + 1)))
     with pytest.raises(BadInputError, match="name: must be a valid hostname"):
         cloud.create_server(request_for("coop_agent", key))
+
+
+def test_dry_runs_of_create_scale_and_destroy_say_what_they_would_do_and_change_nothing(
+    fake: FakeHetzner,
+) -> None:
+    from libresh_cli.cluster.preview import create_actions, destroy_actions, scale_actions
+
+    cloud = cloud_of(fake)
+    spec = spec_of(count=1)
+    ensure_servers(cloud, spec, parts_of(cloud), CreateReport("coop"), SilentReporter(), agents=1)
+    requests_before = len(fake.times)
+    before = {kind: len(fake.of_kind(kind)) for kind in ("servers", "networks", "firewalls")}
+    created = create_actions(cloud, spec)
+    assert "create 1 server(s): coop-agent-2 (cx33)" in created
+    assert "keep 2 server(s) that exist: coop-server-1, coop-agent-1" in created
+    assert scale_actions(cloud, spec, 0) == ["drain and delete agent coop-agent-1"]
+    assert scale_actions(cloud, spec, 3) == [
+        "create and join 2 agent(s) (cx33): coop-agent-2, coop-agent-3"
+    ]
+    assert scale_actions(cloud, spec, 1) == ["change nothing: cluster coop has 1 agent(s)"]
+    deleted = destroy_actions(cloud, LABELS)
+    assert {"delete server coop-server-1", "delete server coop-agent-1"} <= set(deleted)
+    assert {"delete SSH key coop", "delete placement group coop"} <= set(deleted)
+    assert {kind: len(fake.of_kind(kind)) for kind in before} == before
+    assert {m for m, _, _ in fake.times[requests_before:]} == {"GET"}
