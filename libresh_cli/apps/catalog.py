@@ -11,8 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.model import App, Parameter
-from libresh_cli.apps.render import Instance, RenderError, generated_secret_keys, render
+from libresh_cli.apps.render import RenderError, generated_secret_keys, render
 from libresh_cli.apps.schema import CatalogInvalidError, Problem, load_app
 from libresh_cli.errors import BadInputError, NotFoundError
 

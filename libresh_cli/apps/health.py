@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from libresh_cli.apps.render import APP_VERSION, INSTANCE
+from libresh_cli.apps.instance import APP_VERSION, INSTANCE
 from libresh_cli.errors import OperationFailedError
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for

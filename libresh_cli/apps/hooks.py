@@ -7,9 +7,9 @@ import copy
 import time
 from typing import Any
 
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.model import HookStep
 from libresh_cli.apps.placement import place_with_volumes
-from libresh_cli.apps.render import Instance
 from libresh_cli.errors import OperationFailedError
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, WaitTimeoutError, wait_for

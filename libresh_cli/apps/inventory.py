@@ -8,13 +8,8 @@ from typing import Any
 
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.health import HOPELESS
-from libresh_cli.apps.lifecycle import (
-    instance_for,
-    never_installed,
-    prepare,
-    require_record,
-    save_record,
-)
+from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
+from libresh_cli.apps.lifecycle import instance_for, never_installed, prepare
 from libresh_cli.apps.model import App
 from libresh_cli.apps.plan import Plan, upgrade_path
 from libresh_cli.apps.record import (
@@ -25,9 +20,10 @@ from libresh_cli.apps.record import (
     RecordUnreadableError,
     Result,
     Status,
+    require_record,
+    save_record,
 )
-from libresh_cli.apps.render import INSTANCE, MANAGED_BY
-from libresh_cli.errors import LibreshError, NotFoundError
+from libresh_cli.errors import LibreshError
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.progress import Reporter
@@ -232,9 +228,7 @@ def diff_instance(kube: KubeClient, catalog: Catalog, name: str) -> Plan:
     """What applying the installed version again would change (drift, catalog changes)."""
     record = require_record(kube, name)
     app = catalog.load(record.app)
-    version = app.version(record.version)
-    if version is None:
-        raise NotFoundError(f"The catalog no longer has {app.name} {record.version}.")
+    version = app.running_version(name, record.version)
     return prepare(kube, instance_for(kube, record, app, version), record, record.version).plan
 
 

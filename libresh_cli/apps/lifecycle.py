@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from libresh_cli.apps import hooks
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.health import wait_healthy
+from libresh_cli.apps.instance import INSTANCE, MANAGED_BY, Instance
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import (
     Asker,
@@ -22,21 +23,19 @@ from libresh_cli.apps.params import (
 from libresh_cli.apps.plan import Plan, compare
 from libresh_cli.apps.providers import providers_for_new_instance, read_settings, services_for
 from libresh_cli.apps.record import (
-    RECORD_NAME,
     Action,
     HistoryEntry,
     InstanceRecord,
     Ref,
     Result,
     Status,
+    read_record,
     refs_of,
+    save_record,
 )
 from libresh_cli.apps.render import (
     CREDENTIALS_SECRET,
     FOR_JOB,
-    INSTANCE,
-    MANAGED_BY,
-    Instance,
     generated_secret_keys,
     provisioning_secrets,
     render,
@@ -83,37 +82,6 @@ class NoSafeguard:
 
     def restore(self, instance: str, token: str) -> None:
         raise AssertionError("NoSafeguard takes no backups, so there is nothing to restore")
-
-
-def read_record(kube: KubeClient, name: str) -> InstanceRecord | None:
-    configmap = kube.get("v1", "ConfigMap", RECORD_NAME, name)
-    return InstanceRecord.from_configmap(configmap) if configmap else None
-
-
-def save_record(kube: KubeClient, record: InstanceRecord) -> None:
-    """Write the record if nobody wrote it since it was read (compare and swap on its
-    resourceVersion); the record then carries the new one, for its next write."""
-    try:
-        written = kube.apply(record.to_configmap())
-    except KubeApiError as error:
-        if error.status != 409:
-            raise
-        raise ConflictError(
-            f"The record of {record.name} was changed by someone else while this run worked "
-            "on it; this run's view of it is out of date, so it was not written.",
-            hint=f"See the instance as it is now: libresh status {record.name}",
-        ) from error
-    record.resource_version = str(written["metadata"]["resourceVersion"])
-
-
-def require_record(kube: KubeClient, name: str) -> InstanceRecord:
-    record = read_record(kube, name)
-    if record is None:
-        raise NotFoundError(
-            f"No instance named '{name}' on this cluster.",
-            hint="`libresh list` shows the installed instances.",
-        )
-    return record
 
 
 def existing_secret_values(kube: KubeClient, namespace: str) -> dict[str, str]:
@@ -292,12 +260,7 @@ def _choose_version(app: App, wanted: str | None, record: InstanceRecord | None)
                 f"not change versions.",
                 hint=f"Use `libresh upgrade {record.name} --to {wanted}`.",
             )
-        current = app.version(record.version)
-        if current is None:
-            raise NotFoundError(
-                f"{record.name} runs {app.name} {record.version}, which the catalog no longer has."
-            )
-        return current
+        return app.running_version(record.name, record.version)
     if wanted is None:
         return app.latest
     version = app.version(wanted)

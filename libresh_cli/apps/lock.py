@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from libresh_cli.apps.render import INSTANCE, MANAGED_BY
+from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
 from libresh_cli.errors import ConflictError, LibreshError, NotFoundError
 from libresh_cli.kube.client import KubeApiError, KubeClient
 

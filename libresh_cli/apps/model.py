@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from libresh_cli.errors import NotFoundError
+
 SCHEMA_VERSION = 1
 PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password")
 SERVICE_KINDS = ("postgres", "redis")
@@ -112,6 +114,18 @@ class App:
 
     def version(self, wanted: str) -> Version | None:
         return next((v for v in self.versions if v.version == wanted), None)
+
+    def running_version(self, instance: str, running: str) -> Version:
+        """The catalog's entry for the version an instance runs; an error that says so when
+        the catalog no longer has it (a catalog older than the install, or edited)."""
+        found = self.version(running)
+        if found is None:
+            raise NotFoundError(
+                f"{instance} runs {self.name} {running}, which the catalog no longer has.",
+                hint="Use the catalog it was installed from (--catalog), or a newer libresh: "
+                "its catalog keeps every version it ever offered.",
+            )
+        return found
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)

@@ -4,7 +4,7 @@ nothing."""
 from __future__ import annotations
 
 from libresh_cli.apps.inventory import BACKUP_SCHEDULE, KEPT_ON_UNINSTALL
-from libresh_cli.apps.lifecycle import require_record
+from libresh_cli.apps.record import require_record
 from libresh_cli.kube.client import KubeClient
 
 

@@ -8,10 +8,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from libresh_cli.apps.render import INSTANCE, MANAGED_BY
-from libresh_cli.errors import OperationFailedError
+from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
+from libresh_cli.errors import ConflictError, NotFoundError, OperationFailedError
+
+if TYPE_CHECKING:
+    from libresh_cli.kube.client import KubeClient
 
 RECORD_NAME = "libresh-instance"
 RECORD_LABEL = "libresh.dev/record"
@@ -173,3 +176,39 @@ def _ref(value: Any) -> Ref:
 
 def refs_of(objects: list[dict[str, Any]]) -> list[Ref]:
     return [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects]
+
+
+# -- kept in the cluster: a ConfigMap in the instance's namespace ------------------------
+
+
+def read_record(kube: KubeClient, name: str) -> InstanceRecord | None:
+    configmap = kube.get("v1", "ConfigMap", RECORD_NAME, name)
+    return InstanceRecord.from_configmap(configmap) if configmap else None
+
+
+def save_record(kube: KubeClient, record: InstanceRecord) -> None:
+    """Write the record if nobody wrote it since it was read (compare and swap on its
+    resourceVersion); the record then carries the new one, for its next write."""
+    from libresh_cli.kube.client import KubeApiError  # the adapter, when a record is written
+
+    try:
+        written = kube.apply(record.to_configmap())
+    except KubeApiError as error:
+        if error.status != 409:
+            raise
+        raise ConflictError(
+            f"The record of {record.name} was changed by someone else while this run worked "
+            "on it; this run's view of it is out of date, so it was not written.",
+            hint=f"See the instance as it is now: libresh status {record.name}",
+        ) from error
+    record.resource_version = str(written["metadata"]["resourceVersion"])
+
+
+def require_record(kube: KubeClient, name: str) -> InstanceRecord:
+    record = read_record(kube, name)
+    if record is None:
+        raise NotFoundError(
+            f"No instance named '{name}' on this cluster.",
+            hint="`libresh list` shows the installed instances.",
+        )
+    return record

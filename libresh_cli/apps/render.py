@@ -13,7 +13,6 @@ import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,11 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from libresh_cli import yamlfile
-from libresh_cli.apps.model import App, Version
+from libresh_cli.apps.instance import Instance
+from libresh_cli.apps.model import App
 from libresh_cli.errors import BadInputError
 from libresh_cli.kube.store import secret_manifest
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-INSTANCE = "app.kubernetes.io/instance"
-APP_NAME = "app.kubernetes.io/name"
-APP_VERSION = "app.kubernetes.io/version"
 CREDENTIALS_SECRET = "libresh-credentials"  # noqa: S105 - the Secret's name
 CLUSTER_ISSUER = "letsencrypt-production"
 ALLOWED_KINDS = {
@@ -52,45 +48,6 @@ ALLOWED_KINDS = {
     ("policy/v1", "PodDisruptionBudget"),
 }
 Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One installed copy of an app: its name is also its namespace."""
-
-    name: str
-    app: App
-    version: Version
-    params: Mapping[str, Any]  # every parameter's value, secrets excluded
-    secret_values: Mapping[str, str] = field(default_factory=dict, repr=False)
-    # kind -> provider and its settings (host, port…); absent means `embedded`
-    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
-    service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-    def provider(self, kind: str) -> str:
-        return str(self.services.get(kind, {}).get("provider", "embedded"))
-
-    @property
-    def namespace(self) -> str:
-        return self.name
-
-    @property
-    def domain(self) -> str | None:
-        value = self.params.get("domain")
-        return str(value) if value else None
-
-    @property
-    def url(self) -> str | None:
-        return f"https://{self.domain}" if self.domain else None
-
-    def labels(self) -> dict[str, str]:
-        return {
-            MANAGED_BY: "libresh",
-            INSTANCE: self.name,
-            APP_NAME: self.app.name,
-            APP_VERSION: self.version.version,
-        }
 
 
 class RenderError(BadInputError):

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from libresh_cli.apps import hooks
 from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.lifecycle import (
     Prepared,
     Safeguard,
@@ -25,14 +26,21 @@ from libresh_cli.apps.lifecycle import (
     instance_for,
     never_installed,
     prepare,
-    read_record,
-    require_record,
-    save_record,
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.plan import upgrade_path
-from libresh_cli.apps.record import Action, HistoryEntry, InstanceRecord, Result, Status, refs_of
-from libresh_cli.apps.render import Instance, render
+from libresh_cli.apps.record import (
+    Action,
+    HistoryEntry,
+    InstanceRecord,
+    Result,
+    Status,
+    read_record,
+    refs_of,
+    require_record,
+    save_record,
+)
+from libresh_cli.apps.render import render
 from libresh_cli.errors import InterruptedRunError, LibreshError, OperationFailedError
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.progress import Reporter
@@ -110,11 +118,7 @@ def upgrade(
         record = resume_interrupted(kube, record, plan.app, safeguard, reporter)
     for target in plan.path:
         still_held()
-        current = plan.app.version(record.version)
-        if current is None:
-            raise OperationFailedError(
-                f"The catalog no longer has {record.version}, the version {record.name} runs."
-            )
+        current = plan.app.running_version(record.name, record.version)
         record = _step(kube, record, plan.app, current, target, safeguard, reporter)
     return record
 
@@ -132,7 +136,7 @@ def _step(
     token = safeguard.before_step(record.name, current.version, target.version)
     record = read_record(kube, record.name) or record  # the backup wrote to its history
     old = _instance(kube, record, app, current)
-    new = _at_version(old, target)
+    new = old.at_version(target)
     old_objects = render(old)  # only what the pre_upgrade hooks are made from
     step = prepare(kube, new, record, current.version)
     record.status = Status.UPGRADING
@@ -156,18 +160,6 @@ def _step(
     save_record(kube, record)
     reporter.done(f"{record.name} upgraded to {target.version}")
     return record
-
-
-def _at_version(instance: Instance, version: Version) -> Instance:
-    return Instance(
-        instance.name,
-        instance.app,
-        version,
-        instance.params,
-        instance.secret_values,
-        instance.services,
-        instance.service_secrets,
-    )
 
 
 def resume_interrupted(
@@ -199,7 +191,7 @@ def resume_interrupted(
         f"restoring the backup {token} taken before it, and {version_from}, first."
     )
     old = _instance(kube, record, app, previous)
-    step = prepare(kube, _at_version(old, failed), record, version_from)
+    step = prepare(kube, old.at_version(failed), record, version_from)
     outcome, _ = _bring_back(kube, record, old, step, token, safeguard, reporter)
     cause = LibreshError(f"the run upgrading to {version_to} was interrupted")
     _record_rollback(kube, record, old, version_to, cause, outcome)

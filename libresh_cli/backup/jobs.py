@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
 from libresh_cli.apps.model import App
 from libresh_cli.apps.record import RECORD_NAME
-from libresh_cli.apps.render import CREDENTIALS_SECRET, INSTANCE, MANAGED_BY
+from libresh_cli.apps.render import CREDENTIALS_SECRET
 from libresh_cli.backup.runner import runner_script
 from libresh_cli.backup.storage import (
     REPOSITORY_CLAIM,

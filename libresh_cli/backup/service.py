@@ -20,6 +20,7 @@ from typing import Any
 
 from libresh_cli.apps import hooks
 from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.lifecycle import (
     apply_and_wait,
     existing_secret_values,
@@ -27,17 +28,24 @@ from libresh_cli.apps.lifecycle import (
     instance_for,
     never_installed,
     prepare,
-    read_record,
-    require_record,
-    save_record,
     stored_params,
 )
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import GivenValues, resolve, validate_instance_name
 from libresh_cli.apps.placement import claims_of, place_with_volumes
 from libresh_cli.apps.providers import read_settings, services_for
-from libresh_cli.apps.record import Action, HistoryEntry, InstanceRecord, Result, Status, refs_of
-from libresh_cli.apps.render import CREDENTIALS_SECRET, Instance, render
+from libresh_cli.apps.record import (
+    Action,
+    HistoryEntry,
+    InstanceRecord,
+    Result,
+    Status,
+    read_record,
+    refs_of,
+    require_record,
+    save_record,
+)
+from libresh_cli.apps.render import CREDENTIALS_SECRET, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
     Retention,
@@ -314,12 +322,7 @@ def _installed(
             ),
         )
     app = catalog.load(record.app)
-    version = app.version(record.version)
-    if version is None:
-        raise NotFoundError(
-            f"{name} runs {app.name} {record.version}, which the catalog no longer has."
-        )
-    return record, app, version
+    return record, app, app.running_version(name, record.version)
 
 
 def take_backup(

@@ -343,7 +343,7 @@ def uninstall(
     app = app_context(ctx, output, dry_run, yes)
     what = "and DELETE ALL ITS DATA" if purge_data else "(its data is kept)"
     with kube_client(app) as kube:
-        from libresh_cli.apps.lifecycle import require_record
+        from libresh_cli.apps.record import require_record
 
         require_record(kube, name)
         if app.dry_run:
@@ -392,7 +392,8 @@ def secret_get(
       libresh secret get nextcloud admin_password
       libresh secret get nextcloud admin_password -o json | jq -r .value
     """
-    from libresh_cli.apps.lifecycle import existing_secret_values, require_record
+    from libresh_cli.apps.lifecycle import existing_secret_values
+    from libresh_cli.apps.record import require_record
 
     app = app_context(ctx, output)
     with kube_client(app) as kube:
@@ -433,7 +434,8 @@ def secret_list(
     Example:
       libresh secret list nextcloud
     """
-    from libresh_cli.apps.lifecycle import existing_secret_values, require_record
+    from libresh_cli.apps.lifecycle import existing_secret_values
+    from libresh_cli.apps.record import require_record
 
     app = app_context(ctx, output)
     with kube_client(app) as kube:

@@ -136,7 +136,7 @@ def _say_if_simulated(app: AppContext, kube: KubeClient, name: str) -> None:
 
 def _backup_dry_run(app: AppContext, kube: KubeClient, name: str) -> None:
     """What `backup NAME` would do, from the instance's record, its app and the storage."""
-    from libresh_cli.apps.lifecycle import require_record
+    from libresh_cli.apps.record import require_record
     from libresh_cli.backup.storage import require_storage
 
     record = require_record(kube, name)
@@ -207,7 +207,7 @@ def schedule(
             return
         _say_if_simulated(app, kube, name)
         if app.dry_run:
-            from libresh_cli.apps.lifecycle import require_record
+            from libresh_cli.apps.record import require_record
 
             require_record(kube, name)
             now = schedule_of(kube, name)
@@ -462,8 +462,8 @@ def restore(
       libresh restore nextcloud --snapshot 20261122T031500Z-3fa2
       libresh restore nextcloud --as nextcloud-test --domain test.example.org
     """
-    from libresh_cli.apps.lifecycle import require_record
     from libresh_cli.apps.lock import instance_lock
+    from libresh_cli.apps.record import require_record
     from libresh_cli.backup.service import (
         check_clone_target_free,
         find_backup,

@@ -19,8 +19,9 @@ from kubernetes import client as k8s
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.inventory import list_instances
 from libresh_cli.apps.lifecycle import install as install_prepared
-from libresh_cli.apps.lifecycle import plan_install, read_record, save_record
+from libresh_cli.apps.lifecycle import plan_install
 from libresh_cli.apps.params import GivenValues
+from libresh_cli.apps.record import read_record, save_record
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.progress import SilentReporter

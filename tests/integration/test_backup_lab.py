@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from libresh_cli.apps.catalog import Catalog
-from libresh_cli.apps.lifecycle import read_record
+from libresh_cli.apps.record import read_record
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
 from libresh_cli.backup.service import find_backup, list_backups, restore_as, restore_backup

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from libresh_cli.apps.lifecycle import read_record
+from libresh_cli.apps.record import read_record
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
 from tests.integration.test_apps import install, libresh, name, ok

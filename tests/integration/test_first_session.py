@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from libresh_cli.apps.lifecycle import require_record
+from libresh_cli.apps.record import require_record
 from libresh_cli.apps.upgrade import plan_upgrade, upgrade
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient, wait_for

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from libresh_cli.apps.catalog import Catalog
-from libresh_cli.apps.lifecycle import install, plan_install, read_record
+from libresh_cli.apps.lifecycle import install, plan_install
 from libresh_cli.apps.params import GivenValues
 from libresh_cli.apps.providers import ExternalService, set_provider
+from libresh_cli.apps.record import read_record
 from libresh_cli.apps.upgrade import UpgradeFailedError, plan_upgrade, upgrade
 from libresh_cli.backup.runner import BackupEntry
 from libresh_cli.backup.service import (

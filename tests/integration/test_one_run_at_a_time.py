@@ -19,13 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from libresh_cli.apps.lifecycle import (
-    install,
-    plan_install,
-    read_record,
-    require_record,
-    save_record,
-)
+from libresh_cli.apps.lifecycle import install, plan_install
 from libresh_cli.apps.lock import (
     LEASE_API,
     LEASE_NAME,
@@ -35,6 +29,7 @@ from libresh_cli.apps.lock import (
     instance_lock,
 )
 from libresh_cli.apps.params import GivenValues
+from libresh_cli.apps.record import read_record, require_record, save_record
 from libresh_cli.apps.upgrade import plan_upgrade, upgrade
 from libresh_cli.errors import ConflictError, ExitCode, InterruptedRunError
 from libresh_cli.kube.client import KubeClient, wait_for

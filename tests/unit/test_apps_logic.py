@@ -9,17 +9,11 @@ import pytest
 
 from libresh_cli.apps.catalog import builtin_catalog
 from libresh_cli.apps.hooks import hook_job
+from libresh_cli.apps.instance import APP_VERSION, INSTANCE, MANAGED_BY, Instance
 from libresh_cli.apps.model import Parameter, Version
 from libresh_cli.apps.params import GivenValues, parse_set_options, resolve, validate_instance_name
 from libresh_cli.apps.plan import compare, upgrade_path
-from libresh_cli.apps.render import (
-    APP_VERSION,
-    INSTANCE,
-    MANAGED_BY,
-    Instance,
-    generated_secret_keys,
-    render,
-)
+from libresh_cli.apps.render import generated_secret_keys, render
 from libresh_cli.apps.schema import load_app
 from libresh_cli.errors import BadInputError, NotFoundError
 

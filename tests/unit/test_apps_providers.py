@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from libresh_cli.apps.catalog import builtin_catalog
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.lifecycle import Prepared, transient_secrets
 from libresh_cli.apps.plan import Change, Plan
 from libresh_cli.apps.providers import (
@@ -15,13 +16,7 @@ from libresh_cli.apps.providers import (
     providers_for_new_instance,
     services_for,
 )
-from libresh_cli.apps.render import (
-    FOR_JOB,
-    Instance,
-    generated_secret_keys,
-    provisioning_secrets,
-    render,
-)
+from libresh_cli.apps.render import FOR_JOB, generated_secret_keys, provisioning_secrets, render
 from libresh_cli.apps.schema import load_app
 from libresh_cli.errors import BadInputError, OperationFailedError
 

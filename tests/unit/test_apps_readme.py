@@ -13,6 +13,7 @@ import pytest
 from libresh_cli.apps import model, render, schema
 from libresh_cli.apps.catalog import validate_app
 from libresh_cli.apps.hooks import hook_job
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.schema import REFERENCE, SECTIONS, CatalogInvalidError, Problem
 from libresh_cli.cli.main import _run
 
@@ -49,7 +50,7 @@ def test_the_worked_example_is_a_valid_package(tmp_path: Path) -> None:
     # What the README says an install makes of it.
     secrets = render.generated_secret_keys(app)
     assert set(secrets) == {"admin_password", "postgres_password", "postgres_superuser_password"}
-    instance = render.Instance(
+    instance = Instance(
         "rss",
         app,
         app.latest,
@@ -116,7 +117,7 @@ def test_every_field_and_word_of_the_format_is_documented() -> None:
 def test_every_name_of_the_template_context_is_documented(tmp_path: Path) -> None:
     text = README.read_text()
     app = validate_app(write_example(tmp_path))
-    context = render.template_context(render.Instance("rss", app, app.latest, {}))
+    context = render.template_context(Instance("rss", app, app.latest, {}))
     for name, value in context.items():
         if isinstance(value, dict) and name not in ("params", "services", "labels"):
             missing = [key for key in value if f"`{name}.{key}`" not in text]

@@ -283,7 +283,8 @@ def test_hostile_template_is_refused(
 def test_the_rules_hold_for_install_too(tmp_path: Path) -> None:
     """Installs render through the same function as `catalog validate`."""
     from libresh_cli.apps.catalog import Catalog
-    from libresh_cli.apps.render import Instance, RenderError, generated_secret_keys
+    from libresh_cli.apps.instance import Instance
+    from libresh_cli.apps.render import RenderError, generated_secret_keys
 
     folder = _app(tmp_path, {"a.yaml": CONFIG_MAP.replace("NAME", "libresh-isolate")})
     app = Catalog((tmp_path,)).load("hostile")

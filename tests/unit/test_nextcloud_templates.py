@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from libresh_cli.apps.catalog import builtin_catalog
+from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.render import (
-    Instance,
     RenderError,
     apache_body_limit,
     generated_secret_keys,

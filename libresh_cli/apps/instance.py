@@ -1,0 +1,61 @@
+"""The instance: one installed copy of an app, at one version, with its values, credentials
+and backing services. Every service works on it; libresh_cli/apps/render.py turns it into
+Kubernetes objects. Its name is also its namespace, and the labels it puts on every object
+are how libresh finds what is its."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from libresh_cli.apps.model import App, Version
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+INSTANCE = "app.kubernetes.io/instance"
+APP_NAME = "app.kubernetes.io/name"
+APP_VERSION = "app.kubernetes.io/version"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One installed copy of an app: its name is also its namespace."""
+
+    name: str
+    app: App
+    version: Version
+    params: Mapping[str, Any]  # every parameter's value, secrets excluded
+    secret_values: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # kind -> provider and its settings (host, port…); absent means `embedded`
+    services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
+    service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def provider(self, kind: str) -> str:
+        return str(self.services.get(kind, {}).get("provider", "embedded"))
+
+    @property
+    def namespace(self) -> str:
+        return self.name
+
+    @property
+    def domain(self) -> str | None:
+        value = self.params.get("domain")
+        return str(value) if value else None
+
+    @property
+    def url(self) -> str | None:
+        return f"https://{self.domain}" if self.domain else None
+
+    def labels(self) -> dict[str, str]:
+        return {
+            MANAGED_BY: "libresh",
+            INSTANCE: self.name,
+            APP_NAME: self.app.name,
+            APP_VERSION: self.version.version,
+        }
+
+    def at_version(self, version: Version) -> Instance:
+        """The same instance at another version of its app (an upgrade's step, a restore of
+        a backup taken with another version)."""
+        return replace(self, version=version)
