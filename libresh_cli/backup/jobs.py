@@ -95,6 +95,11 @@ def _labels(target: Target, action: str) -> dict[str, str]:
     return {MANAGED_BY: "libresh", INSTANCE: target.name, RUNNER_LABEL: action}
 
 
+Mount = tuple[Manifest, Manifest]  # (the container's volumeMount, the pod's volume)
+DATA_ACTIONS = ("backup", "restore", "scheduled")  # the runs that read or write the data
+META_ACTIONS = ("backup", "scheduled")  # the runs that stage the record and Secrets
+
+
 def runner_pod_spec(
     target: Target,
     storage: BackupStorage,
@@ -106,80 +111,11 @@ def runner_pod_spec(
     """The pod that runs `action` (backup, restore, snapshots, forget, scheduled, init),
     restic's environment from the Secret `repository_secret` and, for a node path, the
     repository's directory from the volume claim `claim`."""
-    touches_data = action in ("backup", "restore", "scheduled")
-    # /work (TMPDIR) holds what the runner itself writes, Secrets among them (the staged
-    # record and Secrets of a backup without volumes, a `meta` run's unpacked record): in
-    # memory, never on the node's disk. restic's cache (/work/cache) and its temporary pack
-    # files (the runner puts them in the cache's tmp/) can be large: a disk volume mounted
-    # inside it.
-    mounts: list[Manifest] = [
-        {"name": "tools", "mountPath": "/tools"},
-        {"name": "runner", "mountPath": "/runner"},
-        {"name": "work", "mountPath": "/work"},
-        {"name": "cache", "mountPath": "/work/cache"},
-    ]
-    volumes: list[Manifest] = [
-        {"name": "tools", "emptyDir": {}},
-        {"name": "runner", "configMap": {"name": RUNNER_CONFIGMAP}},
-        {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": WORK_SIZE}},
-        {"name": "cache", "emptyDir": {}},
-    ]
-    if storage.kind == "path":
-        mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
-        volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": claim}})
-    if touches_data:
-        for volume in target.volumes:
-            mounts.append({"name": f"data-{volume}", "mountPath": f"{VOLUMES_DIR}/{volume}"})
-            volumes.append(
-                {"name": f"data-{volume}", "persistentVolumeClaim": {"claimName": volume}}
-            )
-        for database in target.databases:
-            mounts.append(
-                {
-                    "name": f"db-{database}",
-                    "mountPath": f"{DATABASES_DIR}/{database}",
-                    "readOnly": True,
-                }
-            )
-            volumes.append(
-                {"name": f"db-{database}", "secret": {"secretName": f"libresh-{database}"}}
-            )
-    if action in ("backup", "scheduled"):
-        # The record and Secrets are staged beside the volumes (one snapshot holds both):
-        # that place is memory too, not the container's root filesystem.
-        mounts.append({"name": "meta-stage", "mountPath": f"{VOLUMES_DIR}/.libresh-meta"})
-        volumes.append(
-            {"name": "meta-stage", "emptyDir": {"medium": "Memory", "sizeLimit": META_STAGE_SIZE}}
-        )
-        mounts.append({"name": "record", "mountPath": f"{META_DIR}/record", "readOnly": True})
-        volumes.append({"name": "record", "configMap": {"name": RECORD_NAME}})
-        for secret in (CREDENTIALS_SECRET, *(f"libresh-{kind}" for kind in target.services)):
-            mounts.append(
-                {
-                    "name": f"meta-{secret}",
-                    "mountPath": f"{META_DIR}/secrets/{secret}",
-                    "readOnly": True,
-                }
-            )
-            volumes.append(
-                {"name": f"meta-{secret}", "secret": {"secretName": secret, "optional": True}}
-            )
-    runner_env = {
-        "LIBRESH_ACTION": action,
-        "LIBRESH_INSTANCE": target.name,
-        "LIBRESH_APP": target.app,
-        "LIBRESH_VERSION": target.version,
-        "LIBRESH_VOLUMES_DIR": VOLUMES_DIR,
-        "LIBRESH_VOLUMES": " ".join(target.volumes),
-        "LIBRESH_DATABASES_DIR": DATABASES_DIR,
-        "LIBRESH_DATABASES": " ".join(target.databases),
-        "LIBRESH_RESULT_FILE": "/dev/termination-log",
-        "PATH": "/tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "TMPDIR": "/work",
-        "RESTIC_CACHE_DIR": "/work/cache",
-        **({"LIBRESH_META_DIR": META_DIR} if action in ("backup", "scheduled") else {}),
-        **env,
-    }
+    mounts = _runner_mounts() + _repository_mounts(storage, claim)
+    if action in DATA_ACTIONS:
+        mounts += _data_mounts(target)
+    if action in META_ACTIONS:
+        mounts += _meta_mounts(target)
     spec: Manifest = {
         "restartPolicy": "Never",
         # Nothing in this pod talks to the Kubernetes API.
@@ -197,32 +133,126 @@ def runner_pod_spec(
                 "name": "runner",
                 "image": RUNNER_IMAGE,
                 "command": ["sh", "/runner/backup-runner.sh"],
-                "env": _env(runner_env),
+                "env": _env(_runner_env(target, action, env)),
                 "envFrom": [{"secretRef": {"name": repository_secret}}],
-                "volumeMounts": mounts,
+                "volumeMounts": [mount for mount, _ in mounts],
                 # root: it reads and restores every file of the volumes with its owner.
                 "securityContext": {"runAsUser": 0},
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
             }
         ],
-        "volumes": volumes,
+        "volumes": [volume for _, volume in mounts],
     }
-    if touches_data and target.volumes and target.volume_users:
-        # A ReadWriteOnce volume can only be mounted on the node that has it: go where the
-        # pods using it are. Required, not preferred: elsewhere the runner would wait in
-        # "Multi-Attach error" until its deadline. (One-off Jobs are pinned to that node by
-        # name when they are made: libresh_cli/apps/placement.py.)
-        spec["affinity"] = {
-            "podAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": [
-                    {
-                        "labelSelector": {"matchLabels": dict(target.volume_users)},
-                        "topologyKey": "kubernetes.io/hostname",
-                    }
-                ]
-            }
-        }
+    if action in DATA_ACTIONS and target.volumes and target.volume_users:
+        spec["affinity"] = _with_the_volumes(target)
     return spec
+
+
+def _mount(name: str, path: str, volume: Manifest, read_only: bool = False) -> Mount:
+    mount: Manifest = {"name": name, "mountPath": path}
+    if read_only:
+        mount["readOnly"] = True
+    return mount, {"name": name, **volume}
+
+
+def _runner_mounts() -> list[Mount]:
+    """/work (TMPDIR) holds what the runner itself writes, Secrets among them (the staged
+    record and Secrets of a backup without volumes, a `meta` run's unpacked record): in
+    memory, never on the node's disk. restic's cache (/work/cache) and its temporary pack
+    files (the runner puts them in the cache's tmp/) can be large: a disk volume mounted
+    inside it."""
+    return [
+        _mount("tools", "/tools", {"emptyDir": {}}),
+        _mount("runner", "/runner", {"configMap": {"name": RUNNER_CONFIGMAP}}),
+        _mount("work", "/work", {"emptyDir": {"medium": "Memory", "sizeLimit": WORK_SIZE}}),
+        _mount("cache", "/work/cache", {"emptyDir": {}}),
+    ]
+
+
+def _repository_mounts(storage: BackupStorage, claim: str) -> list[Mount]:
+    if storage.kind != "path":
+        return []  # S3: reached over the network
+    return [_mount("repository", REPOSITORY_MOUNT, {"persistentVolumeClaim": {"claimName": claim}})]
+
+
+def _data_mounts(target: Target) -> list[Mount]:
+    """The instance's volumes, and the connection Secrets of the databases it dumps."""
+    volumes = [
+        _mount(
+            f"data-{volume}",
+            f"{VOLUMES_DIR}/{volume}",
+            {"persistentVolumeClaim": {"claimName": volume}},
+        )
+        for volume in target.volumes
+    ]
+    databases = [
+        _mount(
+            f"db-{database}",
+            f"{DATABASES_DIR}/{database}",
+            {"secret": {"secretName": f"libresh-{database}"}},
+            read_only=True,
+        )
+        for database in target.databases
+    ]
+    return volumes + databases
+
+
+def _meta_mounts(target: Target) -> list[Mount]:
+    """The record and Secrets, staged beside the volumes (one snapshot holds both): that
+    place is memory too, not the container's root filesystem."""
+    stage = {"emptyDir": {"medium": "Memory", "sizeLimit": META_STAGE_SIZE}}
+    mounts = [
+        _mount("meta-stage", f"{VOLUMES_DIR}/.libresh-meta", stage),
+        _mount(
+            "record", f"{META_DIR}/record", {"configMap": {"name": RECORD_NAME}}, read_only=True
+        ),
+    ]
+    for secret in (CREDENTIALS_SECRET, *(f"libresh-{kind}" for kind in target.services)):
+        mounts.append(
+            _mount(
+                f"meta-{secret}",
+                f"{META_DIR}/secrets/{secret}",
+                {"secret": {"secretName": secret, "optional": True}},
+                read_only=True,
+            )
+        )
+    return mounts
+
+
+def _runner_env(target: Target, action: str, env: dict[str, str]) -> dict[str, str]:
+    return {
+        "LIBRESH_ACTION": action,
+        "LIBRESH_INSTANCE": target.name,
+        "LIBRESH_APP": target.app,
+        "LIBRESH_VERSION": target.version,
+        "LIBRESH_VOLUMES_DIR": VOLUMES_DIR,
+        "LIBRESH_VOLUMES": " ".join(target.volumes),
+        "LIBRESH_DATABASES_DIR": DATABASES_DIR,
+        "LIBRESH_DATABASES": " ".join(target.databases),
+        "LIBRESH_RESULT_FILE": "/dev/termination-log",
+        "PATH": "/tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TMPDIR": "/work",
+        "RESTIC_CACHE_DIR": "/work/cache",
+        **({"LIBRESH_META_DIR": META_DIR} if action in META_ACTIONS else {}),
+        **env,
+    }
+
+
+def _with_the_volumes(target: Target) -> Manifest:
+    """A ReadWriteOnce volume can only be mounted on the node that has it: go where the pods
+    using it are. Required, not preferred: elsewhere the runner would wait in "Multi-Attach
+    error" until its deadline. (One-off Jobs are pinned to that node by name when they are
+    made: libresh_cli/apps/placement.py.)"""
+    return {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": dict(target.volume_users)},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
 
 
 def runner_job(
