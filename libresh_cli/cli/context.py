@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,14 +92,17 @@ class TerminalReporter:
         self.console = console
         self.quiet = quiet
         self._status: object | None = None
+        self._since = time.monotonic()  # of the work under way, shown beside its steps
 
     def step(self, message: str) -> None:
         if self._status is not None:
-            from libresh_cli.cli.terminal import spinner_text
+            from libresh_cli.cli.terminal import spinner_line
 
-            self._status.update(spinner_text(message))  # type: ignore[attr-defined]
+            self._status.update(spinner_line(message, self._since))  # type: ignore[attr-defined]
         elif not self.quiet and not self.console.is_terminal:
-            self.console.print(f"… {message}")
+            from libresh_cli.cli.terminal import took
+
+            self.console.print(f"… {message}{took(self._since)}")
 
     def done(self, message: str) -> None:
         if not self.quiet:
@@ -117,9 +121,10 @@ class TerminalReporter:
         if not self.console.is_terminal or self.quiet:
             yield self
             return
-        from libresh_cli.cli.terminal import spinner_text
+        from libresh_cli.cli.terminal import spinner_line
 
-        with self.console.status(spinner_text(message)) as status:
+        self._since = time.monotonic()
+        with self.console.status(spinner_line(message, self._since)) as status:  # type: ignore[arg-type]
             self._status = status
             try:
                 yield self

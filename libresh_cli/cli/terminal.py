@@ -7,6 +7,7 @@ is printed: `libresh --help` does not pay for it."""
 from __future__ import annotations
 
 import re
+import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,22 @@ def marked(mark: str, style: str, message: object) -> Text:
     return Text.assemble((mark, style), " ", plain(message))
 
 
-def spinner_text(message: object) -> str:
-    """A spinner's line is read as markup by Rich: escaped."""
-    from rich.markup import escape
+def took(started: float) -> str:
+    """' (1m 05s)': the time since `started`, for a step that takes long; '' under 2 s."""
+    seconds = int(time.monotonic() - started)
+    if seconds < 2:
+        return ""
+    return f" ({seconds // 60}m {seconds % 60:02d}s)" if seconds >= 60 else f" ({seconds}s)"
 
-    return escape(plain(message))
+
+def spinner_line(message: object, started: float) -> object:
+    """A spinner's text with the time taken since `started`: rich draws it again at each
+    refresh, so the time moves while a long step (a cold build, a node joining) runs. A Text,
+    never read as markup."""
+    from rich.text import Text
+
+    class Elapsed:
+        def __rich__(self) -> Text:
+            return Text(plain(message) + took(started))
+
+    return Elapsed()

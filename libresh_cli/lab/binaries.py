@@ -19,6 +19,9 @@ import platform
 import re
 import shutil
 import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -158,17 +161,26 @@ def build_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
     (target.root / COMPLETE_MARKER).unlink(missing_ok=True)
     work = paths.cache / "lab" / "build"
     _write_go_module(work)
+    started = time.monotonic()
     reporter.step(
         f"Building Kubernetes v{KUBERNETES_VERSION} (control plane, kubelet, kube-proxy) from "
-        "Go modules (once; about 10 minutes on 2 cores, more on a slow network)"
+        "Go modules (once; about 10 minutes on 2 cores, more on a slow network): "
+        "downloading the modules"
     )
-    _build_controlplane(go, work, target.controlplane)
+    packages = _package_count(go, work)
+    reporter.done(f"Go modules ready ({packages} packages to compile) in {elapsed(started)}")
+    compiling = time.monotonic()
+    _build_controlplane(go, work, target.controlplane, BuildProgress(reporter, packages))
     _build_pause(go, work, target.pause)
-    reporter.done(f"Built {CONTROLPLANE} and {PAUSE} (Kubernetes v{KUBERNETES_VERSION})")
+    reporter.done(
+        f"Built {CONTROLPLANE} and {PAUSE} (Kubernetes v{KUBERNETES_VERSION}) in "
+        f"{elapsed(compiling)}"
+    )
+    kwok = time.monotonic()
     reporter.step(f"Building kwok v{KWOK_VERSION}")
     _install_kwok(go, target.kwok)
     _copy_kwok_stages(go, work, target.stages)
-    reporter.done(f"Built kwok v{KWOK_VERSION}")
+    reporter.done(f"Built kwok v{KWOK_VERSION} in {elapsed(kwok)} (all: {elapsed(started)})")
     (target.root / COMPLETE_MARKER).write_text(json.dumps(build_info()) + "\n")
     return target
 
@@ -193,12 +205,50 @@ def version_ldflags() -> str:
     )
 
 
-def _build_controlplane(go: str, work: Path, output: Path) -> None:
+def elapsed(since: float) -> str:
+    seconds = int(time.monotonic() - since)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class BuildProgress:
+    """Counts the packages `go build -v` names as it compiles them (one a line on stderr),
+    and reports every tenth of the whole: a cold build says where it is, a log gets ten
+    lines, not thousands. Packages already in Go's build cache are not named: a warm build
+    ends short of the count."""
+
+    def __init__(self, reporter: Reporter, total: int) -> None:
+        self.reporter, self.total = reporter, max(total, 1)
+        self.compiled = self.tenths = 0
+
+    def line(self, text: str) -> None:
+        if not PACKAGE_LINE.fullmatch(text):
+            return  # an error's text, kept for the message
+        self.compiled += 1
+        tenths = min(self.compiled * 10 // self.total, 9)
+        if tenths > self.tenths:
+            self.tenths = tenths
+            self.reporter.step(
+                f"Compiling {CONTROLPLANE}: {self.compiled} of {self.total} packages"
+            )
+
+
+PACKAGE_LINE = re.compile(r"[\w.~/+-]+")  # an import path, as `go build -v` prints it
+
+
+def _package_count(go: str, work: Path) -> int:
+    """The packages the control plane is made of (`go list -deps`, which downloads the
+    modules it needs first)."""
+    listing = _run([go, "list", "-deps", "."], what="download the Go modules", cwd=work)
+    return len(listing.split())
+
+
+def _build_controlplane(go: str, work: Path, output: Path, progress: BuildProgress) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     _run(
-        [go, "build", "-trimpath", "-ldflags", version_ldflags(), "-o", str(output), "."],
+        [go, "build", "-v", "-trimpath", "-ldflags", version_ldflags(), "-o", str(output), "."],
         what=f"build {CONTROLPLANE}",
         cwd=work,
+        on_line=progress.line,
     )
 
 
@@ -235,18 +285,46 @@ def _copy_kwok_stages(go: str, work: Path, stages: Path) -> None:
 
 
 def _run(
-    command: list[str], *, what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    command: list[str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> str:
+    """The command's stdout; `on_line` is given each line of its stderr as it comes."""
     try:
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
+        if on_line is not None:
+            code, stdout, stderr = _streamed(command, cwd, env, on_line)
+        else:
+            done = subprocess.run(
+                command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+            )
+            code, stdout, stderr = done.returncode, done.stdout, done.stderr
     except OSError as error:
         raise PrerequisiteError(f"Could not run {command[0]} to {what}: {error}.") from error
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+    if code != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-15:])
         raise OperationFailedError(
-            f"Could not {what} (`{' '.join(command[:3])} …` exited {done.returncode}).",
+            f"Could not {what} (`{' '.join(command[:3])} …` exited {code}).",
             hint=tail or None,
         )
-    return done.stdout
+    return stdout
+
+
+def _streamed(
+    command: list[str],
+    cwd: Path | None,
+    env: dict[str, str] | None,
+    on_line: Callable[[str], None],
+) -> tuple[int, str, str]:
+    """Runs the command with its stdout thrown away (a build writes nothing there) and its
+    stderr read line by line; the last lines are kept for an error message."""
+    last: deque[str] = deque(maxlen=15)
+    with subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as process:
+        for line in process.stderr or ():
+            last.append(line.rstrip("\n"))
+            on_line(last[-1])
+    return process.returncode, "", "\n".join(last)
