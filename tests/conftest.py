@@ -25,3 +25,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     line = harness.summary() if harness is not None else None
     if line:
         terminalreporter.write_sep("-", line)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the lab's binaries are built (integration/conftest)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tests that run real parts (the lab, PostgreSQL, restic, sshd…) get the machine ready
+    first: the README's test command is the whole setup (tests/system.py)."""
+    if not any("integration" in item.path.parts for item in session.items):
+        return
+    from tests import system
+
+    problem = system.prepare()
+    if problem:
+        pytest.exit(problem, returncode=1)
