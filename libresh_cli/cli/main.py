@@ -59,6 +59,10 @@ class Commands(LazyGroup):
             "libresh_cli.cli.apps:status",
             "Show an instance: version, health, URL, its objects, upgrades and history.",
         ),
+        "doctor": LazyCommand(
+            "libresh_cli.cli.doctor:doctor",
+            "Check the cluster and each instance, and say what to do about each problem.",
+        ),
         "diff": LazyCommand(
             "libresh_cli.cli.apps:diff",
             "Show what re-applying the installed version would change (hand edits, catalog "
