@@ -26,9 +26,9 @@ from libresh_cli.errors import (
     PrerequisiteError,
     UnreachableError,
 )
-from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.connection import KubeTarget
-from libresh_cli.kube.readiness import node as node_readiness
+from libresh_cli.kube.nodes import wait_nodes_ready
 from libresh_cli.progress import Reporter
 from libresh_cli.remote.base import Host
 from libresh_cli.settings import bootstrap_file
@@ -429,21 +429,11 @@ def _wait_node_ready(
     path: Path, context: str, node_name: str, server: str, reporter: Reporter
 ) -> None:
     reporter.step(f"Waiting for node {node_name} to be Ready")
-    first_try = time.monotonic()
     try:
         with KubeClient.connect(KubeTarget(path, context), timeout=10.0) as kube:
-
-            def ready() -> bool | None:
-                try:
-                    node = kube.get("v1", "Node", node_name)
-                except UnreachableError:
-                    # k3s may still be opening its port after a restart; not for long.
-                    if time.monotonic() - first_try > API_GRACE:
-                        raise
-                    return None
-                return True if node is not None and node_readiness(node).ready else None
-
-            wait_for(f"node {node_name} to be Ready", ready, timeout=NODE_READY_TIMEOUT)
+            wait_nodes_ready(
+                kube, [node_name], timeout=NODE_READY_TIMEOUT, unreachable_grace=API_GRACE
+            )
     except UnreachableError as error:
         raise UnreachableError(
             f"k3s runs, but its API at {server} cannot be reached from this machine.",

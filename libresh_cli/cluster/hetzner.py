@@ -45,7 +45,8 @@ from libresh_cli.hetzner.cloud import (
     ServerInfo,
     ServerRequest,
 )
-from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube import nodes as kube_nodes
+from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.readiness import node as node_readiness
 from libresh_cli.progress import Reporter
@@ -55,7 +56,7 @@ from libresh_cli.settings import Paths, make_private_dirs, write_private_file
 ROLE = "libresh.org/role"
 INDEX = "libresh.org/index"
 SSH_WAIT = 300.0  # a new server's sshd comes up within a minute or two
-NODES_READY_TIMEOUT = 600.0
+NODES_READY_TIMEOUT = kube_nodes.NODES_READY_TIMEOUT
 ETCD_ROLE = "node-role.kubernetes.io/etcd"
 EVERYWHERE = ("0.0.0.0/0", "::/0")
 T = TypeVar("T")
@@ -683,20 +684,10 @@ def connect_here(
     return destination.path
 
 
-def ready_node_names(path: Path, context: str, grace: float = 30.0) -> set[str]:
-    """The nodes Ready now, through the API endpoint; none if it does not answer within
-    `grace` (a new load balancer takes a few health checks to send traffic)."""
-    deadline = time.monotonic() + grace
+def ready_node_names(path: Path, context: str) -> set[str]:
+    """The nodes Ready now, through the API endpoint (none while it does not answer yet)."""
     with KubeClient.connect(KubeTarget(path, context), timeout=10.0) as kube:
-        while True:
-            try:
-                nodes = kube.list("v1", "Node")
-            except UnreachableError:
-                if time.monotonic() > deadline:
-                    return set()
-                time.sleep(2)
-                continue
-            return {n["metadata"]["name"] for n in nodes if node_readiness(n).ready}
+        return kube_nodes.ready_node_names(kube)
 
 
 def wait_nodes_ready(
@@ -704,15 +695,8 @@ def wait_nodes_ready(
 ) -> None:
     reporter.step(f"Waiting for {len(names)} node(s) to be Ready (through {via})")
     with KubeClient.connect(KubeTarget(path, context), timeout=10.0) as kube:
-
-        def ready() -> bool | None:
-            try:
-                found = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
-            except UnreachableError:
-                return None  # the load balancer marks the servers healthy within seconds
-            return all(n in found and node_readiness(found[n]).ready for n in names) or None
-
-        wait_for(f"{len(names)} nodes to be Ready", ready, timeout=NODES_READY_TIMEOUT)
+        # The load balancer marks the servers healthy within seconds: unreachable is waited for.
+        kube_nodes.wait_nodes_ready(kube, names, timeout=NODES_READY_TIMEOUT)
     reporter.done(f"{len(names)} node(s) Ready")
 
 
@@ -841,60 +825,6 @@ def agents_to_remove(servers: list[ServerInfo], count: int) -> list[ServerInfo]:
     return list(reversed(agents[count:]))
 
 
-def drain(kube: KubeClient, node: str, reporter: Reporter, timeout: float = 600.0) -> None:
-    """Cordon, then evict every pod but DaemonSet and mirror pods (disruption budgets are
-    respected: an eviction they refuse is retried), then wait for them to be gone."""
-    reporter.step(f"Draining {node}")
-    kube.request(
-        "PATCH",
-        f"/api/v1/nodes/{node}",
-        body={"spec": {"unschedulable": True}},
-        content_type="application/merge-patch+json",
-    )
-
-    def remaining() -> list[dict[str, Any]]:
-        pods = kube.request(
-            "GET", "/api/v1/pods", params={"fieldSelector": f"spec.nodeName={node}"}
-        )["items"]
-        return [p for p in pods if _evictable(p)]
-
-    def evicted() -> bool | None:
-        pods = remaining()
-        for pod in pods:
-            _evict(kube, pod)
-        return True if not pods else None
-
-    wait_for(f"the pods of {node} to move", evicted, timeout=timeout)
-    reporter.done(f"{node} drained")
-
-
-def _evictable(pod: dict[str, Any]) -> bool:
-    meta = pod["metadata"]
-    owners = meta.get("ownerReferences", [])
-    if any(o.get("kind") == "DaemonSet" for o in owners):
-        return False
-    return "kubernetes.io/config.mirror" not in meta.get("annotations", {})
-
-
-def _evict(kube: KubeClient, pod: dict[str, Any]) -> None:
-    meta = pod["metadata"]
-    body = {
-        "apiVersion": "policy/v1",
-        "kind": "Eviction",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-    }
-    try:
-        kube.request(
-            "POST",
-            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/eviction",
-            body=body,
-        )
-    except LibreshError as error:
-        # 429: a disruption budget says not now; 404: already gone. Both: look again later.
-        if getattr(error, "status", None) not in (404, 429):
-            raise
-
-
 def remove_agent(
     cloud: HetznerCloud,
     kube: KubeClient,
@@ -904,7 +834,9 @@ def remove_agent(
     reporter: Reporter,
 ) -> None:
     if kube.get("v1", "Node", server.name) is not None:
-        drain(kube, server.name, reporter)
+        reporter.step(f"Draining {server.name}")
+        kube_nodes.drain(kube, server.name)
+        reporter.done(f"{server.name} drained")
         kube.delete("v1", "Node", server.name)
     reporter.step(f"Deleting the server {server.name}")
     cloud.delete_server(server.id, server.name)

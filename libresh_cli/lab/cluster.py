@@ -15,7 +15,7 @@ import yaml
 from libresh_cli.errors import BadInputError, ConflictError, LibreshError, OperationFailedError
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
-from libresh_cli.kube.readiness import node as node_readiness
+from libresh_cli.kube.nodes import ready_names, wait_nodes_ready
 from libresh_cli.lab import components, realnode, state
 from libresh_cli.lab.binaries import (
     KUBERNETES_VERSION,
@@ -353,26 +353,27 @@ def _wait_healthy(
 
 
 def _wait_nodes_and_controllers(kube: KubeClient, lab: state.LabState) -> None:
-    def ready() -> bool | None:
-        nodes = kube.list("v1", "Node", label_selector="node.libresh.dev/lab=true")
-        all_ready = len(nodes) == len(lab.nodes) and all(node_readiness(n).ready for n in nodes)
-        # The controller-manager creates each namespace's "default" ServiceAccount; pods
-        # cannot be admitted before it exists.
-        account = kube.get("v1", "ServiceAccount", "default", "default")
-        return True if all_ready and account is not None else None
-
     _live = [p for p in lab.processes if p.component != "etcd"]
 
-    def probe() -> bool | None:
+    def controllers_up() -> bool:
         for record in _live:
             reap(record.pid)
             if not is_alive(record):
                 raise OperationFailedError(
                     f"{record.component} exited while starting.", hint=_log_tail(Path(record.log))
                 )
-        return ready()
+        # The controller-manager creates each namespace's "default" ServiceAccount; pods
+        # cannot be admitted before it exists.
+        return kube.get("v1", "ServiceAccount", "default", "default") is not None
 
-    wait_for("the nodes to be Ready", probe, timeout=NODES_TIMEOUT, interval=0.2)
+    wait_nodes_ready(
+        kube,
+        lab.nodes,
+        timeout=NODES_TIMEOUT,
+        unreachable_grace=0.0,
+        label_selector="node.libresh.dev/lab=true",
+        also=controllers_up,
+    )
 
 
 def _log_tail(log: Path, lines: int = 12) -> str:
@@ -467,7 +468,7 @@ def _count_ready_nodes(kubeconfig: Path) -> int | None:
             nodes = kube.list("v1", "Node", label_selector="node.libresh.dev/lab=true")
     except LibreshError:
         return None
-    return sum(1 for n in nodes if node_readiness(n).ready)
+    return len(ready_names(nodes))
 
 
 def all_statuses(paths: Paths) -> list[LabStatus]:
