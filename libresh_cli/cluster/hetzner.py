@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from libresh_cli.cluster import k3s, kubeconfig
 from libresh_cli.cluster.bootstrap import (
@@ -28,9 +27,9 @@ from libresh_cli.cluster.bootstrap import (
 )
 from libresh_cli.cluster.preflight import HostFacts, assess
 from libresh_cli.cluster.spec import API_LOAD_BALANCER, ClusterSpec
+from libresh_cli.concurrency import run_concurrently
 from libresh_cli.errors import (
     BadInputError,
-    ExitCode,
     LibreshError,
     OperationFailedError,
     PrerequisiteError,
@@ -59,7 +58,6 @@ SSH_WAIT = 300.0  # a new server's sshd comes up within a minute or two
 NODES_READY_TIMEOUT = kube_nodes.NODES_READY_TIMEOUT
 ETCD_ROLE = "node-role.kubernetes.io/etcd"
 EVERYWHERE = ("0.0.0.0/0", "::/0")
-T = TypeVar("T")
 
 # cloud-init for every node: what k3s needs on a fresh image, and nothing that waits for us.
 CLOUD_INIT = """#cloud-config
@@ -870,41 +868,3 @@ def destroy(
     kubeconfig_destination(paths, name).path.unlink(missing_ok=True)
     reporter.done(f"{len(deleted)} resource(s) deleted")
     return deleted
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def run_concurrently(
-    jobs: Mapping[str, Callable[[], T]], workers: int | None = None
-) -> dict[str, T]:
-    """Run every job; when some fail, the others still finish (nothing is left half-made by
-    an early exit), then one error names every failure."""
-    if not jobs:
-        return {}
-    results: dict[str, T] = {}
-    failures: list[tuple[str, BaseException]] = []
-    with ThreadPoolExecutor(max_workers=workers or len(jobs)) as pool:
-        futures = {name: pool.submit(job) for name, job in jobs.items()}
-        for name, future in futures.items():
-            try:
-                results[name] = future.result()
-            except Exception as error:  # noqa: BLE001 - gathered, then raised below
-                failures.append((name, error))
-    if failures:
-        raise _combined(failures)
-    return results
-
-
-def _combined(failures: list[tuple[str, BaseException]]) -> BaseException:
-    if len(failures) == 1:
-        return failures[0][1]
-    first = failures[0][1]
-    lines = "\n".join(f"- {name}: {error}" for name, error in failures)
-    combined = LibreshError(
-        f"{len(failures)} steps failed:\n{lines}",
-        hint=first.hint if isinstance(first, LibreshError) else None,
-    )
-    # The first failure's exit code (e.g. 3 for a lost connection) stands for them all.
-    combined.exit_code = first.exit_code if isinstance(first, LibreshError) else ExitCode.FAILURE
-    return combined

@@ -15,9 +15,9 @@ from libresh_cli.cluster.hetzner import (
     firewall_rules,
     interface_of,
     node_settings,
-    run_concurrently,
 )
 from libresh_cli.cluster.spec import ApiToken, load_spec, parse_spec, read_token
+from libresh_cli.concurrency import run_concurrently
 from libresh_cli.errors import (
     BadInputError,
     LibreshError,
