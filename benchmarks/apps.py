@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from libresh_cli.apps.catalog import Catalog  # noqa: E402
 from libresh_cli.apps.inventory import list_instances  # noqa: E402
-from libresh_cli.apps.lifecycle import plan_install, save_record  # noqa: E402
+from libresh_cli.apps.lifecycle import plan_install  # noqa: E402
 from libresh_cli.apps.params import GivenValues  # noqa: E402
-from libresh_cli.apps.record import InstanceRecord, refs_of  # noqa: E402
+from libresh_cli.apps.record import InstanceRecord, refs_of, save_record  # noqa: E402
 from libresh_cli.kube.client import KubeClient  # noqa: E402
 from libresh_cli.kube.connection import KubeTarget  # noqa: E402
 from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up  # noqa: E402

@@ -82,13 +82,7 @@ class SettingsStore:
         self, kube: KubeClient, document: Any, secrets: Mapping[str, str] | None = None
     ) -> None:
         """Save the document and, when given, the secret values (replacing the Secret's)."""
-        kube.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": self.namespace, "labels": MANAGED_LABELS},
-            }
-        )
+        self._ensure_namespace(kube)
         if secrets is not None:
             self.write_secrets(kube, secrets)
         kube.apply(
@@ -109,6 +103,17 @@ class SettingsStore:
         )
 
     def write_secrets(self, kube: KubeClient, secrets: Mapping[str, str]) -> None:
+        """Save the secret values alone (e.g. a backup key made before its storage is set)."""
         if self.secret is None:
             raise ValueError(f"the settings {self.configmap} keep no secret values")
+        self._ensure_namespace(kube)
         kube.apply(secret_manifest(self.secret, self.namespace, secrets))
+
+    def _ensure_namespace(self, kube: KubeClient) -> None:
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": self.namespace, "labels": MANAGED_LABELS},
+            }
+        )

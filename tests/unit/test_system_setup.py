@@ -3,6 +3,9 @@ the machine lacks a Debian package or Go."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from tests import system
@@ -11,7 +14,7 @@ from tests import system
 def test_as_another_user_it_says_the_one_line_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(system, "PACKAGES", {"restic": lambda: True, "frobnicate": lambda: False})
     monkeypatch.setattr(system, "go_problem", lambda: None)
-    monkeypatch.setattr(system.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert system.prepare() == (
         "The tests need Debian packages that are missing; run: "
         "sudo apt-get install -y -qq frobnicate"
@@ -25,7 +28,7 @@ def test_a_machine_with_everything_needs_nothing(monkeypatch: pytest.MonkeyPatch
 
 
 def test_without_go_it_says_where_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(system.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert system.go_problem() == (
         "Go 1.24+ is needed to build the lab's control plane: https://go.dev/dl/"
     )
