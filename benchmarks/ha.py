@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from libresh_cli.cluster.bootstrap import InstallSource, SourceKind  # noqa: E402
-from libresh_cli.cluster.hetzner import CreateOptions, CreateReport, create  # noqa: E402
+from libresh_cli.cluster.hetzner.create import create  # noqa: E402
+from libresh_cli.cluster.hetzner.report import CreateOptions, CreateReport  # noqa: E402
 from libresh_cli.cluster.spec import load_spec  # noqa: E402
 from libresh_cli.hetzner.cloud import HetznerCloud  # noqa: E402
 from libresh_cli.progress import SilentReporter  # noqa: E402

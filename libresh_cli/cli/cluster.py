@@ -171,8 +171,8 @@ def create(
       libresh cluster create -f cluster.yaml --dry-run   # what exists, what would be made
     """
     from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
-    from libresh_cli.cluster.hetzner import CreateOptions
-    from libresh_cli.cluster.hetzner import create as create_cluster
+    from libresh_cli.cluster.hetzner.create import create as create_cluster
+    from libresh_cli.cluster.hetzner.report import CreateOptions
     from libresh_cli.remote.ssh import SSH_CONFIG_ENV
 
     app = app_context(ctx, output, dry_run, yes)
@@ -265,8 +265,8 @@ def status(
       libresh cluster status -f cluster.yaml
       libresh cluster status -f cluster.yaml -o json | jq .etcd_members
     """
-    from libresh_cli.cluster.hetzner import kubeconfig_destination
-    from libresh_cli.cluster.hetzner import status as cluster_status
+    from libresh_cli.cluster.hetzner.local import kubeconfig_destination
+    from libresh_cli.cluster.hetzner.status import status as cluster_status
     from libresh_cli.kube.client import KubeClient
     from libresh_cli.kube.connection import KubeTarget
 
@@ -326,13 +326,11 @@ def scale(
       libresh cluster scale -f cluster.yaml --agents 1 --dry-run
     """
     from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
-    from libresh_cli.cluster.hetzner import (
-        CreateOptions,
-        agents_to_remove,
-        kubeconfig_destination,
-        remove_agent,
-    )
-    from libresh_cli.cluster.hetzner import create as create_cluster
+    from libresh_cli.cluster.hetzner.create import create as create_cluster
+    from libresh_cli.cluster.hetzner.local import kubeconfig_destination
+    from libresh_cli.cluster.hetzner.report import CreateOptions
+    from libresh_cli.cluster.hetzner.scale import remove_agent
+    from libresh_cli.cluster.hetzner.servers import agents_to_remove
     from libresh_cli.cluster.spec import NodeGroup
     from libresh_cli.kube.client import KubeClient
     from libresh_cli.kube.connection import KubeTarget
@@ -401,7 +399,7 @@ def destroy(
       libresh cluster destroy -f cluster.yaml --dry-run     # what would be deleted
       libresh cluster destroy coop -f cluster.yaml --yes
     """
-    from libresh_cli.cluster.hetzner import destroy as destroy_cluster
+    from libresh_cli.cluster.hetzner.destroy import destroy as destroy_cluster
 
     app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from libresh_cli.cluster.hetzner import agents_to_remove, check_against_catalog, wanted_nodes
+from libresh_cli.cluster.hetzner.catalog import check_against_catalog
+from libresh_cli.cluster.hetzner.servers import agents_to_remove, wanted_nodes
 
 if TYPE_CHECKING:
     from libresh_cli.cluster.spec import ClusterSpec

@@ -306,7 +306,7 @@ class SshHost(ShellHost):
         offered = self._fetch_unknown_key()
         if not accept_new:
             if decide is None:
-                raise BadInputError(
+                raise UnknownHostKeyError(
                     f"The SSH host key of {self.resolved.hostname} is not known yet "
                     f"({', '.join(offered.fingerprints)}), and there is no terminal to ask "
                     "whether to trust it.",
@@ -424,6 +424,11 @@ class SshHost(ShellHost):
 
 class ConnectionLostError(UnreachableError):
     """The master connection dropped in the middle of a step."""
+
+
+class UnknownHostKeyError(BadInputError):
+    """The host's key is not known, and nobody was there to trust it: a caller that knows
+    more (e.g. that libresh trusted a key of this server before) says so by this class."""
 
 
 def forget_host(known_hosts: Path, address: str) -> None:

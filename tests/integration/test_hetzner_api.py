@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from libresh_cli.cluster.hetzner import (
-    CloudParts,
-    CreateReport,
-    check_against_catalog,
-    destroy,
-    ensure_servers,
-)
+from libresh_cli.cluster.hetzner.catalog import check_against_catalog
+from libresh_cli.cluster.hetzner.destroy import destroy
+from libresh_cli.cluster.hetzner.report import CreateReport
+from libresh_cli.cluster.hetzner.resources import CloudParts
+from libresh_cli.cluster.hetzner.servers import ensure_servers
 from libresh_cli.cluster.spec import ClusterSpec, NodeGroup
 from libresh_cli.errors import BadInputError, OperationFailedError
 from libresh_cli.hetzner.cloud import HetznerCloud, LoadBalancerInfo, Rule, ServerRequest

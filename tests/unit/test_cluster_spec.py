@@ -7,15 +7,10 @@ from typing import Any
 
 import pytest
 
-from libresh_cli.cluster.hetzner import (
-    CloudParts,
-    Node,
-    agents_to_remove,
-    api_endpoint,
-    firewall_rules,
-    interface_of,
-    node_settings,
-)
+from libresh_cli.cluster.hetzner.hosts import Node, interface_of
+from libresh_cli.cluster.hetzner.install import node_settings
+from libresh_cli.cluster.hetzner.resources import CloudParts, api_endpoint, firewall_rules
+from libresh_cli.cluster.hetzner.servers import agents_to_remove
 from libresh_cli.cluster.spec import ApiToken, load_spec, parse_spec, read_token
 from libresh_cli.concurrency import run_concurrently
 from libresh_cli.errors import (
@@ -233,7 +228,7 @@ def test_run_concurrently_finishes_everything_and_names_every_failure() -> None:
 def test_a_deleted_servers_host_key_is_forgotten_even_when_hashed(tmp_path: Path) -> None:
     import subprocess
 
-    from libresh_cli.cluster.hetzner import forget_host_key
+    from libresh_cli.cluster.hetzner.local import forget_host_key
     from libresh_cli.settings import Paths
 
     paths = Paths(
