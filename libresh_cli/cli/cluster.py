@@ -4,7 +4,6 @@ status, destroy) and k3s upgrades."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +24,7 @@ from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError, LibreshError
 
 if TYPE_CHECKING:
+    from libresh_cli.cluster.hetzner.report import CreateOptions
     from libresh_cli.cluster.spec import ApiToken, ClusterSpec
     from libresh_cli.hetzner.cloud import HetznerCloud
 
@@ -115,6 +115,17 @@ def _cloud(token_file: Path | None) -> tuple[HetznerCloud, ApiToken]:
     return HetznerCloud(token.value, token.source), token
 
 
+def _create_options(install_script: Path | None) -> tuple[CreateOptions, Path | None]:
+    """How k3s is installed (--install-script), and the SSH config the tests point at."""
+    from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
+    from libresh_cli.cluster.hetzner.report import CreateOptions
+    from libresh_cli.remote.ssh import SSH_CONFIG_ENV
+
+    source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
+    ssh_config = os.environ.get(SSH_CONFIG_ENV)
+    return CreateOptions(source=source), Path(ssh_config) if ssh_config else None
+
+
 def _spec(path: Path) -> ClusterSpec:
     from libresh_cli.cluster.spec import load_spec
 
@@ -170,10 +181,7 @@ def create(
       libresh cluster create -f cluster.yaml -o json
       libresh cluster create -f cluster.yaml --dry-run   # what exists, what would be made
     """
-    from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
     from libresh_cli.cluster.hetzner.create import create as create_cluster
-    from libresh_cli.cluster.hetzner.report import CreateOptions
-    from libresh_cli.remote.ssh import SSH_CONFIG_ENV
 
     app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)
@@ -189,16 +197,8 @@ def create(
 
         dry_run_said(app, create_actions(cloud, spec), cluster=spec.name)
         return
-    source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
-    ssh_config = os.environ.get(SSH_CONFIG_ENV)
-    reporter = app.reporter()
     report = create_cluster(
-        cloud,
-        spec,
-        app.paths,
-        reporter,
-        CreateOptions(source=source),
-        ssh_config=Path(ssh_config) if ssh_config else None,
+        cloud, spec, app.paths, app.reporter(), *_create_options(install_script)
     )
     _install_infra(app, report.kubeconfig, spec, token.value, report.network, email)
     emit(app, report.to_dict(), _servers_table)
@@ -217,26 +217,26 @@ def _install_infra(
     email: str | None,
 ) -> None:
     """The `ha` profile, with the token the cluster was made with (kept in a Secret for the
-    cloud-controller-manager and the CSI driver)."""
-    from libresh_cli.infra.service import HcloudAccess, apply_install, plan_install
+    cloud-controller-manager and the CSI driver), as `libresh infra install` does it."""
+    from libresh_cli.infra.service import HcloudAccess
+    from libresh_cli.infra.service import install as install_infra
     from libresh_cli.kube.client import KubeClient
     from libresh_cli.kube.connection import KubeTarget
 
     reporter = app.reporter()
     with KubeClient.connect(KubeTarget(Path(kubeconfig), spec.name)) as kube:
-        profile, result = plan_install(
+        install_infra(
             kube,
             "ha",
             email or spec.email,
-            HcloudAccess(token, network),
-            email_question(app),
-            # Traefik's load balancer goes where the API's does (hetzner.py ensure_cloud).
+            reporter,
+            hcloud=HcloudAccess(token, network),
+            # Traefik's load balancer goes where the API's does (cluster/hetzner/resources.py).
             location=spec.locations[0],
+            ask_email=email_question(app),
+            busy=reporter.spinning,
         )
-        if not result.nothing_to_do:
-            with reporter.spinning("Installing the ha infrastructure profile"):
-                apply_install(kube, profile, result, reporter)
-        reporter.done("Infrastructure: profile ha installed")
+    reporter.done("Infrastructure: profile ha installed")
 
 
 def _servers_table(data: dict[str, Any]) -> Any:
@@ -325,16 +325,8 @@ def scale(
       libresh cluster scale -f cluster.yaml --agents 1 --yes
       libresh cluster scale -f cluster.yaml --agents 1 --dry-run
     """
-    from libresh_cli.cluster.bootstrap import InstallSource, SourceKind
-    from libresh_cli.cluster.hetzner.create import create as create_cluster
-    from libresh_cli.cluster.hetzner.local import kubeconfig_destination
-    from libresh_cli.cluster.hetzner.report import CreateOptions
-    from libresh_cli.cluster.hetzner.scale import remove_agent
-    from libresh_cli.cluster.hetzner.servers import agents_to_remove
-    from libresh_cli.cluster.spec import NodeGroup
-    from libresh_cli.kube.client import KubeClient
-    from libresh_cli.kube.connection import KubeTarget
-    from libresh_cli.remote.ssh import SSH_CONFIG_ENV
+    from libresh_cli.cluster.hetzner.scale import plan_scale
+    from libresh_cli.cluster.hetzner.scale import scale as scale_cluster
 
     app = app_context(ctx, output, dry_run, yes)
     spec = _spec(file)
@@ -347,23 +339,14 @@ def scale(
 
         dry_run_said(app, scale_actions(cloud, spec, count), cluster=spec.name, agents=count)
         return
-    reporter = app.reporter()
-    removing = agents_to_remove(cloud.servers(spec.labels), count)
+    plan = plan_scale(cloud, spec, count)
+    removing = plan.removing
     if removing:
         names = ", ".join(s.name for s in removing)
         if not confirm(app, f"Drain and delete {len(removing)} agent(s): {names}?"):
             raise LibreshError("Nothing was changed.")
-        path = kubeconfig_destination(app.paths, spec.name).path
-        with KubeClient.connect(KubeTarget(path, spec.name)) as kube:
-            for server in removing:
-                remove_agent(cloud, kube, server, app.paths, spec.name, reporter)
-    grown = replace(spec, agents=NodeGroup(spec.agents.server_type, count))
-    source = InstallSource(SourceKind.SCRIPT, install_script) if install_script else InstallSource()
-    ssh_config = os.environ.get(SSH_CONFIG_ENV)
-    report = create_cluster(
-        cloud, grown, app.paths, reporter, CreateOptions(source=source),
-        ssh_config=Path(ssh_config) if ssh_config else None,
-    )  # fmt: skip
+    reporter = app.reporter()
+    report = scale_cluster(cloud, plan, app.paths, reporter, *_create_options(install_script))
     emit(app, {**report.to_dict(), "removed": [s.name for s in removing]}, _servers_table)
     if count != spec.agents.count:
         reporter.warn(

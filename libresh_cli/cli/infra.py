@@ -88,11 +88,10 @@ def install(
     from libresh_cli.infra.profile import load_profile
     from libresh_cli.infra.service import (
         HcloudAccess,
-        apply_install,
         check_email,
         check_location,
-        plan_install,
     )
+    from libresh_cli.infra.service import install as install_infra
 
     app = app_context(ctx, output, dry_run, yes)
     if profile is not None:
@@ -111,13 +110,17 @@ def install(
         hcloud = HcloudAccess(token, hcloud_network)
     reporter = app.reporter()
     with kube_client(app) as kube:
-        # Planned before the spinner starts: the email may be asked for.
-        chosen, result = plan_install(
-            kube, profile, email, hcloud, email_question(app), hcloud_location
+        result = install_infra(
+            kube,
+            profile,
+            email,
+            reporter,
+            hcloud=hcloud,
+            location=hcloud_location,
+            ask_email=email_question(app),
+            busy=reporter.spinning,
+            dry_run=app.dry_run,
         )
-        if not app.dry_run and not result.nothing_to_do:
-            with reporter.spinning("Installing the infrastructure"):
-                apply_install(kube, chosen, result, reporter)
     emit(app, result.to_dict(), _changes_table)
     if app.dry_run:
         app.err.print("Dry run: nothing was changed.", style="dim")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,6 +216,32 @@ def plan_install(
     changes = plan(kube, profile, email, cluster, secrets)
     result = InstallResult(profile.name, email, cluster, kept, changes, secrets)
     return profile, result
+
+
+def install(
+    kube: KubeClient,
+    profile_name: str | None,
+    email: str | None,
+    reporter: Reporter,
+    *,
+    hcloud: HcloudAccess | None = None,
+    location: str | None = None,
+    ask_email: Callable[[], str] | None = None,
+    busy: Callable[[str], AbstractContextManager[object]] | None = None,
+    dry_run: bool = False,
+) -> InstallResult:
+    """`libresh infra install` (and `cluster create`'s last step): plan, then apply what
+    changes, unless a dry run or nothing changes. `busy` wraps the applying (a spinner: only
+    then, since planning may ask for the email)."""
+    profile, result = plan_install(kube, profile_name, email, hcloud, ask_email, location)
+    if not dry_run and not result.nothing_to_do:
+        with (busy or _not_shown)(f"Installing the {profile.name} infrastructure profile"):
+            apply_install(kube, profile, result, reporter)
+    return result
+
+
+def _not_shown(message: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def _kept_network(kube: KubeClient, profile: Profile) -> str | None:
