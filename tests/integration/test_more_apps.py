@@ -7,6 +7,8 @@ each apps/APP/NOTES.md, and its "Known limits" says what was not run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from libresh_cli.apps.record import read_record
 from libresh_cli.apps.schema import load_app
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
+from tests.integration.postgres import running_postgres
 from tests.integration.test_apps import install, libresh, ok
 from tests.integration.test_backup_lab import runner_jobs, storage
+from tests.unit.test_more_apps_templates import pod_of, render_app
 
 __all__ = ["storage"]  # the backup storage fixture of test_backup_lab, used here as is
 
@@ -39,6 +43,12 @@ EXPECTED = [
         "hedgedoc",
         frozenset({"hedgedoc-uploads", "data-postgres-0"}),
         frozenset({"session_secret", "postgres_password", "postgres_superuser_password"}),
+    ),
+    Expected(
+        "listmonk",
+        "listmonk",
+        frozenset({"listmonk-uploads", "data-postgres-0"}),
+        frozenset({"admin_password", "postgres_password", "postgres_superuser_password"}),
     ),
 ]
 
@@ -119,3 +129,46 @@ def test_install_again_upgrade_backup_restore_uninstall(
     assert expected.claims <= kept  # data stays unless --purge-data (and the backups' claim)
     record = read_record(kube, name)
     assert record is not None and record.status == "uninstalled"
+
+
+# listmonk's settings table and the row of its public URL, as schema.sql (v5.1.0, v6.2.0)
+# makes them; and its first statement, which libresh's role must be allowed to run.
+LISTMONK_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE TABLE settings (
+    key             TEXT NOT NULL UNIQUE,
+    value           JSONB NOT NULL DEFAULT '{}',
+    updated_at      TIMESTAMP WITH TIME ZONE DEFAULT NOW()
+);
+INSERT INTO settings (key, value) VALUES
+    ('app.root_url', '"http://localhost:9000"'),
+    ('app.site_name', '"Mailing list"');
+"""
+
+
+def test_listmonk_root_url_step_on_a_real_postgresql() -> None:
+    """The root-url init container's script, as rendered, run by sh against a real
+    PostgreSQL with listmonk's settings table, as a role like libresh's (owner of its
+    database, not superuser): pgcrypto is trusted, the URL lands as a JSON string, again."""
+    pod = pod_of(render_app("listmonk", domain="news.example.org"), "listmonk")
+    step = next(c for c in pod["initContainers"] if c["name"] == "root-url")
+    with running_postgres() as server:
+        server.admin_sql("CREATE ROLE lm LOGIN PASSWORD 'pw-1_x' NOCREATEROLE NOCREATEDB")
+        server.admin_sql("CREATE DATABASE lm OWNER lm")
+        made = server.psql_tcp("lm", "pw-1_x", "lm", LISTMONK_SCHEMA)
+        assert made.returncode == 0, made.stderr
+        uri = f"postgresql://lm:pw-1_x@127.0.0.1:{server.port}/lm?sslmode=disable"
+        env = {
+            "PATH": f"{server.bindir}:{os.environ['PATH']}",
+            "PG_URI": uri,
+            "ROOT_URL": "https://news.example.org",
+        }
+        for _ in range(2):  # every start runs it
+            ran = subprocess.run(
+                step["command"], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert ran.returncode == 0, ran.stderr
+        rows = server.admin_sql(
+            "SELECT key, value::text FROM settings ORDER BY key", database="lm"
+        ).splitlines()
+        assert rows == ['app.root_url|"https://news.example.org"', 'app.site_name|"Mailing list"']

@@ -39,7 +39,7 @@ def render_app(
 ) -> list[Any]:
     app = load(name)
     values = {p.name: p.default for p in app.parameters if not p.secret}
-    values.update(domain=f"{name}.example.org", **params)
+    values.update({"domain": f"{name}.example.org", **params})
     secrets = {k: "s3cr3t-" + k for k in generated_secret_keys(app)}
     chosen = app.version(version) if version else app.latest
     assert chosen is not None
@@ -91,7 +91,7 @@ def port_numbers(c: Any) -> dict[str, int]:
     return {p["name"]: p["containerPort"] for p in c["ports"]}
 
 
-APPS = ["hedgedoc"]
+APPS = ["hedgedoc", "listmonk"]
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -197,6 +197,77 @@ def test_hedgedoc_refuses_an_unknown_default_permission() -> None:
     for value in ["freely", "editable", "limited", "locked", "protected", "private"]:
         assert re.fullmatch(parameter.pattern, value)
     assert not re.fullmatch(parameter.pattern, "public")
+
+
+def test_listmonk_reads_its_database_from_the_environment_without_a_file() -> None:
+    """cmd/main.go: LISTMONK_a__b is a.b, --config '' reads no file; cmd/init.go initDB:
+    db.host, port, user, password, database, ssl_mode; app.address for the listener."""
+    pod = pod_of(render_app("listmonk"), "listmonk")
+    server = container(pod, "listmonk")
+    values = env(server)
+    for name, key in [
+        ("LISTMONK_db__host", "host"),
+        ("LISTMONK_db__port", "port"),
+        ("LISTMONK_db__database", "database"),
+        ("LISTMONK_db__user", "username"),
+        ("LISTMONK_db__password", "password"),
+    ]:
+        assert values[name] == ("libresh-postgres", key)
+    assert values["LISTMONK_db__ssl_mode"] == "disable"
+    assert values["LISTMONK_app__address"] == "0.0.0.0:9000"
+    assert server["command"] == ["./listmonk", "--config", ""]  # not the root entrypoint
+    assert server["workingDir"] == "/listmonk"
+    assert "LISTMONK_ADMIN_PASSWORD" not in values  # only the installer gets it
+    external = pod_of(render_app("listmonk", services=EXTERNAL_POSTGRES), "listmonk")
+    assert env(container(external, "listmonk"))["LISTMONK_db__ssl_mode"] == "require"
+
+
+def test_listmonk_installs_migrates_and_sets_its_url_before_it_starts() -> None:
+    """docker-compose.yml's command (--install --idempotent, then --upgrade, --yes), the Super
+    Admin from LISTMONK_ADMIN_USER/_PASSWORD (cmd/install.go), app.root_url in settings."""
+    pod = pod_of(render_app("listmonk", admin_username="chief"), "listmonk")
+    init = {c["name"]: c for c in pod["initContainers"]}
+    assert list(init) == ["wait-for-database", "install-or-upgrade", "root-url"]
+    setup = init["install-or-upgrade"]
+    assert setup["image"] == load("listmonk").latest.image
+    assert setup["command"][-1] == (
+        "./listmonk --install --idempotent --yes --config '' "
+        "&& ./listmonk --upgrade --yes --config ''"
+    )
+    values = env(setup)
+    assert values["LISTMONK_ADMIN_USER"] == "chief"
+    assert values["LISTMONK_ADMIN_PASSWORD"] == ("libresh-credentials", "admin_password")
+    assert values["LISTMONK_db__host"] == ("libresh-postgres", "host")
+    url = env(init["root-url"])
+    assert url == {
+        "PG_URI": ("libresh-postgres", "uri"),
+        "ROOT_URL": "https://listmonk.example.org",
+    }
+    assert "WHERE key = 'app.root_url'" in init["root-url"]["command"][-1]
+
+
+def test_listmonk_listens_answers_health_and_keeps_uploads_as_the_image_does() -> None:
+    """EXPOSE 9000 (Dockerfile); GET /health in the public group (cmd/handlers.go);
+    upload_path "uploads" under WORKDIR /listmonk (schema.sql)."""
+    objects = render_app("listmonk", uploads_size="3Gi")
+    pod = pod_of(objects, "listmonk")
+    server = container(pod, "listmonk")
+    assert port_numbers(server) == {"http": 9000}
+    assert probe_paths(server) == {
+        "startupProbe": ("/health", "http"),
+        "readinessProbe": ("/health", "http"),
+        "livenessProbe": ("/health", "http"),
+    }
+    assert mounts(server, pod) == {"/listmonk/uploads": "listmonk-uploads"}
+    claim = find(objects, "PersistentVolumeClaim", "listmonk-uploads")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "3Gi"
+    assert (
+        pod["securityContext"]["runAsUser"] == 65534 and pod["securityContext"]["fsGroup"] == 65534
+    )
+    assert load("listmonk").one_major_at_a_time is False  # --upgrade runs every pending one
+    username = load("listmonk").parameter("admin_username")
+    assert username is not None and username.pattern is not None
+    assert not re.fullmatch(username.pattern, "ab")  # cmd/install.go: at least 3 characters
 
 
 def test_catalog_list_shows_them(capsys: pytest.CaptureFixture[str]) -> None:
