@@ -24,10 +24,6 @@ class ScalePlan:
     spec: ClusterSpec  # the file's, with the agents' count asked for
     removing: list[ServerInfo]  # the highest-numbered agents beyond it, last first
 
-    @property
-    def agents(self) -> int:
-        return self.spec.agents.count
-
 
 def plan_scale(cloud: HetznerCloud, spec: ClusterSpec, agents: int) -> ScalePlan:
     """The agents to remove (to be confirmed), and the cluster to make with `agents`."""
