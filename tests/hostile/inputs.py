@@ -61,7 +61,11 @@ VALUES = [
     given("size", "size: 'abc' is not valid for size: expected a whole number", size="abc"),
     given("size", "size: 99 is not valid for size: the largest allowed is 10", size=99),
     given("flag", "flag: 'maybe' is not valid for flag", flag="maybe"),
-    given("code", "code: 'ABC' is not valid for code: it must match", code="ABC"),
+    given(
+        "code",
+        "code: 'ABC' is not valid for code: it must look like a (it must match [a-z]+)",
+        code="ABC",
+    ),
     given("code", "code: ['a'] is not valid for code: expected text", code=["a"]),
     given("code", "code: {'a': 1} is not valid for code: expected text", code={"a": 1}),
     given("mail", "mail: 'nobody' is not valid for mail", mail="nobody"),

@@ -232,9 +232,9 @@ ENVIRONMENT = [
     Case(
         "environment: HOME unset",
         ("list",),
-        "kubeconfig",
+        "No kubeconfig to use",
         env={"HOME": None, "KUBECONFIG": None},
-        code=ExitCode.BAD_INPUT,
+        code=ExitCode.NOT_FOUND,  # the missing kubeconfig, as without HOME's (issue 20, 10)
     ),
     Case(
         "environment: state folder a file",
