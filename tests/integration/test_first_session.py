@@ -11,13 +11,12 @@ from collections.abc import Iterator
 import pytest
 
 from libresh_cli.apps.record import require_record
-from libresh_cli.apps.upgrade import plan_upgrade, upgrade
 from libresh_cli.errors import ExitCode
 from libresh_cli.kube.client import KubeClient, wait_for
 from tests.integration.conftest import Lab
 from tests.integration.test_apps import LIBRESH, TEST_CATALOG, install, libresh, ok
-from tests.integration.test_one_run_at_a_time import DiesWhileApplying
-from tests.integration.test_upgrade_safeguard import CATALOG, RecordingSafeguard
+from tests.integration.test_one_run_at_a_time import killed_mid_step
+from tests.integration.test_upgrade_safeguard import RecordingSafeguard
 
 
 @pytest.fixture
@@ -74,13 +73,7 @@ def test_a_crash_looping_pod_is_unhealthy(lab: Lab, kube: KubeClient, demo: str)
 def test_an_interrupted_upgrade_says_what_to_run_next(
     lab: Lab, kube: KubeClient, demo: str
 ) -> None:
-    with pytest.raises(SystemExit):
-        upgrade(
-            kube,
-            plan_upgrade(kube, CATALOG, demo, "4.0.0"),
-            RecordingSafeguard(),
-            DiesWhileApplying(),
-        )
+    killed_mid_step(kube, demo, RecordingSafeguard())
     assert require_record(kube, demo).status == "upgrading"
     assert "interrupted upgrade 3.0.0 -> 4.0.0" in _listed(lab, demo)["status"]  # type: ignore[operator]
     status = libresh(lab, "status", demo)

@@ -110,6 +110,19 @@ def _kubeconfig_with_user(lab: Lab, path: Path, user: dict[str, object]) -> Path
     return path
 
 
+def _exec_kubeconfig(lab: Lab, tmp_path: Path, plugin: Path) -> Path:
+    """The lab's kubeconfig whose user's credentials come from the exec plugin `plugin`."""
+    plugin.chmod(0o700)
+    exec_user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    return _kubeconfig_with_user(lab, tmp_path / "exec.yaml", exec_user)
+
+
 def test_a_token_kubeconfig_sends_its_token(lab: Lab, tmp_path: Path) -> None:
     kubeconfig = _kubeconfig_with_user(lab, tmp_path / "token.yaml", {"token": LAB_TOKEN})
     with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
@@ -124,15 +137,7 @@ def test_an_exec_plugin_kubeconfig_sends_the_token_it_prints(lab: Lab, tmp_path:
         f'"status": {{"token": "{LAB_TOKEN}"}}}}'
     )
     plugin.write_text(f"#!/bin/sh\nprintf '%s' '{credential}'\n")
-    plugin.chmod(0o700)
-    exec_user = {
-        "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": str(plugin),
-            "interactiveMode": "Never",
-        }
-    }
-    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "exec.yaml", exec_user)
+    kubeconfig = _exec_kubeconfig(lab, tmp_path, plugin)
     with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
         assert kube.get("v1", "Namespace", "default") is not None
 
@@ -253,15 +258,7 @@ def test_a_refused_exec_token_is_renewed_once(lab: Lab, tmp_path: Path) -> None:
         f'if [ "$(wc -l < {calls})" -le 1 ]; then token=revoked; else token={LAB_TOKEN}; fi\n'
         f"printf '{credential}' \"$token\"\n"
     )
-    plugin.chmod(0o700)
-    exec_user = {
-        "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": str(plugin),
-            "interactiveMode": "Never",
-        }
-    }
-    kubeconfig = _kubeconfig_with_user(lab, tmp_path / "exec.yaml", exec_user)
+    kubeconfig = _exec_kubeconfig(lab, tmp_path, plugin)
     with KubeClient.connect(KubeTarget(kubeconfig)) as kube:
         assert kube.get("v1", "Namespace", "default") is not None
     assert len(calls.read_text().splitlines()) == 2

@@ -30,7 +30,7 @@ from libresh_cli.apps.lock import (
 )
 from libresh_cli.apps.params import GivenValues
 from libresh_cli.apps.record import read_record, require_record, save_record
-from libresh_cli.apps.upgrade import plan_upgrade, upgrade
+from libresh_cli.apps.upgrade import UpgradeFailedError, plan_upgrade, upgrade
 from libresh_cli.errors import ConflictError, ExitCode, InterruptedRunError
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.lab import state
@@ -136,12 +136,16 @@ class DiesWhileApplying(SilentReporter):
             raise SystemExit("killed")
 
 
+def killed_mid_step(kube: KubeClient, demo: str, safeguard: RecordingSafeguard) -> None:
+    """An upgrade of `demo` from 3.0.0 to 4.0.0 whose run dies while applying the step."""
+    with pytest.raises(SystemExit):
+        upgrade(kube, plan_upgrade(kube, CATALOG, demo, "4.0.0"), safeguard, DiesWhileApplying())
+
+
 def test_a_killed_step_is_rolled_back_from_its_backup_by_the_next_run(
     kube: KubeClient, demo: str
 ) -> None:
-    killed = RecordingSafeguard()
-    with pytest.raises(SystemExit):
-        upgrade(kube, plan_upgrade(kube, CATALOG, demo, "4.0.0"), killed, DiesWhileApplying())
+    killed_mid_step(kube, demo, RecordingSafeguard())
     record = require_record(kube, demo)
     assert record.status == "upgrading"
     assert record.pending_upgrade == {
@@ -155,7 +159,7 @@ def test_a_killed_step_is_rolled_back_from_its_backup_by_the_next_run(
     nightly = RecordingSafeguard()
     plan = plan_upgrade(kube, CATALOG, demo, None)
     assert plan.describe()[0] == "roll back the interrupted 3.0.0 -> 4.0.0"
-    with pytest.raises(Exception, match="failed"):
+    with pytest.raises(UpgradeFailedError, match=r"to 4\.0\.0 failed"):  # 4.0.0 is broken
         upgrade(kube, plan, nightly, SilentReporter())
     assert nightly.calls[0] == ("restore", "snapshot-before-4.0.0")
     assert nightly.calls[1] == ("before", "3.0.0", "4.0.0")
@@ -167,13 +171,7 @@ def test_a_killed_step_is_rolled_back_from_its_backup_by_the_next_run(
 def test_a_killed_step_without_a_backup_is_not_upgraded_further(
     lab: Lab, kube: KubeClient, demo: str
 ) -> None:
-    with pytest.raises(SystemExit):
-        upgrade(
-            kube,
-            plan_upgrade(kube, CATALOG, demo, "4.0.0"),
-            NoBackup(),
-            DiesWhileApplying(),
-        )
+    killed_mid_step(kube, demo, NoBackup())
     refused = libresh(lab, "upgrade", demo, "--no-backup", "--yes")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "did not finish, and no backup was taken before it" in refused.stderr
