@@ -107,6 +107,9 @@ class App:
     backup_volumes: tuple[str, ...] = ()
     backup_databases: tuple[str, ...] = ()
     web: Web | None = None
+    # One lowercase word that groups apps in `catalog list` and `catalog search` (office,
+    # files, notes...); "other" when app.yaml does not say.
+    category: str = "other"
 
     @property
     def latest(self) -> Version:

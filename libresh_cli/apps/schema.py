@@ -37,6 +37,8 @@ PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 VERSION = re.compile(r"\d+\.\d+\.\d+")
 # A Kubernetes quantity (resource.Quantity): a number with a suffix (m, Mi, G, e3…).
 QUANTITY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[mkMGTPE])?")
+# A category: one lowercase word, hyphens allowed (`office`, `social-media`).
+CATEGORY = re.compile(r"[a-z]([-a-z]{0,28}[a-z])?")
 IMAGE = re.compile(r"[a-z0-9.\-/:_]+(@sha256:[a-f0-9]{64})?")
 Path_ = tuple[str | int, ...]
 
@@ -48,6 +50,7 @@ SECTIONS = {
     "schema_version": "about-the-app",
     "name": "about-the-app",
     "description": "about-the-app",
+    "category": "about-the-app",
     "homepage": "about-the-app",
     "license": "about-the-app",
     "architectures": "about-the-app",
@@ -217,6 +220,7 @@ TOP_FIELDS = {
     "schema_version",
     "name",
     "description",
+    "category",
     "homepage",
     "license",
     "architectures",
@@ -262,6 +266,9 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
     return App(
         name=name,
         description=c.text(top, (), "description"),
+        category=c.text(
+            top, (), "category", CATEGORY, "one lowercase word (office, files, notes)", "other"
+        ),
         homepage=c.text(top, (), "homepage"),
         license=c.text(top, (), "license"),
         architectures=architectures,
