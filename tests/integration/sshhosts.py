@@ -339,6 +339,9 @@ class TestHost:
 
 
 def standin_script() -> str:
+    from tests.upstream import k3s_crds
+
+    k3s_crds()  # into the cache now: the stand-in on the test host cannot reach the proxy
     return (
         "#!/bin/sh\n"
         "# STAND-IN for the k3s installer (tests only): see tests/standin/k3s_standin.py.\n"

@@ -24,10 +24,10 @@ from libresh_cli.apps.record import HistoryEntry, read_record, save_record
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
 from tests.integration.dnsserver import dns_server
+from tests.upstream import cert_manager_crd
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-CERTIFICATE_CRD = FIXTURES / "doctor" / "certificate-crd.yaml"
 CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 CERT_API = "cert-manager.io/v1"
 INGRESS = """
@@ -123,12 +123,12 @@ def found(report: dict[str, Any], check: str, subject: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def certificate_kind(lab: Lab) -> Iterator[None]:
-    crd = yaml.safe_load(CERTIFICATE_CRD.read_text())
+    crd = cert_manager_crd("certificates")  # upstream's own, from its Go module
     with lab.kube() as kube:
         kube.apply(crd)
         deadline = time.monotonic() + 30
         while not _established(kube, crd["metadata"]["name"]):
-            assert time.monotonic() < deadline, "stand-in Certificate CRD not established"
+            assert time.monotonic() < deadline, "cert-manager's Certificate CRD not established"
             time.sleep(0.2)
     yield
     with lab.kube() as kube:
@@ -149,7 +149,11 @@ def issue_certificate(lab: Lab, namespace: str, domain: str, not_after: datetime
                 "apiVersion": CERT_API,
                 "kind": "Certificate",
                 "metadata": {"name": "demo-tls", "namespace": namespace},
-                "spec": {"secretName": "demo-tls", "dnsNames": [domain]},
+                "spec": {
+                    "secretName": "demo-tls",
+                    "dnsNames": [domain],
+                    "issuerRef": {"name": "letsencrypt-production", "kind": "ClusterIssuer"},
+                },
             }
         )
         expired = not_after < datetime.now(UTC)

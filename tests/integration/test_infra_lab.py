@@ -1,7 +1,9 @@
 """`libresh infra` on the lab's real API server. The lab is not k3s: a fixture registers the
-helm-controller's and cert-manager's kinds from tests/fixtures/infra/standin-crds.yaml (a
-stand-in, named as such), and creates the Deployments a chart would run where `infra status`
-needs them. What is checked is what libresh applies and reads."""
+helm-controller's and cert-manager's kinds with upstream's own CRDs (their schemas, from the
+pinned Go modules: tests/upstream.py), so the API server validates libresh's HelmCharts and
+ClusterIssuers as a k3s server would, and creates the Deployments a chart would run where
+`infra status` needs them (a stand-in for the charts' controllers, named as such). What is
+checked is what libresh applies and reads."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import yaml
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
 from tests.integration.test_prompts import Terminal
+from tests.upstream import k3s_crds
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
-CRDS = Path(__file__).parents[1] / "fixtures" / "infra" / "standin-crds.yaml"
 # The Plan CRD as system-upgrade-controller v0.14.2 registers it when it starts (see the file).
 PLAN_CRD = (
     Path(__file__).parents[1]
@@ -59,13 +61,13 @@ def test_cluster_upgrade_needs_the_controller(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def k3s_kinds(lab: Lab) -> Iterator[None]:
-    documents = list(yaml.safe_load_all(CRDS.read_text()))
+    documents = k3s_crds()
     with lab.kube() as kube:
         for crd in documents:
             kube.apply(crd)
         deadline = time.monotonic() + 30
         while not all(_established(kube, d["metadata"]["name"]) for d in documents):
-            assert time.monotonic() < deadline, "stand-in CRDs not established"
+            assert time.monotonic() < deadline, "upstream CRDs not established"
             time.sleep(0.2)
     yield
     with lab.kube() as kube:

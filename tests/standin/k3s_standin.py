@@ -18,8 +18,8 @@ INSTALL_K3S_EXEC=agent), no control plane starts here. Like k3s, it joins with t
 server's stand-in accepts, and only that one), labelled as k3s labels servers (control-plane,
 etcd) or agents. A joining server also serves port 6443, forwarding to the first server, so
 the load balancer's health check sees every server. With `cluster-init`, the first server
-also has the CRDs k3s ships (helm-controller's; cert-manager's, as its chart would add them)
-from tests/fixtures/infra/standin-crds.yaml.
+also has the CRDs k3s ships (helm-controller's; cert-manager's, as its chart would add them),
+upstream's own files from their Go modules (tests/upstream.py).
 
 Every run appends `start <time>` / `end <time>` to /var/lib/rancher/standin-timeline, so a
 test can check the order of the installs across hosts; /var/lib/rancher/standin-join-seconds
@@ -148,8 +148,11 @@ def _first_server_extras(kubeconfig: Path, node_name: str) -> None:
             body={"metadata": {"labels": labels}},
             content_type="application/merge-patch+json",
         )
-        crds = REPO / "tests" / "fixtures" / "infra" / "standin-crds.yaml"
-        kube.apply_all(d for d in yaml.safe_load_all(crds.read_text()) if d)
+        # Upstream's own CRDs, from the cache the test process filled (sshhosts.standin_script):
+        # the test host has no route to the module proxy.
+        from tests.upstream import k3s_crds
+
+        kube.apply_all(k3s_crds(Path(os.environ["STANDIN_CACHE"]) / "upstream"))
 
 
 def _join(config: dict[str, object], version: str) -> int:
