@@ -30,6 +30,9 @@ class Instance:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
     service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # the cluster's SMTP relay (libresh_cli/apps/relay.py), for an app that requires mail;
+    # empty: no relay is set, the app runs with mail off
+    mail: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def provider(self, kind: str) -> str:
         return str(self.services.get(kind, {}).get("provider", "embedded"))

@@ -33,6 +33,7 @@ from libresh_cli.apps.record import (
     refs_of,
     save_record,
 )
+from libresh_cli.apps.relay import mail_for, no_relay_warning
 from libresh_cli.apps.render import (
     CREDENTIALS_SECRET,
     FOR_JOB,
@@ -182,7 +183,9 @@ def plan_install(
         else providers_for_new_instance(settings, app.requires)
     )
     services, service_secrets = services_for(pinned, settings, passwords)
-    instance = Instance(name, app, chosen, plain, secret_values, services, service_secrets)
+    instance = Instance(
+        name, app, chosen, plain, secret_values, services, service_secrets, mail_for(kube, app)
+    )
     prepared = prepare(kube, instance, record, record.version if record else None)
     prepared.plan.values = dict(plain)
     if kept is not None and record is not None and record.status != Status.UNINSTALLED:
@@ -207,6 +210,7 @@ def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Ve
         existing_secret_values(kube, record.name),
         services,
         service_secrets,
+        mail_for(kube, app),
     )
 
 
@@ -401,6 +405,8 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
     save_record(kube, record)
     for warning in unserved_ingresses(kube, prepared.objects):
         reporter.warn(warning)
+    if instance.app.requires_mail and not instance.mail:
+        reporter.warn(no_relay_warning(instance.name, instance.app))
     return record
 
 

@@ -12,6 +12,8 @@ from libresh_cli.errors import NotFoundError
 SCHEMA_VERSION = 1
 PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password")
 SERVICE_KINDS = ("postgres", "redis")
+# Requirements met by a cluster setting rather than a provider of servers (README, "Email").
+MAIL = "mail"
 HOOK_PHASES = (
     "post_install",
     "pre_upgrade",
@@ -110,6 +112,8 @@ class App:
     # One lowercase word that groups apps in `catalog list` and `catalog search` (office,
     # files, notes...); "other" when app.yaml does not say.
     category: str = "other"
+    # `requires: {mail: {}}`: the instance gets the cluster's SMTP relay (libresh mail set).
+    requires_mail: bool = False
 
     @property
     def latest(self) -> Version:

@@ -30,6 +30,9 @@ from libresh_cli.errors import BadInputError
 from libresh_cli.kube.store import secret_manifest
 
 CREDENTIALS_SECRET = "libresh-credentials"  # noqa: S105 - the Secret's name
+# The cluster's SMTP relay for an app that requires mail: host, port, tls, user, password,
+# from (apps/README.md, "Email"; the values of libresh_cli/mail/relay.py CONNECTION_KEYS).
+MAIL_SECRET = "libresh-mail"  # noqa: S105 - the Secret's name
 CLUSTER_ISSUER = "letsencrypt-production"
 ALLOWED_KINDS = {
     ("apps/v1", "Deployment"),
@@ -66,6 +69,8 @@ def render(instance: Instance) -> list[Manifest]:
     for kind in instance.app.requires:
         objects.append(connection_secret(kind, instance))
         objects += service_objects(kind, instance)
+    if instance.app.requires_mail and instance.mail:
+        objects.append(_secret(MAIL_SECRET, instance.mail))
     # What an app's own templates may not do (issue 14, finding 7): libresh's objects above
     # are the only ones named libresh-*, and every object is declared once.
     declared = {_identity(o): "libresh" for o in objects}
@@ -150,8 +155,30 @@ def template_context(instance: Instance) -> dict[str, Any]:
         "params": dict(instance.params),
         "secrets": {"name": CREDENTIALS_SECRET},
         "services": {kind: dict(instance.services.get(kind, {})) for kind in instance.app.requires},
+        "mail": mail_context(instance),
         "labels": instance.labels(),
         "cluster_issuer": CLUSTER_ISSUER,
+    }
+
+
+def mail_context(instance: Instance) -> dict[str, Any]:
+    """The relay as templates see it, the password aside (it stays in the Secret): values
+    apps must spell their own way (Vaultwarden's SMTP_SECURITY, Nextcloud's local part and
+    domain of the from-address) are made here, in Jinja."""
+    relay = instance.mail if instance.app.requires_mail else {}
+    if not relay:
+        return {"enabled": False}
+    local, _, domain = relay["from"].rpartition("@")
+    return {
+        "enabled": True,
+        "secret": MAIL_SECRET,
+        "host": relay["host"],
+        "port": int(relay["port"]),
+        "tls": relay["tls"],
+        "user": relay["user"],
+        "from": relay["from"],
+        "from_local_part": local,
+        "from_domain": domain,
     }
 
 
@@ -599,7 +626,7 @@ RESERVED_PREFIX = "libresh-"
 # The libresh-* Secrets an app's pods may read: the documented connection Secrets and the
 # instance's credentials (`secrets.name`). Any other (backup repository keys, the shared
 # PostgreSQL admin) opens more than this instance.
-READABLE_SECRETS = {"libresh-postgres", "libresh-redis", CREDENTIALS_SECRET}
+READABLE_SECRETS = {"libresh-postgres", "libresh-redis", CREDENTIALS_SECRET, MAIL_SECRET}
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 SECRET_REFERENCES = {"secretKeyRef", "secretRef", "nodePublishSecretRef"}
 Where = tuple[str | int, ...]

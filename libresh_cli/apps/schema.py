@@ -19,6 +19,7 @@ from libresh_cli import yamlfile
 from libresh_cli.apps.model import (
     ARCHITECTURES,
     HOOK_PHASES,
+    MAIL,
     PARAMETER_TYPES,
     SCHEMA_VERSION,
     SERVICE_KINDS,
@@ -275,6 +276,7 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
         versions=versions,
         parameters=parameters,
         requires=requires,
+        requires_mail=MAIL in (top.get("requires") or {}),
         directory=directory,
         one_major_at_a_time=bool(one_major),
         resources=_read_resources(c, top),
@@ -498,7 +500,8 @@ def _check_default(c: Checker, path: Path_, item: Mapping[str, Any], parameter: 
 
 
 def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
-    requires = c.mapping(top.get("requires", {}), ("requires",), set(SERVICE_KINDS), set())
+    known = set(SERVICE_KINDS) | {MAIL}
+    requires = c.mapping(top.get("requires", {}), ("requires",), known, set())
     for kind, options in requires.items():
         c.mapping(options or {}, ("requires", kind), set(), set())
     return tuple(kind for kind in SERVICE_KINDS if kind in requires)
