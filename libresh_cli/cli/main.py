@@ -113,6 +113,10 @@ class Commands(LazyGroup):
             "libresh_cli.cli.services:services_app",
             "How backing services (postgres, redis) are provided on this cluster.",
         ),
+        "mail": LazyCommand(
+            "libresh_cli.cli.mail:mail_app",
+            "The cluster's SMTP relay, which apps that send mail are given.",
+        ),
         "lab": LazyCommand(
             "libresh_cli.cli.lab:lab_app",
             "A real Kubernetes control plane on 127.0.0.1 with kwok-simulated nodes.",

@@ -67,6 +67,7 @@ CHANGES = {
     ("cluster", "create"), ("cluster", "scale"), ("cluster", "destroy"), ("cluster", "upgrade"),
     ("backup", "now"), ("backup", "schedule"), ("backup", "storage", "set"),
     ("services", "set"),
+    ("mail", "set"), ("mail", "unset"),
     ("lab", "up"), ("lab", "down"), ("lab", "build"),
 }  # fmt: skip
 PRINTS_DATA = {
@@ -75,6 +76,7 @@ PRINTS_DATA = {
     ("backup", "key", "export"),
     ("secret", "get"), ("secret", "list"),
     ("catalog", "list"), ("catalog", "show"), ("catalog", "validate"),
+    ("mail", "show"), ("mail", "test"),
     ("services", "show"), ("infra", "status"), ("cluster", "status"),
     ("lab", "status"), ("lab", "kubeconfig"),
 }  # fmt: skip
