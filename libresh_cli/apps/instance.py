@@ -30,6 +30,15 @@ class Instance:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
     service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Other instances this one works with (libresh_cli/apps/links.py): "uses" maps each role
+    # of app.yaml's `uses` to the chosen instance ({instance, app, domain, url}), "used_by"
+    # lists the instances that use this one ({instance, app, role, domain, url}).
+    links: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses(self) -> dict[str, str]:
+        """role -> the name of the instance chosen for it."""
+        return {role: str(used["instance"]) for role, used in self.links.get("uses", {}).items()}
     # the cluster's SMTP relay (libresh_cli/apps/relay.py), for an app that requires mail;
     # empty: no relay is set, the app runs with mail off
     mail: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+from libresh_cli.apps import links
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.health import HOPELESS
 from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
@@ -211,6 +212,12 @@ def instance_status(kube: KubeClient, catalog: Catalog, name: str) -> dict[str, 
         ],
         "last_error": record.last_error,
         "last_backup": last_backup(record),
+        # The instances it uses (role -> instance) and those that use it.
+        "uses": dict(record.uses),
+        "used_by": [
+            {"instance": user.name, "app": user.app, "role": role}
+            for user, role in links.users_of(links.installed_records(kube), name)
+        ],
         "history": [asdict(h) for h in record.history],
     }
 
@@ -232,8 +239,30 @@ def diff_instance(kube: KubeClient, catalog: Catalog, name: str) -> Plan:
     return prepare(kube, instance_for(kube, record, app, version), record, record.version).plan
 
 
-def uninstall(kube: KubeClient, name: str, purge_data: bool, reporter: Reporter) -> str:
+def uninstall(
+    kube: KubeClient,
+    name: str,
+    purge_data: bool,
+    reporter: Reporter,
+    force: bool = False,
+    catalog: Catalog | None = None,
+) -> str:
+    """Remove an instance; refused while other instances use it (links.check_not_used)
+    unless `force`. The instances it used are applied again (they stop allowing it)."""
     record = require_record(kube, name)
+    if not force:
+        links.check_not_used(kube, name)
+    try:
+        return _uninstall(kube, record, purge_data, reporter)
+    finally:
+        if catalog is not None and record.uses:
+            links.rewire(kube, catalog, set(record.uses.values()), reporter)
+
+
+def _uninstall(
+    kube: KubeClient, record: InstanceRecord, purge_data: bool, reporter: Reporter
+) -> str:
+    name = record.name
     if purge_data:
         reporter.step(f"Deleting namespace {name} with everything in it")
         kube.delete("v1", "Namespace", name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import secrets as random_secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from libresh_cli.apps import hooks
+from libresh_cli.apps import hooks, links
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.health import wait_healthy
 from libresh_cli.apps.instance import INSTANCE, MANAGED_BY, Instance
@@ -59,6 +59,10 @@ class Prepared:
     plan: Plan
     record: InstanceRecord | None
     hooks: list[str] = field(default_factory=list)
+    # Where the instances it uses come from: they are applied again after the install when
+    # their users changed (libresh_cli/apps/links.py rewire).
+    catalog: Catalog | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class Safeguard(Protocol):
@@ -167,6 +171,7 @@ def plan_install(
     given: GivenValues,
     version: str | None,
     ask: Asker | None,
+    uses: Mapping[str, str] | None = None,
 ) -> Prepared:
     app = catalog.load(app_name)
     name = validate_instance_name(name or app.name)
@@ -186,18 +191,36 @@ def plan_install(
     instance = Instance(
         name, app, chosen, plain, secret_values, services, service_secrets, mail_for(kube, app)
     )
+    warnings: list[str] = []
+    kept_uses = record.uses if record else {}
+    chosen_uses = links.choose_uses(kube, app, name, uses or {}, kept_uses, ask, warnings)
+    instance = replace(instance, links=links.links_for(kube, name, chosen_uses))
     prepared = prepare(kube, instance, record, record.version if record else None)
+    prepared.catalog, prepared.warnings = catalog, warnings
     prepared.plan.values = dict(plain)
     if kept is not None and record is not None and record.status != Status.UNINSTALLED:
         prepared.plan.settings = [
             (key, kept.get(key), plain.get(key))
             for key in sorted(set(kept) | set(plain))
             if kept.get(key) != plain.get(key)
+        ] + [
+            (f"uses.{role}", kept_uses.get(role), instance.uses.get(role))
+            for role in sorted(set(kept_uses) | set(instance.uses))
+            if kept_uses.get(role) != instance.uses.get(role)
         ]
     return prepared
 
 
 def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Version) -> Instance:
+    """An installed instance at `version`, with what _instance_of_record gives and the
+    instances it uses or that use it (libresh_cli/apps/links.py)."""
+    instance = _instance_of_record(kube, record, app, version)
+    return replace(instance, links=links.links_for(kube, record.name, record.uses))
+
+
+def _instance_of_record(
+    kube: KubeClient, record: InstanceRecord, app: App, version: Version
+) -> Instance:
     """An installed instance at `version`, with its kept values, secrets and providers."""
     settings, passwords = read_settings(kube)
     pinned = record.services or {kind: "embedded" for kind in app.requires}
@@ -405,6 +428,10 @@ def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> Instanc
     save_record(kube, record)
     for warning in unserved_ingresses(kube, prepared.objects):
         reporter.warn(warning)
+    if prepared.catalog is not None:
+        # The instances it uses, and those it used before, allow its domain or no longer do.
+        before = set(prepared.record.uses.values()) if prepared.record else set()
+        links.rewire(kube, prepared.catalog, before | set(instance.uses.values()), reporter)
     if instance.app.requires_mail and not instance.mail:
         reporter.warn(no_relay_warning(instance.name, instance.app))
     return record
@@ -423,5 +450,6 @@ def _record_for(prepared: Prepared) -> InstanceRecord:
         status=Status.INSTALLING,
         history=list(previous.history) if previous else [],
         services={kind: instance.provider(kind) for kind in instance.app.requires},
+        uses=instance.uses,
         resource_version=previous.resource_version if previous else None,
     )

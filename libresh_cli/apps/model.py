@@ -92,6 +92,17 @@ class Web:
 
 
 @dataclass(frozen=True)
+class Use:
+    """`uses: {ROLE: {apps: [...], optional: ...}}`: another app's instance this one works
+    with (Nextcloud's office server), chosen at install and wired on both sides
+    (libresh_cli/apps/links.py)."""
+
+    role: str
+    apps: tuple[str, ...]
+    optional: bool = True
+
+
+@dataclass(frozen=True)
 class App:
     name: str
     description: str
@@ -112,6 +123,7 @@ class App:
     # One lowercase word that groups apps in `catalog list` and `catalog search` (office,
     # files, notes...); "other" when app.yaml does not say.
     category: str = "other"
+    uses: tuple[Use, ...] = ()
     # `requires: {mail: {}}`: the instance gets the cluster's SMTP relay (libresh mail set).
     requires_mail: bool = False
 

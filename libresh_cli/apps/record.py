@@ -78,6 +78,9 @@ class InstanceRecord:
     # (done or rolled back): still set at the next run means the step was interrupted, and
     # that run restores this backup before anything else (libresh_cli/apps/upgrade.py).
     pending_upgrade: dict[str, Any] | None = None
+    # role -> instance: the other instances this one uses (app.yaml `uses`), kept so that
+    # upgrades, restores and clones wire the same ones (libresh_cli/apps/links.py).
+    uses: dict[str, str] = field(default_factory=dict)
     # The ConfigMap's resourceVersion this record was read from or last written as: the
     # next write is refused (409) if someone else wrote in between. Not stored in the data.
     resource_version: str | None = field(default=None, compare=False, repr=False)
@@ -132,7 +135,12 @@ class InstanceRecord:
         if not isinstance(known.get("pending_upgrade") or {}, dict):
             raise TypeError("pending_upgrade is not an object")
         known.pop("resource_version", None)
-        for key, kind in (("params", dict), ("secret_keys", list), ("services", dict)):
+        for key, kind in (
+            ("params", dict),
+            ("secret_keys", list),
+            ("services", dict),
+            ("uses", dict),
+        ):
             if not isinstance(known.get(key, kind()), kind):
                 raise TypeError(f"{key} is not a {kind.__name__}")
         known["inventory"] = [_ref(ref) for ref in _list(known.get("inventory", []), "inventory")]

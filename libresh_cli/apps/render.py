@@ -158,6 +158,12 @@ def template_context(instance: Instance) -> dict[str, Any]:
         "mail": mail_context(instance),
         "labels": instance.labels(),
         "cluster_issuer": CLUSTER_ISSUER,
+        # Other instances (apps/README.md, "Apps that use other apps").
+        # Every declared role, None when no instance fills it.
+        "uses": {
+            use.role: instance.links.get("uses", {}).get(use.role) for use in instance.app.uses
+        },
+        "used_by": list(instance.links.get("used_by", [])),
     }
 
 

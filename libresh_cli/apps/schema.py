@@ -27,6 +27,7 @@ from libresh_cli.apps.model import (
     Health,
     HookStep,
     Parameter,
+    Use,
     Version,
     Web,
 )
@@ -60,6 +61,7 @@ SECTIONS = {
     "upgrade": "upgrades",
     "parameters": "parameters",
     "requires": "backing-services",
+    "uses": "apps-that-use-other-apps",
     "health": "health",
     "hooks": "hooks",
     "backup": "backups",
@@ -230,6 +232,7 @@ TOP_FIELDS = {
     "upgrade",
     "parameters",
     "requires",
+    "uses",
     "health",
     "hooks",
     "backup",
@@ -283,6 +286,7 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
         health=_read_health(c, top),
         hooks=_read_hooks(c, top),
         web=_read_web(c, top),
+        uses=_read_uses(c, top),
         backup_volumes=tuple(_read_backup(c, top, "volumes")),
         backup_databases=_read_databases(c, top, requires),
     )
@@ -505,6 +509,27 @@ def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
     for kind, options in requires.items():
         c.mapping(options or {}, ("requires", kind), set(), set())
     return tuple(kind for kind in SERVICE_KINDS if kind in requires)
+
+
+def _read_uses(c: Checker, top: Mapping[str, Any]) -> tuple[Use, ...]:
+    """`uses: {office: {apps: [collabora], optional: true}}`: roles, each filled by an
+    instance of one of the listed apps."""
+    uses = c.mapping(top.get("uses", {}), ("uses",), set(top.get("uses") or {}), set())
+    read: list[Use] = []
+    for role, options in uses.items():
+        path = ("uses", str(role))
+        if not isinstance(role, str) or not PARAMETER_NAME.fullmatch(role):
+            c.problem(path, f"{role!r} is not a role name (lowercase letters, digits, _)")
+        item = c.mapping(options or {}, path, {"apps", "optional"}, {"apps"})
+        apps = c.sequence(item, path, "apps")
+        for index, name in enumerate(apps):
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                c.problem((*path, "apps", index), f"{name!r} is not an app name")
+        if "apps" in item and not apps:
+            c.problem((*path, "apps"), "at least one app is needed")
+        optional = _flag(c, item, path, "optional", True)
+        read.append(Use(str(role), tuple(str(a) for a in apps), optional))
+    return tuple(read)
 
 
 def _read_resources(c: Checker, top: Mapping[str, Any]) -> dict[str, str]:

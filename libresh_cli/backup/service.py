@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from libresh_cli.apps import hooks
+from libresh_cli.apps import hooks, links
 from libresh_cli.apps.catalog import Catalog
 from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.lifecycle import (
@@ -699,7 +699,7 @@ def restore_as(
     if record is not None:
         app = catalog.load(record.app)
         secret_values = existing_secret_values(kube, source)
-        origin = Origin(source, record.params, record.services, secret_values)
+        origin = Origin(source, record.params, record.services, secret_values, record.uses)
     else:
         meta = read_meta(kube, source, backup, reporter)
         app = catalog.load(str(meta.record.get("app", backup.app)))
@@ -708,6 +708,7 @@ def restore_as(
             dict(meta.record.get("params", {})),
             dict(meta.record.get("services") or {}),
             meta.secrets.get(CREDENTIALS_SECRET, {}),
+            dict(meta.record.get("uses") or {}),
         )
     return _copy(kube, catalog, app, origin, new_name, domain, backup, reporter)
 
@@ -720,6 +721,8 @@ class Origin:
     params: dict[str, Any]
     services: dict[str, str]
     secret_values: dict[str, str] = field(repr=False)
+    # role -> instance it uses: the copy uses the same ones when they are on this cluster
+    uses: dict[str, str] = field(default_factory=dict)
 
 
 def _copy(
@@ -743,7 +746,12 @@ def _copy(
         new_name, app, version, plain, origin.secret_values, services, service_secrets
     )
     reporter.step(f"Installing {new_name} ({app.name} {version.version}) to restore into")
-    install(kube, prepare(kube, instance, None, None), reporter)
+    # The copy keeps the source's links (Collabora then allows the copy's domain too); a used
+    # instance this cluster does not have is dropped: `install --use` links another one.
+    instance = replace(instance, links=links.links_for(kube, new_name, origin.uses))
+    prepared = prepare(kube, instance, None, None)
+    prepared.catalog = catalog
+    install(kube, prepared, reporter)
     return restore_backup(
         kube, catalog, new_name, backup, reporter, safety_backup=False, source=origin.name
     )

@@ -41,6 +41,14 @@ def install(
         Path | None, typer.Option("--values", "-f", help="YAML file of parameter values.")
     ] = None,
     version: Annotated[str | None, typer.Option(help="Version (default: the newest).")] = None,
+    use: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--use",
+            help="Another instance it works with, ROLE=INSTANCE (repeatable; ROLE=none for "
+            "none). Default: the only one installed, else asked.",
+        ),
+    ] = None,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
@@ -54,9 +62,11 @@ def install(
       libresh install nextcloud --domain cloud.example.org
       libresh install vaultwarden --name passwords --domain pw.example.org -f values.yaml --yes
       libresh install nextcloud --domain cloud.example.org --dry-run
+      libresh install nextcloud --domain cloud.example.org --use office=office
     """
     from libresh_cli.apps.lifecycle import install as do_install
     from libresh_cli.apps.lifecycle import plan_install
+    from libresh_cli.apps.links import parse_use_options
     from libresh_cli.apps.lock import instance_lock
     from libresh_cli.apps.params import (
         GivenValues,
@@ -76,13 +86,18 @@ def install(
     parse_set_options(set_values or [], given)
     if domain is not None:
         given.add("domain", domain, "--domain")
+    uses = parse_use_options(use or [])
     package = catalog(app).load(app_name)
     check_given(package, given)  # also before connecting
     if values is not None:
         _warn_if_secrets_are_readable(app, values, package, given)
     with kube_client(app) as kube:
-        prepared = plan_install(kube, catalog(app), app_name, name, given, version, asker(app))
+        prepared = plan_install(
+            kube, catalog(app), app_name, name, given, version, asker(app), uses
+        )
         plan = prepared.plan
+        for warning in prepared.warnings:
+            app.reporter().warn(warning)
         if plan.nothing_to_do and prepared.record and prepared.record.status == "installed":
             app.err.print(
                 f"{plan.instance} ({plan.app} {plan.version_to}) is up to date: nothing to do."
@@ -223,6 +238,11 @@ def status(
         raise typer.Exit(1)
 
 
+def _uses_text(data: dict[str, Any]) -> str:
+    uses = data.get("uses") or {}
+    return ", ".join(f"{role}: {instance}" for role, instance in sorted(uses.items())) or "-"
+
+
 def _status_view(data: dict[str, Any]) -> Any:
     from rich.console import Group
 
@@ -247,6 +267,11 @@ def _status_view(data: dict[str, Any]) -> Any:
             "last backup": _last_backup_text(data.get("last_backup")),
             "backup schedule": data.get("backup_schedule") or "none",
             "last error": data.get("last_error"),
+            "uses": _uses_text(data),
+            "used by": ", ".join(
+                f"{u['instance']} ({u['app']}, {u['role']})" for u in data.get("used_by") or []
+            )
+            or "-",
         }
     )
     objects = rows_table(
@@ -325,6 +350,10 @@ def uninstall(
     purge_data: Annotated[
         bool, typer.Option(help="Also delete the data volumes and credentials (no way back).")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Uninstall even while other instances use it (they run without it)."),
+    ] = False,
     yes: YesOption = False,
     output: OutputOption = None,
     dry_run: DryRunOption = False,
@@ -336,6 +365,7 @@ def uninstall(
       libresh uninstall vaultwarden
       libresh uninstall vaultwarden --dry-run
       libresh uninstall vaultwarden --purge-data --yes
+      libresh uninstall office --force     # even though a Nextcloud uses it
     """
     from libresh_cli.apps.inventory import uninstall as do_uninstall
     from libresh_cli.apps.lock import instance_lock
@@ -346,6 +376,10 @@ def uninstall(
         from libresh_cli.apps.record import require_record
 
         require_record(kube, name)
+        if not force:
+            from libresh_cli.apps.links import check_not_used
+
+            check_not_used(kube, name)  # before asking: the answer would not matter
         if app.dry_run:
             from libresh_cli.apps.preview import uninstall_actions
 
@@ -364,7 +398,7 @@ def uninstall(
             reporter.spinning(f"Uninstalling {name}"),
             instance_lock(kube, name, "uninstall"),
         ):
-            outcome = do_uninstall(kube, name, purge_data, reporter)
+            outcome = do_uninstall(kube, name, purge_data, reporter, force, catalog(app))
     done(app, {"instance": name, "outcome": outcome}, f"{name}: {outcome}.")
 
 

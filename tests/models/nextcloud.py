@@ -240,6 +240,11 @@ def run_hook_command(model: NextcloudModel, command: list[str], conn: Connection
         return model.occ(command[2:])
     if command[:2] == ["php", "-r"] and "dbuser" in command[2]:
         return model.write_db_config(conn)
+    if command == ["sh", "/usr/local/libresh/office-link.sh"]:
+        # apps/nextcloud/templates/office.yaml: occ config:app:* on richdocuments (and
+        # app:install): like any occ command it needs an installed Nextcloud that can use its
+        # database; the richdocuments settings themselves are not modelled.
+        return model.occ(["config:app:set", "richdocuments", "wopi_url"])
     if command[:2] == ["sh", "-c"]:
         outcome = Outcome(0)
         for part in command[2].split("&&"):
