@@ -56,6 +56,8 @@ class Parameter:
     maximum: int | None = None
     generate: bool = False  # `secret: generate`: a random value kept in the instance's Secret
     length: int = 32
+    # Fixed once installed: a new value is refused (a server name that is in the app's data).
+    immutable: bool = False
 
     @property
     def secret(self) -> bool:
@@ -126,6 +128,9 @@ class App:
     uses: tuple[Use, ...] = ()
     # `requires: {mail: {}}`: the instance gets the cluster's SMTP relay (libresh mail set).
     requires_mail: bool = False
+    # `requires: {postgres: {locale: C}}`: the database's collation and ctype (Synapse
+    # refuses any other than C); "" for the server's default.
+    postgres_locale: str = ""
 
     @property
     def latest(self) -> Version:

@@ -95,7 +95,7 @@ def resolve(
     for parameter in app.parameters:
         if parameter.generate and parameter.name not in given.values:
             continue  # generated and kept in the instance's Secret
-        value = _value_for(parameter, given, previous or {}, ask)
+        value = _value_for(parameter, given, previous, ask)
         if value is None:
             continue
         if parameter.secret:
@@ -137,11 +137,16 @@ def _given_value(parameter: Parameter, given: GivenValues) -> Any:
 
 
 def _value_for(
-    parameter: Parameter, given: GivenValues, previous: Mapping[str, Any], ask: Asker | None
+    parameter: Parameter,
+    given: GivenValues,
+    previous: Mapping[str, Any] | None,
+    ask: Asker | None,
 ) -> Any:
     if parameter.name in given.values:
-        return _given_value(parameter, given)
-    if parameter.name in previous:
+        value = _given_value(parameter, given)
+        _refuse_changing_immutable(parameter, value, previous, given.sources[parameter.name])
+        return value
+    if previous is not None and parameter.name in previous:
         return previous[parameter.name]
     if ask is not None and (parameter.required or parameter.default is None):
         return coerce(parameter, ask(parameter), "your answer")
@@ -154,6 +159,23 @@ def _value_for(
             "run in a terminal to be asked.",
         )
     return None
+
+
+def _refuse_changing_immutable(
+    parameter: Parameter, value: Any, previous: Mapping[str, Any] | None, source: str
+) -> None:
+    """An immutable parameter keeps the value the instance was installed with (`previous`,
+    None for a new instance): a server name that is in every ID the app has stored."""
+    if not parameter.immutable or previous is None or previous.get(parameter.name) == value:
+        return
+    kept = previous.get(parameter.name)
+    shown = "no value" if kept is None else repr(kept)
+    raise BadInputError(
+        f"{source}: {parameter.name} cannot change once the instance is installed "
+        f"(it was installed with {shown}).",
+        hint=f"Leave out {parameter.flag} to keep it. Another value needs a new instance "
+        "(libresh install … --name NEW), and its data starts empty.",
+    )
 
 
 def coerce(parameter: Parameter, value: Any, source: str) -> Any:

@@ -142,6 +142,15 @@ def provisioning_secrets(instance: Instance) -> list[Manifest]:
     return [_finish(admin, instance)]
 
 
+def _service_context(instance: Instance, kind: str) -> dict[str, Any]:
+    """The provider's settings for a service, with what the app asks of it (`locale`), which
+    the embedded server's and the provisioning Job's templates read."""
+    context = dict(instance.services.get(kind, {}))
+    if kind == "postgres" and instance.app.postgres_locale:
+        context["locale"] = instance.app.postgres_locale
+    return context
+
+
 def template_context(instance: Instance) -> dict[str, Any]:
     return {
         "instance": {
@@ -154,7 +163,7 @@ def template_context(instance: Instance) -> dict[str, Any]:
         "image": instance.version.image,
         "params": dict(instance.params),
         "secrets": {"name": CREDENTIALS_SECRET},
-        "services": {kind: dict(instance.services.get(kind, {})) for kind in instance.app.requires},
+        "services": {kind: _service_context(instance, kind) for kind in instance.app.requires},
         "mail": mail_context(instance),
         "labels": instance.labels(),
         "cluster_issuer": CLUSTER_ISSUER,

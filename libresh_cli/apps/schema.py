@@ -280,6 +280,7 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
         parameters=parameters,
         requires=requires,
         requires_mail=MAIL in (top.get("requires") or {}),
+        postgres_locale=_read_postgres_locale(c, top),
         directory=directory,
         one_major_at_a_time=bool(one_major),
         resources=_read_resources(c, top),
@@ -351,6 +352,7 @@ PARAMETER_FIELDS = {
     "max",
     "secret",
     "length",
+    "immutable",
 }
 
 
@@ -383,6 +385,7 @@ def _read_parameters(c: Checker, top: Mapping[str, Any]) -> tuple[Parameter, ...
             maximum=_bound(c, item, path, "max"),
             generate=secret == "generate",  # noqa: S105 - a keyword, not a password
             length=c.integer(item, path, "length", 32, 12, 128),
+            immutable=_flag(c, item, path, "immutable", False),
         )
         _check_default(c, path, item, parameter)
         parameters.append(parameter)
@@ -507,8 +510,26 @@ def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
     known = set(SERVICE_KINDS) | {MAIL}
     requires = c.mapping(top.get("requires", {}), ("requires",), known, set())
     for kind, options in requires.items():
-        c.mapping(options or {}, ("requires", kind), set(), set())
+        c.mapping(options or {}, ("requires", kind), SERVICE_OPTIONS.get(kind, set()), set())
     return tuple(kind for kind in SERVICE_KINDS if kind in requires)
+
+
+# What an app may ask of a service, and the values each option takes.
+SERVICE_OPTIONS = {"postgres": {"locale"}}
+POSTGRES_LOCALES = ("C",)
+
+
+def _read_postgres_locale(c: Checker, top: Mapping[str, Any]) -> str:
+    requires = top.get("requires")
+    options = requires.get("postgres") if isinstance(requires, Mapping) else None
+    locale = options.get("locale", "") if isinstance(options, Mapping) else ""
+    if locale and locale not in POSTGRES_LOCALES:
+        c.problem(
+            ("requires", "postgres", "locale"),
+            f"{locale!r} is not one of {list(POSTGRES_LOCALES)}",
+        )
+        return ""
+    return str(locale)
 
 
 def _read_uses(c: Checker, top: Mapping[str, Any]) -> tuple[Use, ...]:

@@ -4,7 +4,10 @@
 # by the tests against a real server. Safe to run again: every statement checks first.
 #
 # Admin connection: PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE (libpq's own variables).
-# The instance: APP_DATABASE, APP_USER, APP_PASSWORD.
+# The instance: APP_DATABASE, APP_USER, APP_PASSWORD; APP_LOCALE (optional, e.g. C): a new
+# database gets that collation and ctype, with encoding UTF8, copied from template0 (the only
+# template whose locale may differ from its copy's: PostgreSQL docs, CREATE DATABASE and
+# "Template Databases"). An existing database keeps its own.
 #
 # The admin needs CREATEROLE and CREATEDB, not SUPERUSER (managed servers give none), on
 # PostgreSQL 13 to 18:
@@ -24,11 +27,13 @@
 # with \getenv (psql 15 and later: the Job's postgres:16.6-alpine has psql 16).
 set -eu
 : "${APP_DATABASE:?}" "${APP_USER:?}" "${APP_PASSWORD:?}"
-export APP_DATABASE APP_USER APP_PASSWORD
+APP_LOCALE="${APP_LOCALE:-}"
+export APP_DATABASE APP_USER APP_PASSWORD APP_LOCALE
 psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 --dbname=postgres <<'SQL'
 \getenv app_database APP_DATABASE
 \getenv app_user APP_USER
 \getenv app_password APP_PASSWORD
+\getenv app_locale APP_LOCALE
 SELECT current_setting('server_version_num')::int >= 160000 AS pg16 \gset
 SELECT format('CREATE ROLE %I LOGIN', :'app_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') \gexec
@@ -37,7 +42,9 @@ SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'app_user', :'app_passwor
 SELECT CASE WHEN :'pg16'::boolean THEN format('GRANT %I TO CURRENT_USER WITH INHERIT FALSE, SET TRUE', :'app_user')
             ELSE format('GRANT %I TO CURRENT_USER', :'app_user') END
  WHERE NOT pg_has_role(current_user, :'app_user', CASE WHEN :'pg16'::boolean THEN 'SET' ELSE 'MEMBER' END) \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'app_database', :'app_user')
+SELECT CASE WHEN :'app_locale' = '' THEN format('CREATE DATABASE %I OWNER %I', :'app_database', :'app_user')
+            ELSE format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L',
+                        :'app_database', :'app_user', 'UTF8', :'app_locale', :'app_locale') END
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_database') \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', :'app_database', :'app_user')
   FROM pg_database WHERE datname = :'app_database' AND pg_get_userbyid(datdba) <> :'app_user' \gexec
