@@ -81,6 +81,17 @@ class Catalog:
         return found, broken
 
 
+# What `catalog validate` renders an app that requires mail with, beside no relay at all.
+SAMPLE_RELAY = {
+    "host": "smtp.example.org",
+    "port": "587",
+    "tls": "starttls",
+    "user": "sample",
+    "password": "x" * 16,
+    "from": "admin@example.org",
+}
+
+
 def sample_value(parameter: Parameter) -> Any:
     """A value of the right type for rendering templates during validation."""
     if parameter.default is not None:
@@ -108,6 +119,8 @@ def validate_app(directory: Path) -> App:
     for version in app.versions:
         try:
             objects = render(Instance(app.name, app, version, params, secrets))
+            if app.requires_mail:  # the templates' mail-on branch too
+                render(Instance(app.name, app, version, params, secrets, mail=SAMPLE_RELAY))
         except RenderError as error:
             problems.append(
                 Problem(

@@ -35,7 +35,7 @@ def send_test(
     relay: Relay, to: str, *, ca_file: Path | None = None, timeout: float = DEFAULT_TIMEOUT
 ) -> Sent:
     check_address(to, "--to")
-    message = test_message(relay.from_address, to)
+    message = probe_message(relay.from_address, to)
     where = f"{relay.host}:{relay.port}"
     try:
         with _connect(relay, _tls_context(ca_file), timeout) as smtp:
@@ -91,7 +91,7 @@ def send_test(
     return Sent(where, relay.from_address, to, str(message["Message-ID"]))
 
 
-def test_message(sender: str, to: str) -> EmailMessage:
+def probe_message(sender: str, to: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
