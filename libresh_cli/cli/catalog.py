@@ -19,6 +19,7 @@ catalog_app = typer.Typer(
 \b
 Examples:
   libresh catalog list
+  libresh catalog search office
   libresh catalog show nextcloud
   libresh catalog validate ./my-catalog/myapp
 """,
@@ -29,36 +30,72 @@ Examples:
 
 @catalog_app.command("list")
 def list_apps(ctx: typer.Context, output: OutputOption = None) -> None:
-    """List the apps of every catalog, with their newest version.
+    """List the apps of every catalog: category, newest version, the memory an instance
+    requests (with its embedded services), whether it supports SSO, and what it is.
 
     \b
-    Example:
+    Examples:
       libresh catalog list
+      libresh catalog list -o json
     """
     app = app_context(ctx, output)
+    entries = _entries(app)
+    emit(app, [e.to_dict() for e in entries], _apps_table)
+
+
+@catalog_app.command("search")
+def search_apps(
+    ctx: typer.Context,
+    word: Annotated[str, typer.Argument(help="Found in an app's name, description or category.")],
+    output: OutputOption = None,
+) -> None:
+    """Find apps by a word of their name, description or category (case ignored).
+
+    \b
+    Examples:
+      libresh catalog search office
+      libresh catalog search password -o json
+    """
+    from libresh_cli.apps.catalog_search import search
+
+    app = app_context(ctx, output)
+    found = search(_entries(app), word)
+    emit(app, [e.to_dict() for e in found], lambda rows: _apps_table(rows, word))
+
+
+def _entries(app: Any) -> list[Any]:
+    from libresh_cli.apps.catalog_search import entry_of
+
     apps, broken = catalog(app).apps()
     for error in broken:
         app.reporter().warn(
             f"{error.message}\nLeft out of the list: fix it, then check with "
             "`libresh catalog validate PATH`."
         )
-    rows = [
-        {
-            "name": a.name,
-            "version": a.latest.version,
-            "description": a.description,
-            "requires": list(a.requires),
-            "directory": str(a.directory),
-        }
-        for a in apps
-    ]
-    emit(
-        app,
-        rows,
-        lambda rs: rows_table(
-            ["APP", "VERSION", "NEEDS", "DESCRIPTION"],
-            [[r["name"], r["version"], ", ".join(r["requires"]), r["description"]] for r in rs],
-        ),
+    return sorted((entry_of(a) for a in apps), key=lambda e: (e.category, e.name))
+
+
+def _apps_table(rows: list[dict[str, Any]], word: str | None = None) -> Any:
+    if not rows:
+        return (
+            f"No app matches {word!r}: `libresh catalog list` shows them all."
+            if word is not None
+            else "No apps in the catalogs."
+        )
+    return rows_table(
+        ["APP", "CATEGORY", "VERSION", "MEMORY", "SSO", "NEEDS", "DESCRIPTION"],
+        [
+            [
+                r["name"],
+                r["category"],
+                r["version"],
+                r["memory_request"],
+                "yes" if r["sso"] else "no",
+                ", ".join(r["requires"]) or "-",
+                r["description"],
+            ]
+            for r in rows
+        ],
     )
 
 

@@ -75,7 +75,7 @@ PRINTS_DATA = {
     ("backup", "list"), ("backups", "list"), ("backup", "storage", "show"),
     ("backup", "key", "export"),
     ("secret", "get"), ("secret", "list"),
-    ("catalog", "list"), ("catalog", "show"), ("catalog", "validate"),
+    ("catalog", "list"), ("catalog", "search"), ("catalog", "show"), ("catalog", "validate"),
     ("mail", "show"), ("mail", "test"),
     ("services", "show"), ("infra", "status"), ("cluster", "status"),
     ("lab", "status"), ("lab", "kubeconfig"),
