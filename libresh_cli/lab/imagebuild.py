@@ -1,15 +1,18 @@
 """Images for the lab's real node, built here: no container registry can be reached.
 
 Each image has a folder in `images/` with its recipe (recipe.yaml: the reference it is imported
-under, the Debian suite, mmdebstrap variant and packages, and its OCI config) and a README that
-says which upstream image's contract it follows. mmdebstrap makes the root filesystem from the
-Debian mirror this machine's apt uses; this module packs it as an OCI image archive (one
+under, the Debian suite, mmdebstrap variant, apt options and packages, the users made before
+the packages (so the packages keep the upstream image's ids), files of the folder put into the
+image, commands run in it once the packages are in, and its OCI config) and a README that says
+which upstream image's contract it follows, which version really runs and what differs.
+mmdebstrap makes the root filesystem from the Debian mirror this machine's apt uses (for a
+suite it knows; else mmdebstrap's default); this module packs it as an OCI image archive (one
 uncompressed layer, a config, a manifest and an index, as the OCI image-spec lays them out),
 which the node's containerd imports (`ctr images import`).
 
 Built once and cached by package versions: the cache keeps each build with the list of the
 packages (and versions) it holds, and is built again when this machine's apt knows a newer
-version of one of them, or when the recipe changes.
+version of one of them (for a suite it knows), or when the recipe or one of its files changes.
 """
 
 from __future__ import annotations
@@ -66,6 +69,28 @@ def oci_arch() -> str:
 
 
 @dataclass(frozen=True)
+class ImageUser:
+    """A user (and its group, of the same name) written into /etc/passwd and /etc/group before
+    the packages are installed: a package's maintainer script that makes its system user then
+    finds it, so the image keeps the upstream image's ids (e.g. postgres 70 on Alpine)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str = "/usr/sbin/nologin"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A file of the recipe's folder, put into the image before the packages are installed."""
+
+    source: str
+    path: str
+    mode: str = "0644"
+
+
+@dataclass(frozen=True)
 class ImageRecipe:
     name: str
     reference: str
@@ -74,6 +99,11 @@ class ImageRecipe:
     packages: tuple[str, ...]
     config: dict[str, Any] = field(hash=False)
     digest: str = ""
+    users: tuple[ImageUser, ...] = ()
+    files: tuple[ImageFile, ...] = ()
+    run: tuple[str, ...] = ()  # shell commands run in the image once the packages are in
+    apt_options: tuple[str, ...] = ()  # apt.conf lines (mmdebstrap --aptopt)
+    folder: Path = Path()
 
     @property
     def tag(self) -> str:
@@ -94,8 +124,14 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> ImageRecipe:
-    text = resources.files(__package__).joinpath("images", name, "recipe.yaml").read_bytes()
+    folder = Path(str(resources.files(__package__).joinpath("images", name)))
+    text = (folder / "recipe.yaml").read_bytes()
     data = yaml.safe_load(text)
+    files = tuple(ImageFile(**entry) for entry in data.get("files") or ())
+    # The cache key: the recipe, and every file it puts into the image.
+    digest = hashlib.sha256(FORMAT.encode() + oci_arch().encode() + text)
+    for entry in files:
+        digest.update((folder / entry.source).read_bytes())
     return ImageRecipe(
         name=name,
         reference=str(data["reference"]),
@@ -103,7 +139,12 @@ def load_recipe(name: str) -> ImageRecipe:
         variant=str(data.get("variant", "minbase")),
         packages=tuple(str(p) for p in data.get("packages") or ()),
         config=dict(data.get("config") or {}),
-        digest=hashlib.sha256(FORMAT.encode() + oci_arch().encode() + text).hexdigest()[:12],
+        digest=digest.hexdigest()[:12],
+        users=tuple(ImageUser(**entry) for entry in data.get("users") or ()),
+        files=files,
+        run=tuple(str(command) for command in data.get("run") or ()),
+        apt_options=tuple(str(option) for option in data.get("apt_options") or ()),
+        folder=folder,
     )
 
 
@@ -119,7 +160,9 @@ def ensure_image(paths: Paths, recipe: ImageRecipe, reporter: Reporter) -> Built
     otherwise a new build."""
     cached = _newest_build(paths, recipe)
     if cached is not None:
-        stale = newer_candidates(cached.packages)
+        # Only this machine's apt can say a package is newer, and only for the suites it knows
+        # (a trixie image on a bookworm machine is kept until its recipe changes).
+        stale = newer_candidates(cached.packages) if host_sources(recipe.suite) else {}
         if not stale:
             return cached
         shown = ", ".join(f"{name} {version}" for name, version in sorted(stale.items())[:3])
@@ -271,7 +314,10 @@ def mmdebstrap_command(recipe: ImageRecipe, output: Path, packages_file: Path) -
         f"--architectures={oci_arch()}",
         "--format=tar",
         *[f"--dpkgopt={option}" for option in SLIM_DPKG_OPTIONS],
+        *[f"--aptopt={option}" for option in recipe.apt_options],
         *([f"--include={','.join(recipe.packages)}"] if recipe.packages else []),
+        *[f"--essential-hook={hook}" for hook in before_packages_hooks(recipe)],
+        *[f"--customize-hook={hook}" for hook in after_packages_hooks(recipe)],
         # What the image holds, for the cache: every package and its version.
         "--customize-hook=chroot \"$1\" dpkg-query -W -f='${Package}\\t${Version}\\n' > "
         f"{shlex.quote(str(packages_file))}",
@@ -280,6 +326,29 @@ def mmdebstrap_command(recipe: ImageRecipe, output: Path, packages_file: Path) -
     ]
     # No mirror given: mmdebstrap picks its default. Given: the ones this machine's apt uses.
     return [*command, *host_sources(recipe.suite)]
+
+
+def before_packages_hooks(recipe: ImageRecipe) -> list[str]:
+    """mmdebstrap hooks ("$1": the root) run once the essential packages are in, before the
+    others: the recipe's users and files."""
+    hooks = []
+    for user in recipe.users:
+        passwd = f"{user.name}:x:{user.uid}:{user.gid}::{user.home}:{user.shell}"
+        group = f"{user.name}:x:{user.gid}:"
+        hooks.append(
+            f'echo {shlex.quote(group)} >> "$1/etc/group" && '
+            f'echo {shlex.quote(passwd)} >> "$1/etc/passwd"'
+        )
+    for entry in recipe.files:
+        source = shlex.quote(str(recipe.folder / entry.source))
+        target = shlex.quote(entry.path)
+        hooks.append(f'install -D -m {entry.mode} {source} "$1"{target}')
+    return hooks
+
+
+def after_packages_hooks(recipe: ImageRecipe) -> list[str]:
+    """The recipe's commands, each run by sh inside the image once every package is in."""
+    return [f'chroot "$1" sh -ec {shlex.quote(command)}' for command in recipe.run]
 
 
 def build_image(paths: Paths, recipe: ImageRecipe, reporter: Reporter) -> BuiltImage:
