@@ -117,6 +117,19 @@ class Commands(LazyGroup):
             "libresh_cli.cli.mail:mail_app",
             "The cluster's SMTP relay, which apps that send mail are given.",
         ),
+        "identity": LazyCommand(
+            "libresh_cli.cli.identity:identity_app",
+            "The cluster's identity provider (Keycloak): one account for every app.",
+        ),
+        "users": LazyCommand(
+            "libresh_cli.cli.identity:users_app",
+            "People's accounts in the identity provider, used to sign in to every app.",
+        ),
+        "groups": LazyCommand(
+            "libresh_cli.cli.identity:groups_app",
+            "Groups of users; an app lets in the groups it allows (admins and members by "
+            "default).",
+        ),
         "lab": LazyCommand(
             "libresh_cli.cli.lab:lab_app",
             "A real Kubernetes control plane on 127.0.0.1 with kwok-simulated nodes.",

@@ -67,6 +67,8 @@ CHANGES = {
     ("cluster", "create"), ("cluster", "scale"), ("cluster", "destroy"), ("cluster", "upgrade"),
     ("backup", "now"), ("backup", "schedule"), ("backup", "storage", "set"),
     ("services", "set"),
+    ("identity", "connect"), ("users", "add"), ("users", "remove"), ("users", "passwd"),
+    ("groups", "add"), ("groups", "remove"), ("groups", "add-member"), ("groups", "remove-member"),
     ("mail", "set"), ("mail", "unset"),
     ("lab", "up"), ("lab", "down"), ("lab", "build"),
 }  # fmt: skip
@@ -78,6 +80,7 @@ PRINTS_DATA = {
     ("catalog", "list"), ("catalog", "search"), ("catalog", "show"), ("catalog", "validate"),
     ("mail", "show"), ("mail", "test"),
     ("services", "show"), ("infra", "status"), ("cluster", "status"),
+    ("identity", "status"), ("users", "list"), ("users", "show"), ("groups", "list"),
     ("lab", "status"), ("lab", "kubeconfig"),
 }  # fmt: skip
 

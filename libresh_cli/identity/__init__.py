@@ -1,0 +1,1 @@
+"""The identity provider: one account for every app (users, groups, OIDC clients)."""
