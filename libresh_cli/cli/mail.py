@@ -103,7 +103,8 @@ def set_relay(
     # Checked before asking for a password or connecting to the cluster.
     check_host(host)
     check_address(sender, "--from")
-    wanted = Relay(host, port or DEFAULT_PORTS[tls.value], tls.value, sender, user)
+    chosen_port = DEFAULT_PORTS[tls.value] if port is None else port  # 0 is refused, not "unset"
+    wanted = Relay(host, chosen_port, tls.value, sender, user)
     if app.dry_run:
         check(Relay(**{**_fields(wanted), "password": "x" if user else ""}))
         dry_run_said(app, [f"set the relay to {_where(wanted)}"], **wanted.public())

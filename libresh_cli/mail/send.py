@@ -150,8 +150,9 @@ def _said(error: smtplib.SMTPResponseException | tuple[int, bytes]) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, socket.timeout | TimeoutError):
-        return "no answer in time"
+    # smtplib reports a reply that never came as a disconnection "…: timed out".
+    if isinstance(error, socket.timeout | TimeoutError) or str(error).endswith("timed out"):
+        return "no answer in time (--timeout)"
     if isinstance(error, socket.gaierror):
         return f"the name does not resolve ({error.strerror})"
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
