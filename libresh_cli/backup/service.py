@@ -45,6 +45,7 @@ from libresh_cli.apps.record import (
     require_record,
     save_record,
 )
+from libresh_cli.apps.relay import mail_for
 from libresh_cli.apps.render import CREDENTIALS_SECRET, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
@@ -743,7 +744,14 @@ def _copy(
     pinned = origin.services or {kind: "embedded" for kind in app.requires}
     services, service_secrets = services_for(pinned, settings, passwords)
     instance = Instance(
-        new_name, app, version, plain, origin.secret_values, services, service_secrets
+        new_name,
+        app,
+        version,
+        plain,
+        origin.secret_values,
+        services,
+        service_secrets,
+        mail_for(kube, app),  # the cluster's relay, as any install (not the origin's)
     )
     reporter.step(f"Installing {new_name} ({app.name} {version.version}) to restore into")
     # The copy keeps the source's links (Collabora then allows the copy's domain too); a used
