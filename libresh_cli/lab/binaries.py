@@ -8,6 +8,12 @@ multi-call binary, and the real node's pod sandbox process (`pause`) into a tiny
 kwok is installed
 from its own module, and its shipped Stage files (the simulated lifecycles of nodes, pods and
 volumes) are taken from that same module version.
+
+The real node's add-ons are built apart, into their own cache directory: `gomod/addons/` is a
+second module (CoreDNS with the lab's plugins, and a `whoami` probe for pods), because CoreDNS
+pins its own versions of modules the control plane shares; rancher's local-path-provisioner is
+installed from its module, as kwok is. Changing them never invalidates the control plane's
+cache, and a lab without a real node never builds them.
 """
 
 from __future__ import annotations
@@ -55,6 +61,15 @@ KWOK_STAGE_FILES = (
 COMPLETE_MARKER = "COMPLETE"
 GO_MODULE_FILES = ("go.mod", "go.sum", "main.go", "pause/main.go")
 
+# The real node's add-ons. CoreDNS v1.14.0 is the newest whose module needs no newer Go than
+# MINIMUM_GO and requires the same k8s.io/client-go minor (v0.34) as the control plane
+# (its go.mod); local-path-provisioner v0.0.30 is its newest release on the Go proxy.
+COREDNS_VERSION = "1.14.0"
+LOCAL_PATH_VERSION = "0.0.30"
+ADDONS = "lab-addons"
+LOCAL_PATH = "local-path-provisioner"
+ADDON_MODULE_FILES = ("addons/go.mod", "addons/go.sum", "addons/main.go")
+
 
 @dataclass(frozen=True)
 class LabBinaries:
@@ -87,6 +102,25 @@ class LabBinaries:
         )
 
 
+@dataclass(frozen=True)
+class AddonBinaries:
+    """A directory holding the real node's add-ons: CoreDNS (with the `whoami` probe) and
+    local-path-provisioner, both static so a pod can run `whoami` from a hostPath."""
+
+    root: Path
+
+    @property
+    def addons(self) -> Path:
+        return self.root / "bin" / ADDONS
+
+    @property
+    def local_path(self) -> Path:
+        return self.root / "bin" / LOCAL_PATH
+
+    def is_complete(self) -> bool:
+        return os.access(self.addons, os.X_OK) and os.access(self.local_path, os.X_OK)
+
+
 def recipe_digest() -> str:
     """Changes whenever the Go module or the pinned versions change, so the cache follows."""
     digest = hashlib.sha256(f"{KUBERNETES_VERSION}/{KWOK_VERSION}".encode())
@@ -99,6 +133,75 @@ def cache_dir(paths: Paths) -> Path:
     arch = platform.machine().lower()
     key = f"k8s-v{KUBERNETES_VERSION}-kwok-v{KWOK_VERSION}-{arch}-{recipe_digest()}"
     return paths.cache / "lab" / key
+
+
+def addons_digest() -> str:
+    digest = hashlib.sha256(f"{COREDNS_VERSION}/{LOCAL_PATH_VERSION}".encode())
+    for name in ADDON_MODULE_FILES:
+        digest.update(resources.files(__package__).joinpath("gomod", name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def addons_cache_dir(paths: Paths) -> Path:
+    arch = platform.machine().lower()
+    key = (
+        f"addons-coredns-v{COREDNS_VERSION}-local-path-v{LOCAL_PATH_VERSION}-{arch}-"
+        f"{addons_digest()}"
+    )
+    return paths.cache / "lab" / key
+
+
+def find_addons(paths: Paths) -> AddonBinaries | None:
+    cached = AddonBinaries(addons_cache_dir(paths))
+    if (cached.root / COMPLETE_MARKER).exists() and cached.is_complete():
+        return cached
+    return None
+
+
+def ensure_addons(paths: Paths, reporter: Reporter) -> AddonBinaries:
+    return find_addons(paths) or build_addons(paths, reporter)
+
+
+def build_addons(paths: Paths, reporter: Reporter) -> AddonBinaries:
+    """CoreDNS (our module: only the plugins the lab uses) and local-path-provisioner, static
+    (no cgo): `whoami` runs inside the pods' images."""
+    go = require_go()
+    target = AddonBinaries(addons_cache_dir(paths))
+    (target.root / COMPLETE_MARKER).unlink(missing_ok=True)
+    work = paths.cache / "lab" / "build-addons"
+    _write_go_module(work, ADDON_MODULE_FILES)
+    static = {**os.environ, "CGO_ENABLED": "0"}
+    started = time.monotonic()
+    reporter.step(
+        f"Building the real node's add-ons: CoreDNS v{COREDNS_VERSION} (once; a few minutes)"
+    )
+    target.addons.parent.mkdir(parents=True, exist_ok=True)
+    _run(
+        [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target.addons), "."],
+        what=f"build {ADDONS}",
+        cwd=work / "addons",
+        env=static,
+    )
+    reporter.step(f"Building local-path-provisioner v{LOCAL_PATH_VERSION}")
+    _run(
+        [
+            go,
+            "install",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            f"github.com/rancher/local-path-provisioner@v{LOCAL_PATH_VERSION}",
+        ],
+        what=f"build {LOCAL_PATH}",
+        env={**static, "GOBIN": str(target.local_path.parent)},
+    )
+    reporter.done(
+        f"Built CoreDNS v{COREDNS_VERSION} and local-path-provisioner v{LOCAL_PATH_VERSION} "
+        f"in {elapsed(started)}"
+    )
+    info = {"coredns": COREDNS_VERSION, "local-path": LOCAL_PATH_VERSION, "recipe": addons_digest()}
+    (target.root / COMPLETE_MARKER).write_text(json.dumps(info) + "\n")
+    return target
 
 
 def find_binaries(paths: Paths, env: dict[str, str] | None = None) -> LabBinaries | None:
@@ -160,7 +263,7 @@ def build_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
     target = LabBinaries(cache_dir(paths))
     (target.root / COMPLETE_MARKER).unlink(missing_ok=True)
     work = paths.cache / "lab" / "build"
-    _write_go_module(work)
+    _write_go_module(work, GO_MODULE_FILES)
     started = time.monotonic()
     reporter.step(
         f"Building Kubernetes v{KUBERNETES_VERSION} (control plane, kubelet, kube-proxy) from "
@@ -189,8 +292,8 @@ def build_info() -> dict[str, str]:
     return {"kubernetes": KUBERNETES_VERSION, "kwok": KWOK_VERSION, "recipe": recipe_digest()}
 
 
-def _write_go_module(work: Path) -> None:
-    for name in GO_MODULE_FILES:
+def _write_go_module(work: Path, files: tuple[str, ...]) -> None:
+    for name in files:
         source = resources.files(__package__).joinpath("gomod", name)
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_bytes(source.read_bytes())

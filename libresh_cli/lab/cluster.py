@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
 import time
@@ -16,12 +17,14 @@ from libresh_cli.errors import BadInputError, ConflictError, LibreshError, Opera
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.kube.connection import KubeTarget
 from libresh_cli.kube.nodes import ready_names, wait_nodes_ready
-from libresh_cli.lab import components, realnode, state
+from libresh_cli.lab import components, nodeaddons, realnode, state
 from libresh_cli.lab.binaries import (
     KUBERNETES_VERSION,
     KWOK_VERSION,
+    AddonBinaries,
     LabBinaries,
     cache_dir,
+    ensure_addons,
     ensure_binaries,
     find_binaries,
 )
@@ -50,6 +53,7 @@ STOP_ORDER = (
 ETCD_TIMEOUT = 30.0
 APISERVER_TIMEOUT = 90.0
 NODES_TIMEOUT = 90.0
+ADDONS_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,29 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabSt
     tools = realnode.find_tools() if spec.real_node else None
     _clear_debris(paths, name, reporter)
     binaries = ensure_binaries(paths, reporter)
-    images = realnode.node_images(paths, binaries, reporter) if spec.real_node else []
+    if tools is None:
+        return _start_lab(paths, name, spec, binaries, None, reporter), False
+    addons = ensure_addons(paths, reporter)
+    images = realnode.node_images(paths, binaries, reporter)
+    # Two labs starting a real node at once would each see no other: one starts at a time.
+    with realnode.one_start_at_a_time():
+        _require_no_other_real_node()
+        parts = NodeParts(tools, binaries, addons, images)
+        return _start_lab(paths, name, spec, binaries, parts, reporter), False
+
+
+def _start_lab(
+    paths: Paths,
+    name: str,
+    spec: LabSpec,
+    binaries: LabBinaries,
+    parts: NodeParts | None,
+    reporter: Reporter,
+) -> state.LabState:
     layout = _choose_layout(paths, name, spec)
+    node = _choose_node(layout, name) if parts is not None else None
+    if node is not None:
+        layout = _serving_the_node(layout, node)
     lab = state.LabState(
         name=name,
         api_port=layout.api_port,
@@ -137,18 +162,20 @@ def lab_up(paths: Paths, spec: LabSpec, reporter: Reporter) -> tuple[state.LabSt
         kwok_version=KWOK_VERSION,
         binaries=str(binaries.root),
         created_at=time.time(),
+        # Recorded before anything is made, so that a crash is cleaned up.
+        real_node=node.to_record() if node else None,
     )
     try:
         _start(paths, lab, layout, binaries, reporter)
-        if tools is not None:
-            _start_real_node(paths, lab, layout, binaries, tools, images, reporter)
+        if parts is not None and node is not None:
+            _start_real_node(paths, lab, layout, parts, node, reporter)
         _wait_for_nodes(layout, lab, reporter)
     except BaseException:
         # Nothing half-up is left behind: a failed or interrupted start is undone entirely.
         stop_lab_processes(lab, grace=3.0)
         _remove_lab_dir(paths, name)
         raise
-    return lab, False
+    return lab
 
 
 def _check_spec(spec: LabSpec) -> None:
@@ -197,6 +224,39 @@ def _clear_debris(paths: Paths, name: str, reporter: Reporter) -> None:
     _remove_lab_dir(paths, name)
     detail = f" (killed leftover {', '.join(killed)})" if killed else ""
     reporter.warn(f"Cleaned up the remains of an earlier lab '{name}' that had crashed{detail}.")
+
+
+def _require_no_other_real_node() -> None:
+    """kube-proxy's iptables chains are the machine's, not the lab's: two real nodes would
+    rewrite each other's Services (and `lab down` of one would remove the other's chains)."""
+    other = realnode.running_kube_proxy()
+    if other is not None:
+        raise ConflictError(
+            "Another lab's real node runs on this machine (its kube-proxy, pid "
+            f"{other[0]}, started with {other[1]}); a machine has one at a time, since "
+            "kube-proxy's iptables chains are shared by the whole machine.",
+            hint="Stop that lab first (`libresh lab down --name NAME`, with the XDG_STATE_HOME "
+            "it was started with), or start this one without --real-node.",
+        )
+
+
+def _choose_node(layout: LabLayout, name: str) -> realnode.NodeLayout:
+    kubelet, healthz, metrics, ready = free_ports(4, avoid=[layout.api_port, layout.etcd_port])
+    return realnode.choose_layout(layout.directory, name, kubelet, (healthz, metrics, ready))
+
+
+def _serving_the_node(layout: LabLayout, node: realnode.NodeLayout) -> LabLayout:
+    """Pods reach the API server through the `kubernetes` Service, whose endpoint is the
+    advertised address: the node's bridge address, which the API server must then serve on
+    (and be named by, in its certificate). It listens on every address, since the bridge is
+    made later with the node and the lab's kubeconfig keeps 127.0.0.1; every request still
+    needs a certificate or token of the lab (anonymous ones see only /healthz, /version)."""
+    return dataclasses.replace(
+        layout,
+        bind_address="0.0.0.0",  # noqa: S104 (why: above)
+        advertise_address=node.node_ip,
+        extra_names=(*layout.extra_names, node.node_ip),
+    )
 
 
 def _choose_layout(paths: Paths, name: str, spec: LabSpec) -> LabLayout:
@@ -263,28 +323,35 @@ def _start(
         launch("kube-controller-manager", components.controller_manager_command(binaries, layout))
         launch("kube-scheduler", components.scheduler_command(binaries, layout))
         launch("kwok", components.kwok_command(binaries, layout))
-        kube.apply(components.storage_class_manifest())
+        kube.apply(components.storage_class_manifest(default=lab.real_node is None))
         kube.apply_all(
             components.node_manifest(node) for node in lab.nodes if node != realnode.NODE_NAME
         )
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """What the real node is made of: the machine's tools, the binaries and images."""
+
+    tools: realnode.NodeTools
+    binaries: LabBinaries
+    addons: AddonBinaries
+    images: list[Path]
 
 
 def _start_real_node(
     paths: Paths,
     lab: state.LabState,
     layout: LabLayout,
-    binaries: LabBinaries,
-    tools: realnode.NodeTools,
-    images: list[Path],
+    parts: NodeParts,
+    node: realnode.NodeLayout,
     reporter: Reporter,
 ) -> None:
-    (kubelet_port,) = free_ports(1, avoid=[layout.api_port, layout.etcd_port])
-    node = realnode.choose_layout(layout.directory, lab.name, kubelet_port)
-    lab.real_node = node.to_record()
-    state.save_state(paths, lab)  # before anything is made, so that a crash is cleaned up
-    pki = layout.pki
-    reporter.step(f"Starting the real node {realnode.NODE_NAME} (containerd, kubelet)")
-    realnode.prepare(node, tools, pki, lab.name, lab.server)
+    reporter.step(
+        f"Starting the real node {realnode.NODE_NAME} (containerd, kubelet, kube-proxy, "
+        "CoreDNS, local-path-provisioner)"
+    )
+    realnode.prepare(node, parts.tools, layout.pki, lab.name, lab.server, layout.kubeconfig)
     env = {**_daemon_env(node.directory), "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
 
     def launch(component: str, argv: list[str]) -> ProcessRecord:
@@ -293,16 +360,57 @@ def _start_real_node(
         state.save_state(paths, lab)
         return record
 
-    containerd = launch("containerd", realnode.containerd_command(tools, node))
-    realnode.wait_containerd(tools, node, containerd)
-    realnode.import_images(tools, node, images)
-    launch("kubelet", realnode.kubelet_command(binaries, node))
+    containerd = launch("containerd", realnode.containerd_command(parts.tools, node))
+    realnode.wait_containerd(parts.tools, node, containerd)
+    realnode.import_images(parts.tools, node, parts.images)
+    launch("kubelet", realnode.kubelet_command(parts.binaries, node))
+    launch(
+        nodeaddons.KUBE_PROXY,
+        nodeaddons.kube_proxy_command(parts.binaries, node.kube_proxy_config),
+    )
+    launch(nodeaddons.COREDNS, nodeaddons.coredns_command(parts.addons, node.corefile))
+    with KubeClient.connect(KubeTarget(layout.kubeconfig)) as kube:
+        kube.apply_all(nodeaddons.local_path_manifests())
+    launch(
+        nodeaddons.LOCAL_PATH,
+        nodeaddons.local_path_command(
+            parts.addons,
+            layout.kubeconfig,
+            node.local_path_config,
+            node.local_path_helper_pod,
+            realnode.helper_image(),
+        ),
+    )
+
+
+def _wait_node_addons(lab: state.LabState) -> None:
+    """kube-proxy has written the Services' rules, CoreDNS has read the Services."""
+    if lab.real_node is None:
+        return
+    node = realnode.NodeLayout.from_record(lab.real_node)
+    records = {r.component: r for r in lab.processes}
+    for component, url in (
+        (nodeaddons.KUBE_PROXY, f"http://127.0.0.1:{node.proxy_healthz_port}/healthz"),
+        (nodeaddons.COREDNS, f"http://127.0.0.1:{node.dns_ready_port}/ready"),
+    ):
+        _wait_healthy(records[component], _answers_ok(url), component, ADDONS_TIMEOUT)
+
+
+def _answers_ok(url: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return probe
 
 
 def _wait_for_nodes(layout: LabLayout, lab: state.LabState, reporter: Reporter) -> None:
     with KubeClient.connect(KubeTarget(layout.kubeconfig)) as kube:
         reporter.step(f"Waiting for {len(lab.nodes)} node(s) and the controllers")
         _wait_nodes_and_controllers(kube, lab)
+    _wait_node_addons(lab)
     real = 1 if lab.real_node else 0
     simulated = len(lab.nodes) - real
     reporter.done(

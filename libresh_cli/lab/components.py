@@ -31,6 +31,9 @@ class LabLayout:
     # The k3s stand-in's join token: accepted as a bearer token, as k3s accepts it from joining
     # nodes (the HA tests' join stand-ins register their nodes with it).
     join_token: str | None = field(default=None, repr=False)
+    # The address the `kubernetes` Service's endpoint names: a real node's pods reach the API
+    # server there (the node's bridge address), so it serves on every address then.
+    advertise_address: str = "127.0.0.1"
 
     @property
     def token_file(self) -> Path:
@@ -88,7 +91,7 @@ def apiserver_command(binaries: LabBinaries, layout: LabLayout) -> list[str]:
         f"--etcd-certfile={pki.etcd_client_cert}",
         f"--etcd-keyfile={pki.etcd_client_key}",
         f"--bind-address={layout.bind_address}",
-        "--advertise-address=127.0.0.1",
+        f"--advertise-address={layout.advertise_address}",
         f"--secure-port={layout.api_port}",
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
@@ -178,14 +181,14 @@ def node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-def storage_class_manifest() -> dict[str, Any]:
+def storage_class_manifest(default: bool = True) -> dict[str, Any]:
+    """kwok's volumes; not the default class beside a real node, whose `local-path` is (as on
+    k3s): a claim without a class gets a real directory."""
+    annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
-        "metadata": {
-            "name": STORAGE_CLASS,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-        },
+        "metadata": {"name": STORAGE_CLASS, "annotations": annotations},
         "provisioner": KWOK_PROVISIONER,
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",

@@ -15,6 +15,7 @@ tunables it wants (vm.overcommit_memory, kernel.panic…).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ from typing import Any
 import yaml
 
 from libresh_cli.errors import OperationFailedError, PrerequisiteError
-from libresh_cli.lab import imagebuild
-from libresh_cli.lab.binaries import LabBinaries
+from libresh_cli.lab import imagebuild, nodeaddons
+from libresh_cli.lab.binaries import CONTROLPLANE, LabBinaries
 from libresh_cli.lab.components import kubeconfig_document
 from libresh_cli.lab.pki import LabPki, issue_node_certificates
 from libresh_cli.lab.processes import ProcessRecord, stop_all
@@ -39,7 +41,8 @@ from libresh_cli.settings import Paths, make_private_dirs, write_private_file
 
 NODE_NAME = "lab-real-node"
 REAL_NODE_LABEL = "node.libresh.dev/real"
-NODE_COMPONENTS = ("kubelet", "containerd")
+# Stopped in this order; started in the reverse one.
+NODE_COMPONENTS = (*reversed(nodeaddons.ADDON_COMPONENTS), "kubelet", "containerd")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
 POD_NETWORKS = "10.85.{}.0/24"  # one /24 a lab; 10.77-79 are the SSH test hosts'
@@ -134,6 +137,10 @@ class NodeLayout:
     network_index: int
     kubelet_port: int
     cgroup_parent: str  # where the node's cgroup goes: "/" or the cgroup libresh runs in
+    # Where kube-proxy and CoreDNS say they are up (127.0.0.1; 0 in a record of an older lab).
+    proxy_healthz_port: int = 0
+    proxy_metrics_port: int = 0
+    dns_ready_port: int = 0
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> NodeLayout:
@@ -143,6 +150,9 @@ class NodeLayout:
             int(record["network_index"]),
             int(record["kubelet_port"]),
             str(record["cgroup_parent"]),
+            int(record.get("proxy_healthz_port", 0)),
+            int(record.get("proxy_metrics_port", 0)),
+            int(record.get("dns_ready_port", 0)),
         )
 
     def to_record(self) -> dict[str, Any]:
@@ -205,8 +215,32 @@ class NodeLayout:
     def certs(self) -> Path:
         return self.directory / "pki"
 
+    @property
+    def kube_proxy_config(self) -> Path:
+        return self.directory / "kube-proxy-config.yaml"
 
-def choose_layout(lab_directory: Path, lab_name: str, kubelet_port: int) -> NodeLayout:
+    @property
+    def corefile(self) -> Path:
+        return self.directory / "Corefile"
+
+    @property
+    def volumes(self) -> Path:
+        """Where local-path-provisioner makes the PVs' directories."""
+        return self.directory / "volumes"
+
+    @property
+    def local_path_config(self) -> Path:
+        return self.directory / "local-path" / "config.json"
+
+    @property
+    def local_path_helper_pod(self) -> Path:
+        return self.directory / "local-path" / "helper-pod.json"
+
+
+def choose_layout(
+    lab_directory: Path, lab_name: str, kubelet_port: int, addon_ports: tuple[int, int, int]
+) -> NodeLayout:
+    """`addon_ports`: kube-proxy's healthz and metrics, CoreDNS' ready."""
     directory = lab_directory / "node"
     if len(str(directory / "containerd.sock")) > MAX_SOCKET_PATH:
         raise PrerequisiteError(
@@ -214,7 +248,9 @@ def choose_layout(lab_directory: Path, lab_name: str, kubelet_port: int) -> Node
             f"(at most {MAX_SOCKET_PATH} characters).",
             hint="Use a shorter XDG_STATE_HOME, or a shorter --name.",
         )
-    return NodeLayout(directory, lab_name, _free_network(), kubelet_port, _cgroup_parent())
+    return NodeLayout(
+        directory, lab_name, _free_network(), kubelet_port, _cgroup_parent(), *addon_ports
+    )
 
 
 def _free_network() -> int:
@@ -362,7 +398,9 @@ def kubelet_config(layout: NodeLayout, pki: LabPki, certs_dir: Path) -> dict[str
         "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
         "podLogsDir": str(layout.pod_logs),
         "volumePluginDir": str(layout.directory / "volume-plugins"),
-        "clusterDomain": "cluster.local",
+        # CoreDNS listens on the node's address (nodeaddons.corefile).
+        "clusterDNS": [layout.node_ip],
+        "clusterDomain": nodeaddons.CLUSTER_DOMAIN,
         "resolvConf": "/etc/resolv.conf",
         # The images are built here and cannot be pulled again: never collect them.
         "imageGCHighThresholdPercent": 100,
@@ -401,8 +439,16 @@ def containerd_command(tools: NodeTools, layout: NodeLayout) -> list[str]:
 # --- starting --------------------------------------------------------------------------------
 
 
-def prepare(layout: NodeLayout, tools: NodeTools, pki: LabPki, lab_name: str, server: str) -> None:
-    """Write the node's files and certificates, make its bridge and cgroup."""
+def prepare(
+    layout: NodeLayout,
+    tools: NodeTools,
+    pki: LabPki,
+    lab_name: str,
+    server: str,
+    admin_kubeconfig: Path,
+) -> None:
+    """Write the node's files and certificates, make its bridge and cgroup. kube-proxy,
+    CoreDNS and local-path-provisioner use the lab's admin kubeconfig."""
     make_private_dirs(layout.directory)
     for directory in (layout.containerd_dir, layout.cni_conf_dir, layout.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
@@ -422,9 +468,36 @@ def prepare(layout: NodeLayout, tools: NodeTools, pki: LabPki, lab_name: str, se
     write_private_file(
         layout.kubelet_config, yaml.safe_dump(kubelet_config(layout, pki, layout.certs))
     )
+    _write_addon_configs(layout, admin_kubeconfig)
     _make_bridge(layout)
     for directory in cgroup_dirs(layout):
         directory.mkdir(parents=True, exist_ok=True)
+
+
+def _write_addon_configs(layout: NodeLayout, admin_kubeconfig: Path) -> None:
+    proxy = nodeaddons.kube_proxy_config(
+        admin_kubeconfig,
+        NODE_NAME,
+        layout.subnet,
+        layout.proxy_healthz_port,
+        layout.proxy_metrics_port,
+    )
+    write_private_file(layout.kube_proxy_config, yaml.safe_dump(proxy))
+    write_private_file(
+        layout.corefile,
+        nodeaddons.corefile(layout.node_ip, layout.dns_ready_port, admin_kubeconfig),
+    )
+    make_private_dirs(layout.local_path_config.parent)
+    write_private_file(layout.local_path_config, nodeaddons.local_path_config(layout.volumes))
+    write_private_file(
+        layout.local_path_helper_pod, nodeaddons.local_path_helper_pod(helper_image())
+    )
+    layout.volumes.mkdir(parents=True, exist_ok=True)
+
+
+def helper_image() -> str:
+    """The image local-path's helper pods run: the Debian image every real node has."""
+    return imagebuild.load_recipe("debian").reference
 
 
 def _make_bridge(layout: NodeLayout) -> None:
@@ -510,7 +583,9 @@ def stop_node(
     """Stop the kubelet, kill every container and its shim, stop containerd, then undo what the
     node left outside its processes: mounts, network namespaces, the bridge, the cgroup.
     Returns the components that had to be killed. Safe to run on a half-started node."""
-    killed = stop_all([r for r in records if r.component == "kubelet"], grace=grace)
+    addons = [r for r in records if r.component in nodeaddons.ADDON_COMPONENTS]
+    killed = stop_all(addons, grace=grace)
+    killed += stop_all([r for r in records if r.component == "kubelet"], grace=grace)
     if layout is not None:
         _kill_cgroup(layout)
         _kill_shims(layout)
@@ -519,6 +594,10 @@ def stop_node(
         unmount_under(layout.directory)
         _ip("link", "delete", layout.bridge, check=False)
         _remove_cgroup(layout)
+        # After kube-proxy and the kubelet stopped: neither writes them again. Never while
+        # another lab's kube-proxy runs: the chains would be its.
+        if running_kube_proxy() is None:
+            nodeaddons.remove_kube_chains()
     return killed
 
 
@@ -558,6 +637,36 @@ def _kill_shims(layout: NodeLayout) -> None:
         if b"containerd-shim" in cmdline and marker in cmdline.split(b"\0"):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+START_LOCK = Path("/run/lock/libresh-lab-real-node.lock")
+
+
+@contextlib.contextmanager
+def one_start_at_a_time() -> Iterator[None]:
+    """Held while a lab starts its real node: the next one waits, then sees it running."""
+    START_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with START_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def running_kube_proxy() -> tuple[int, str] | None:
+    """The pid and config file of a lab's kube-proxy running on this machine (any lab, any
+    user's state directory), if one runs."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if len(argv) > 2 and argv[0].endswith("/" + CONTROLPLANE) and argv[1] == "kube-proxy":
+            return int(entry.name), argv[2].removeprefix("--config=")
+    return None
 
 
 def _remove_cgroup(layout: NodeLayout) -> None:
