@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libresh_cli.apps.instance import INSTANCE, MANAGED_BY
+from libresh_cli.apps.inventory import BACKUP_SCHEDULE
 from libresh_cli.errors import ConflictError, LibreshError, NotFoundError
 from libresh_cli.kube.client import KubeApiError, KubeClient
 
@@ -37,6 +39,11 @@ LEASE_API = "coordination.k8s.io/v1"
 LEASE_SECONDS = 90
 RENEW_EVERY = 15.0  # six chances to renew before the lease runs out
 MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+CRONJOB_API = "batch/v1"
+# On the backup schedule while a run holds the lease: who suspended it (backup_schedule_paused).
+PAUSED_BY = "libresh.dev/paused-by"
+SCHEDULED_BACKUP_WAIT = 600.0  # a nightly backup of a co-op's instance takes minutes
+POLL_SECONDS = 2.0
 
 Manifest = dict[str, Any]
 
@@ -55,6 +62,15 @@ class InstanceBusyError(ConflictError):
             ),
         )
         self.holder = holder
+
+
+class ScheduledBackupRunningError(ConflictError):
+    def __init__(self, name: str, jobs: list[str], waited: float) -> None:
+        super().__init__(
+            f"A scheduled backup of {name} is still running after {int(waited)} s "
+            f"(Job {', '.join(jobs)}): nothing was changed.",
+            hint=f"Run this again once it has finished (libresh backup list {name}).",
+        )
 
 
 class LeaseLostError(ConflictError):
@@ -272,7 +288,70 @@ def instance_lock(
     lease.start_renewing()
     _held[key] = lease
     try:
-        yield lease
+        with backup_schedule_paused(kube, name, lease.holder):
+            yield lease
     finally:
         del _held[key]
         lease.release()
+
+
+@contextmanager
+def backup_schedule_paused(
+    kube: KubeClient, name: str, holder: Holder, wait: float = SCHEDULED_BACKUP_WAIT
+) -> Iterator[None]:
+    """The instance's backup schedule suspended while the lease is held, after any scheduled
+    backup already running has finished: a backup taken by cron in the middle of an upgrade
+    or a restore would be the newest one, of data half migrated or half restored, and the one
+    the next restore picks. The CronJob cannot take the lease itself (its runner image has no
+    API client), so libresh keeps it off instead.
+
+    A schedule the person suspended (no libresh annotation) stays as it is. One left suspended
+    by a run that was killed (annotated, its lease gone, since we now hold it) is taken over
+    and resumed at the end of this run. A nightly time that passed meanwhile is not lost: a
+    CronJob without startingDeadlineSeconds starts its missed run when resumed (Kubernetes
+    docs, "CronJob", Schedule suspension), so the backup comes right after the upgrade."""
+    schedule = kube.get(CRONJOB_API, "CronJob", BACKUP_SCHEDULE[0], name)
+    if schedule is None:
+        yield
+        return
+    spec = schedule.get("spec") or {}
+    annotations = (schedule.get("metadata") or {}).get("annotations") or {}
+    if spec.get("suspend") and PAUSED_BY not in annotations:
+        yield  # suspended by its owner: not ours to resume
+        return
+    _set_suspended(kube, name, True, holder.identity())
+    try:
+        _wait_for_scheduled_backups(kube, name, wait)
+        yield
+    finally:
+        with suppress(LibreshError):  # the instance may be gone (uninstall deletes it)
+            _set_suspended(kube, name, False, None)
+
+
+def _set_suspended(kube: KubeClient, name: str, suspended: bool, by: str | None) -> None:
+    try:
+        kube.request(
+            "PATCH",
+            kube.path_for(CRONJOB_API, "CronJob", BACKUP_SCHEDULE[0], name),
+            body={"metadata": {"annotations": {PAUSED_BY: by}}, "spec": {"suspend": suspended}},
+            content_type="application/merge-patch+json",
+        )
+    except KubeApiError as error:
+        if error.status != 404:
+            raise
+
+
+def _wait_for_scheduled_backups(kube: KubeClient, name: str, wait: float) -> None:
+    """Until the CronJob lists no active Job (its controller removes a Job from status.active
+    once the Job has finished)."""
+    deadline = time.monotonic() + wait
+    while True:
+        schedule = kube.get(CRONJOB_API, "CronJob", BACKUP_SCHEDULE[0], name) or {}
+        active = [
+            ref.get("name", "?") for ref in (schedule.get("status") or {}).get("active") or []
+        ]
+        if not active:
+            return
+        if time.monotonic() >= deadline:
+            raise ScheduledBackupRunningError(name, active, wait)
+        time.sleep(POLL_SECONDS)
