@@ -112,7 +112,7 @@ def entry_of(app: App) -> CatalogEntry:
         category=app.category,
         version=app.latest.version,
         description=app.description,
-        requires=app.requires,
+        requires=(*app.requires, *(("mail",) if app.requires_mail else ())),
         memory_bytes=_rendered_memory(app),
         sso=supports_sso(app),
         directory=str(app.directory),

@@ -124,7 +124,7 @@ def show(
         # so that instances still running them can upgrade along the path.
         "unmaintained": [v.version for v in found.versions if not v.maintained_on(date.today())],
         "one_major_at_a_time": found.one_major_at_a_time,
-        "requires": list(found.requires),
+        "requires": [*found.requires, *(["mail"] if found.requires_mail else [])],
         "resources": found.resources,
         "parameters": [
             {
