@@ -1,0 +1,214 @@
+"""libresh's embedded PostgreSQL and Redis in real pods on the lab's real node.
+
+The test app `ledger` (tests/fixtures/realnode-catalog) requires both; `libresh install`
+renders and applies them as for any app and waits for them by its own readiness. The images are
+the ones built here (libresh_cli/lab/images/postgres, redis, restic: what really runs under each
+reference is in their README). Pods here then use what libresh gave the app: the connection
+Secrets' credentials, the volume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from libresh_cli.lab import realnode
+from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
+from libresh_cli.lab.state import kubeconfig_path
+from libresh_cli.progress import SilentReporter
+from libresh_cli.settings import Paths
+from tests.integration.conftest import Lab
+from tests.integration.realpods import (
+    POSTGRES_IMAGE,
+    REDIS_IMAGE,
+    instance_pod,
+    pod_log,
+    run_pod,
+    secret_values,
+    volume_host_path,
+)
+from tests.integration.test_apps import LIBRESH
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
+
+LAB_NAME = "svc"  # short: the kubelet's sockets under the lab must fit in 108 bytes
+CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "realnode-catalog"
+ROWS = 500
+
+
+def libresh(lab: Lab, *args: str) -> str:
+    """The `libresh` command's stdout and stderr, once it succeeded."""
+    done = run_libresh(lab, *args)
+    return done.stdout + done.stderr
+
+
+def run_libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(CATALOG), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={**lab.cli_env(), "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def real_lab(lab_paths: Paths) -> Iterator[Lab]:
+    """A lab whose only node is the real one: every pod runs in containerd."""
+    spec = LabSpec(name=LAB_NAME, nodes=0, real_node=True)
+    state, _ = lab_up(lab_paths, spec, SilentReporter())
+    try:
+        yield Lab(lab_paths, state, kubeconfig_path(lab_paths, LAB_NAME))
+    finally:
+        lab_down(lab_paths, LAB_NAME, SilentReporter())
+
+
+@pytest.fixture(scope="module")
+def ledger(real_lab: Lab) -> str:
+    """An installed `ledger`, with its embedded PostgreSQL and Redis Ready (libresh waited)."""
+    name = f"l{uuid.uuid4().hex[:7]}"
+    output = libresh(
+        real_lab, "install", "ledger", "--name", name, "--domain", f"{name}.example.org", "--yes"
+    )
+    assert f"{name} is installed and healthy" in output
+    return name
+
+
+def psql_script(sql: str) -> str:
+    """A shell script for the postgres image: psql with the app's connection (the Secret's
+    files, mounted at /conn; the password through libpq's environment, never argv)."""
+    return (
+        'export PGHOST="${PGHOST:-$(cat /conn/host)}" PGPORT="$(cat /conn/port)" '
+        'PGDATABASE="$(cat /conn/database)" PGUSER="$(cat /conn/username)" '
+        'PGPASSWORD="$(cat /conn/password)"; '
+        f"psql -v ON_ERROR_STOP=1 -X -q -At <<'SQL'\n{sql}\nSQL\n"
+    )
+
+
+def test_postgres_runs_the_image_contract_on_the_real_node(real_lab: Lab, ledger: str) -> None:
+    pod = instance_pod(real_lab, ledger, "postgres")
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["ready"] is True
+    assert status["containerID"].startswith("containerd://")
+    assert status["image"] == POSTGRES_IMAGE
+    log = pod_log(real_lab, ledger, pod["metadata"]["name"])
+    # docker-library/postgres docker-entrypoint.sh, then PostgreSQL itself.
+    assert "PostgreSQL init process complete; ready for start up." in log
+    # libresh's initdb.d script (ConfigMap libresh-postgres-init, mode 0644): sourced.
+    assert "sourcing /docker-entrypoint-initdb.d/10-libresh-app-role.sh" in log
+    assert "database system is ready to accept connections" in log
+    # PGDATA, a subdirectory of the volume made by the entrypoint as root, is handed to
+    # Alpine's postgres (uid 70; upstream changes its owner, not its group) with mode 0700;
+    # what the server writes is postgres:postgres, 70:70.
+    pgdata = volume_host_path(real_lab, ledger, "data-postgres-0") / "pgdata"
+    info = pgdata.stat()
+    assert (info.st_uid, info.st_mode & 0o777) == (70, 0o700)
+    version = pgdata / "PG_VERSION"
+    assert (version.stat().st_uid, version.stat().st_gid) == (70, 70)
+    assert version.read_text().strip() == "17"  # what really runs: README.md of the image
+
+
+def test_app_role_from_the_connection_secret_writes_rows(real_lab: Lab, ledger: str) -> None:
+    sql = f"""
+SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user;
+CREATE TABLE entries (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO entries SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g;
+SELECT count(*) FROM entries;
+"""
+    code, log = run_pod(real_lab, ledger, "writer", POSTGRES_IMAGE, psql_script(sql))
+    assert code == 0, log
+    assert log.splitlines() == ["f|f", str(ROWS)]
+
+
+def test_redis_answers_with_the_password_from_its_secret(real_lab: Lab, ledger: str) -> None:
+    pod = instance_pod(real_lab, ledger, "redis")
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    assert pod["status"]["containerStatuses"][0]["image"] == REDIS_IMAGE
+    script = (
+        'export REDISCLI_AUTH="$(cat /conn/password)"; h="${PGHOST:-$(cat /conn/host)}"; '
+        'redis-cli -h "$h" SET ledger written >/dev/null && redis-cli -h "$h" GET ledger; '
+        'echo "wrong: $(REDISCLI_AUTH=wrong redis-cli -h "$h" PING 2>&1 | tr "\\n" " ")"'
+    )
+    code, log = run_pod(
+        real_lab, ledger, "cache", REDIS_IMAGE, script, secret="libresh-redis", target="redis"
+    )
+    assert code == 0, log
+    lines = log.splitlines()
+    assert lines[0] == "written"
+    # Another password is refused (Redis 6+: WRONGPASS; AUTH, then the command, fails).
+    assert lines[-1].startswith("wrong: ") and "WRONGPASS" in lines[-1], log
+    assert secret_values(real_lab, ledger, "libresh-redis")["port"] == "6379"
+
+
+CHECKSUM_SQL = "SELECT count(*), md5(string_agg(id || ':' || body, ',' ORDER BY id)) FROM entries;"
+
+
+def table_checksum(lab: Lab, name: str) -> str:
+    code, log = run_pod(lab, name, "checksum", POSTGRES_IMAGE, psql_script(CHECKSUM_SQL))
+    assert code == 0, log
+    return log.strip()
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Backups go to a directory of this machine: the real node's path storage."""
+    where = tmp_path_factory.mktemp("backups")
+    output = libresh(
+        real_lab, "backup", "storage", "set", "--path", str(where), "--node", realnode.NODE_NAME
+    )
+    assert f"Backups go to {where} on node {realnode.NODE_NAME}" in output
+    return where
+
+
+def test_backup_and_restore_with_real_restic_and_pg_dump(
+    real_lab: Lab, ledger: str, storage: Path
+) -> None:
+    """take_backup -> the data is dropped -> restore_backup, compared by the table's checksum
+    and the files' sha256, the runner being the real one (pg_dump 17, restic from the image
+    built here) on the real node."""
+    data = volume_host_path(real_lab, ledger, "ledger-data")
+    (data / "notes").mkdir(exist_ok=True)
+    (data / "notes" / "random.bin").write_bytes(os.urandom(256 * 1024))
+    (data / "hello.txt").write_text("kept by a backup\n")
+    rows_before, files_before = table_checksum(real_lab, ledger), file_hashes(data)
+    assert rows_before.startswith(f"{ROWS}|")
+
+    taken = json.loads(run_libresh(real_lab, "backup", "now", ledger, "-o", "json").stdout)
+    assert taken["instance"] == ledger
+    assert taken["files"] >= 2
+    assert any(storage.iterdir()), "the repository is on this machine's disk"
+
+    sql = "DELETE FROM entries WHERE id % 2 = 0; UPDATE entries SET body = 'lost';"
+    code, log = run_pod(real_lab, ledger, "damage", POSTGRES_IMAGE, psql_script(sql))
+    assert code == 0, log
+    shutil.rmtree(data / "notes")
+    (data / "hello.txt").write_text("overwritten\n")
+    (data / "stray.txt").write_text("made after the backup\n")
+    assert table_checksum(real_lab, ledger) != rows_before
+
+    restored = libresh(
+        real_lab, "restore", ledger, "--backup", taken["backup"], "--no-backup", "--yes"
+    )
+    assert taken["backup"] in restored
+    assert table_checksum(real_lab, ledger) == rows_before
+    assert file_hashes(data) == files_before
