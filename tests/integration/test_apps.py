@@ -138,13 +138,17 @@ def test_nextcloud_upgrade_steps_through_the_middle_major_with_hooks_in_order(
     )
     ordered = sorted(jobs, key=lambda j: int(j.metadata.annotations["libresh.dev/hook-sequence"]))
     # No `occ upgrade`: the new image's entrypoint migrates before it is healthy.
+    # (office-link: no office server is linked, the step forgets richdocuments' wopi_url)
     assert [j.metadata.name for j in ordered] == [
+        "hook-post-install-office-link-32-0-13",
         "hook-pre-upgrade-maintenance-on-32-0-13",
         "hook-post-upgrade-add-missing-indices-33-0-7",
         "hook-post-upgrade-maintenance-off-33-0-7",
+        "hook-post-upgrade-office-link-33-0-7",
         "hook-pre-upgrade-maintenance-on-33-0-7",
         "hook-post-upgrade-add-missing-indices-34-0-2",
         "hook-post-upgrade-maintenance-off-34-0-2",
+        "hook-post-upgrade-office-link-34-0-2",
     ]
     assert all(j.status.succeeded == 1 for j in jobs)
     # each hook ran with the image of the version it belongs to
