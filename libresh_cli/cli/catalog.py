@@ -116,6 +116,7 @@ def show(
     data = {
         "name": found.name,
         "description": found.description,
+        "category": found.category,
         "homepage": found.homepage,
         "license": found.license,
         "architectures": list(found.architectures),
@@ -126,6 +127,8 @@ def show(
         "one_major_at_a_time": found.one_major_at_a_time,
         "requires": [*found.requires, *(["mail"] if found.requires_mail else [])],
         "resources": found.resources,
+        # Other apps' instances it works with (--use ROLE=INSTANCE at install).
+        "uses": {u.role: {"apps": list(u.apps), "optional": u.optional} for u in found.uses},
         "parameters": [
             {
                 "name": p.name,
@@ -152,6 +155,7 @@ def _show_table(data: dict[str, Any]) -> Any:
         {
             "name": data["name"],
             "description": data["description"],
+            "category": data["category"],
             "homepage": data["homepage"],
             "license": data["license"],
             "architectures": ", ".join(data["architectures"]),
@@ -161,6 +165,11 @@ def _show_table(data: dict[str, Any]) -> Any:
             ),
             "upgrades": "one major at a time" if data["one_major_at_a_time"] else "any step",
             "requires": ", ".join(data["requires"]) or "nothing",
+            "uses": "; ".join(
+                f"{role}: {' or '.join(u['apps'])}" + (" (optional)" if u["optional"] else "")
+                for role, u in data["uses"].items()
+            )
+            or "nothing",
             "parameters": params,
             "hooks": hooks or "none",
             "directory": data["directory"],

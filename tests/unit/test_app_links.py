@@ -369,3 +369,12 @@ def test_catalog_search_command_prints_json(capsys: pytest.CaptureFixture[str]) 
     assert rows[0]["sso"] is False
     assert _run(["catalog", "search", "zzz-nothing"]) == 0
     assert "No app matches 'zzz-nothing'" in capsys.readouterr().out
+
+
+def test_catalog_show_names_the_category_and_the_roles(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert _run(["catalog", "show", "nextcloud", "-o", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["category"] == "files"
+    assert shown["uses"] == {"office": {"apps": ["collabora"], "optional": True}}
