@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +213,37 @@ def test_backup_and_restore_with_real_restic_and_pg_dump(
     assert taken["backup"] in restored
     assert table_checksum(real_lab, ledger) == rows_before
     assert file_hashes(data) == files_before
+
+
+def test_a_real_cronjob_fires_a_scheduled_backup(real_lab: Lab, ledger: str, storage: Path) -> None:
+    """The schedule's CronJob, run by the controller-manager's CronJob controller at the next
+    minute, backs up (and applies the retention) in a real pod: the repository then lists a
+    backup whose reason is `scheduled`."""
+    libresh(real_lab, "backup", "schedule", ledger, "--cron", "* * * * *", "--yes")
+    try:
+        deadline = time.monotonic() + 150
+        scheduled: list[dict[str, str]] = []
+        while time.monotonic() < deadline and not scheduled:
+            time.sleep(5)
+            if not _scheduled_job_finished(real_lab, ledger):
+                continue
+            listed = run_libresh(real_lab, "backup", "list", ledger, "-o", "json").stdout
+            scheduled = [b for b in json.loads(listed) if b["reason"] == "scheduled"]
+        assert scheduled, "no scheduled backup within 150 s"
+        assert scheduled[0]["version"] == "1.0.0"
+    finally:
+        libresh(real_lab, "backup", "schedule", ledger, "--remove", "--yes")
+
+
+def _scheduled_job_finished(lab: Lab, namespace: str) -> bool:
+    """A Job made by the CronJob completed; one that failed fails the test with its log."""
+    with lab.kube() as kube:
+        jobs = kube.list("batch/v1", "Job", namespace)
+    for job in jobs:
+        owners = [o["kind"] for o in job["metadata"].get("ownerReferences", [])]
+        conditions = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+        if "CronJob" in owners and conditions.get("Failed") == "True":
+            pytest.fail(f"the scheduled Job {job['metadata']['name']} failed: {job['status']}")
+        if "CronJob" in owners and conditions.get("Complete") == "True":
+            return True
+    return False
