@@ -34,6 +34,9 @@ class Instance:
     # of app.yaml's `uses` to the chosen instance ({instance, app, domain, url}), "used_by"
     # lists the instances that use this one ({instance, app, role, domain, url}).
     links: Mapping[str, Any] = field(default_factory=dict)
+    # The connection values of its OIDC client (libresh_cli/identity/oidc.py CONNECTION_KEYS),
+    # for an app that requires oidc; the client secret among them.
+    oidc: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def uses(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from libresh_cli.apps.record import (
     require_record,
     save_record,
 )
+from libresh_cli.apps.sso import forget as forget_oidc_client
 from libresh_cli.errors import LibreshError
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, wait_for
@@ -253,7 +254,9 @@ def uninstall(
     if not force:
         links.check_not_used(kube, name)
     try:
-        return _uninstall(kube, record, purge_data, reporter)
+        result = _uninstall(kube, record, purge_data, reporter)
+        forget_oidc_client(kube, name, reporter)
+        return result
     finally:
         if catalog is not None and record.uses:
             links.rewire(kube, catalog, set(record.uses.values()), reporter)

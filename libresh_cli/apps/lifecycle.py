@@ -42,6 +42,7 @@ from libresh_cli.apps.render import (
     render,
 )
 from libresh_cli.apps.serving import unserved_ingresses
+from libresh_cli.apps.sso import kept_oidc, planned_oidc, provision
 from libresh_cli.errors import ConflictError, NotFoundError
 from libresh_cli.kube.client import KubeApiError, KubeClient
 from libresh_cli.kube.store import read_secret
@@ -195,6 +196,8 @@ def plan_install(
     kept_uses = record.uses if record else {}
     chosen_uses = links.choose_uses(kube, app, name, uses or {}, kept_uses, ask, warnings)
     instance = replace(instance, links=links.links_for(kube, name, chosen_uses))
+    # Before the plan: no provider, or allowed groups that do not exist, stop it here.
+    instance = replace(instance, oidc=planned_oidc(kube, app, name, plain))
     prepared = prepare(kube, instance, record, record.version if record else None)
     prepared.catalog, prepared.warnings = catalog, warnings
     prepared.plan.values = dict(plain)
@@ -215,7 +218,8 @@ def instance_for(kube: KubeClient, record: InstanceRecord, app: App, version: Ve
     """An installed instance at `version`, with what _instance_of_record gives and the
     instances it uses or that use it (libresh_cli/apps/links.py)."""
     instance = _instance_of_record(kube, record, app, version)
-    return replace(instance, links=links.links_for(kube, record.name, record.uses))
+    instance = replace(instance, links=links.links_for(kube, record.name, record.uses))
+    return replace(instance, oidc=kept_oidc(kube, app, record.name))
 
 
 def _instance_of_record(
@@ -395,6 +399,7 @@ def prune(kube: KubeClient, prepared: Prepared) -> None:
 
 
 def install(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> InstanceRecord:
+    provision(kube, prepared)  # the OIDC client first: its secret goes into libresh-oidc
     instance = prepared.instance
     first_time = (
         prepared.record is None

@@ -14,6 +14,12 @@ PARAMETER_TYPES = ("string", "domain", "email", "integer", "boolean", "password"
 SERVICE_KINDS = ("postgres", "redis")
 # Requirements met by a cluster setting rather than a provider of servers (README, "Email").
 MAIL = "mail"
+# An OIDC client at the cluster's identity provider (README, "Single sign-on").
+OIDC = "oidc"
+OIDC_OPTIONS = {"redirect_paths", "scopes", "groups_claim"}
+# The parameter libresh adds to an app that requires oidc: who may sign in (YunoHost's
+# permissions), as a comma-separated list of groups.
+ALLOWED_GROUPS = "allowed_groups"
 HOOK_PHASES = (
     "post_install",
     "pre_upgrade",
@@ -105,6 +111,16 @@ class Use:
 
 
 @dataclass(frozen=True)
+class OidcRequirement:
+    """What an app asks of its OIDC client: the paths of its domain the provider may send
+    people back to, the scopes it requests, and the claim it reads groups from."""
+
+    redirect_paths: tuple[str, ...]
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    groups_claim: str = "groups"
+
+
+@dataclass(frozen=True)
 class App:
     name: str
     description: str
@@ -131,6 +147,8 @@ class App:
     # `requires: {postgres: {locale: C}}`: the database's collation and ctype (Synapse
     # refuses any other than C); "" for the server's default.
     postgres_locale: str = ""
+    # `requires: {oidc: {...}}`: a client at the cluster's identity provider.
+    oidc: OidcRequirement | None = None
 
     @property
     def latest(self) -> Version:

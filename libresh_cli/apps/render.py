@@ -33,6 +33,9 @@ CREDENTIALS_SECRET = "libresh-credentials"  # noqa: S105 - the Secret's name
 # The cluster's SMTP relay for an app that requires mail: host, port, tls, user, password,
 # from (apps/README.md, "Email"; the values of libresh_cli/mail/relay.py CONNECTION_KEYS).
 MAIL_SECRET = "libresh-mail"  # noqa: S105 - the Secret's name
+# The instance's OIDC client for an app that requires oidc: issuer, discovery_url, client_id,
+# client_secret, scopes, groups_claim (apps/README.md, "Single sign-on").
+OIDC_SECRET = "libresh-oidc"  # noqa: S105 - the Secret's name
 CLUSTER_ISSUER = "letsencrypt-production"
 ALLOWED_KINDS = {
     ("apps/v1", "Deployment"),
@@ -69,6 +72,8 @@ def render(instance: Instance) -> list[Manifest]:
     for kind in instance.app.requires:
         objects.append(connection_secret(kind, instance))
         objects += service_objects(kind, instance)
+    if instance.app.oidc is not None and instance.oidc:
+        objects.append(_secret(OIDC_SECRET, instance.oidc))
     if instance.app.requires_mail and instance.mail:
         objects.append(_secret(MAIL_SECRET, instance.mail))
     # What an app's own templates may not do (issue 14, finding 7): libresh's objects above
@@ -165,6 +170,7 @@ def template_context(instance: Instance) -> dict[str, Any]:
         "secrets": {"name": CREDENTIALS_SECRET},
         "services": {kind: _service_context(instance, kind) for kind in instance.app.requires},
         "mail": mail_context(instance),
+        "oidc": oidc_context(instance),
         "labels": instance.labels(),
         "cluster_issuer": CLUSTER_ISSUER,
         # Other instances (apps/README.md, "Apps that use other apps").
@@ -174,6 +180,22 @@ def template_context(instance: Instance) -> dict[str, Any]:
         },
         "used_by": list(instance.links.get("used_by", [])),
     }
+
+
+def oidc_context(instance: Instance) -> dict[str, Any]:
+    """The OIDC client as templates see it, the client secret aside (it stays in the
+    Secret). When validating, a sample client on the provider https://id.example.org."""
+    if instance.app.oidc is None:
+        return {"enabled": False}
+    values = instance.oidc or {
+        "issuer": "https://id.example.org/realms/libresh",
+        "discovery_url": "https://id.example.org/realms/libresh/.well-known/openid-configuration",
+        "client_id": instance.name,
+        "scopes": " ".join(instance.app.oidc.scopes),
+        "groups_claim": instance.app.oidc.groups_claim,
+    }
+    shown = ("issuer", "discovery_url", "client_id", "scopes", "groups_claim")
+    return {"enabled": True, "secret": OIDC_SECRET, **{key: values[key] for key in shown}}
 
 
 def mail_context(instance: Instance) -> dict[str, Any]:
@@ -642,6 +664,7 @@ RESERVED_PREFIX = "libresh-"
 # instance's credentials (`secrets.name`). Any other (backup repository keys, the shared
 # PostgreSQL admin) opens more than this instance.
 READABLE_SECRETS = {"libresh-postgres", "libresh-redis", CREDENTIALS_SECRET, MAIL_SECRET}
+READABLE_SECRETS.add(OIDC_SECRET)
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 SECRET_REFERENCES = {"secretKeyRef", "secretRef", "nodePublishSecretRef"}
 Where = tuple[str | int, ...]

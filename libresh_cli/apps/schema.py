@@ -17,15 +17,19 @@ import yaml
 
 from libresh_cli import yamlfile
 from libresh_cli.apps.model import (
+    ALLOWED_GROUPS,
     ARCHITECTURES,
     HOOK_PHASES,
     MAIL,
+    OIDC,
+    OIDC_OPTIONS,
     PARAMETER_TYPES,
     SCHEMA_VERSION,
     SERVICE_KINDS,
     App,
     Health,
     HookStep,
+    OidcRequirement,
     Parameter,
     Use,
     Version,
@@ -261,6 +265,7 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
     versions = _read_versions(c, top)
     parameters = _read_parameters(c, top)
     requires = _read_requires(c, top)
+    oidc = _read_oidc(c, top)
     upgrade = c.mapping(top.get("upgrade", {}), ("upgrade",), {"one_major_at_a_time"}, set())
     one_major = upgrade.get("one_major_at_a_time", True)
     if not isinstance(one_major, bool):
@@ -277,8 +282,9 @@ def _read_app(c: Checker, data: Any, directory: Path) -> App | None:
         license=c.text(top, (), "license"),
         architectures=architectures,
         versions=versions,
-        parameters=parameters,
+        parameters=with_allowed_groups(parameters, oidc),
         requires=requires,
+        oidc=oidc,
         requires_mail=MAIL in (top.get("requires") or {}),
         postgres_locale=_read_postgres_locale(c, top),
         directory=directory,
@@ -507,7 +513,7 @@ def _check_default(c: Checker, path: Path_, item: Mapping[str, Any], parameter: 
 
 
 def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
-    known = set(SERVICE_KINDS) | {MAIL}
+    known = set(SERVICE_KINDS) | {MAIL, OIDC}
     requires = c.mapping(top.get("requires", {}), ("requires",), known, set())
     for kind, options in requires.items():
         c.mapping(options or {}, ("requires", kind), SERVICE_OPTIONS.get(kind, set()), set())
@@ -515,7 +521,7 @@ def _read_requires(c: Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 # What an app may ask of a service, and the values each option takes.
-SERVICE_OPTIONS = {"postgres": {"locale"}}
+SERVICE_OPTIONS = {"postgres": {"locale"}, OIDC: OIDC_OPTIONS}
 POSTGRES_LOCALES = ("C",)
 
 
@@ -643,3 +649,53 @@ def _read_databases(
         elif database not in requires:
             c.problem(path, "postgres is not in requires")
     return tuple(databases)
+
+
+# -- single sign-on ----------------------------------------------------------------------
+
+REDIRECT_PATH = re.compile(r"/[A-Za-z0-9._~/*-]{0,200}")
+SCOPE = re.compile(r"[a-z][a-z0-9_:.-]{0,63}")
+CLAIM = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+DEFAULT_ALLOWED_GROUPS = "admins,members"
+GROUP_LIST = r"[a-z0-9][a-z0-9_-]{0,62}(,[a-z0-9][a-z0-9_-]{0,62}){0,31}"
+
+
+def _read_oidc(c: Checker, top: Mapping[str, Any]) -> OidcRequirement | None:
+    requires = top.get("requires")
+    if not isinstance(requires, Mapping) or not isinstance(requires.get(OIDC), Mapping):
+        return None
+    options = requires[OIDC]
+    path = ("requires", OIDC)
+    paths = tuple(str(p) for p in c.sequence(options, path, "redirect_paths"))
+    if not paths:
+        c.problem((*path, "redirect_paths"), "list at least one path, e.g. [/oidc/callback]")
+    for index, item in enumerate(paths):
+        if not REDIRECT_PATH.fullmatch(item):
+            c.problem((*path, "redirect_paths", index), f"{item!r} is not a path starting with /")
+    scopes = tuple(str(s) for s in c.sequence(options, path, "scopes")) or ("openid",)
+    for index, scope in enumerate(scopes):
+        if not SCOPE.fullmatch(scope):
+            c.problem((*path, "scopes", index), f"{scope!r} is not a scope name")
+    if "openid" not in scopes:
+        c.problem((*path, "scopes"), "must include openid (an OIDC sign-in asks for it)")
+    claim = c.text(options, path, "groups_claim", CLAIM, "a claim name", "groups")
+    return OidcRequirement(redirect_paths=paths, scopes=scopes, groups_claim=claim)
+
+
+def with_allowed_groups(
+    parameters: tuple[Parameter, ...], oidc: OidcRequirement | None
+) -> tuple[Parameter, ...]:
+    """An app that requires oidc gets the parameter `allowed_groups` (unless it declares its
+    own): the groups whose members may sign in to an instance, `admins,members` by default."""
+    if oidc is None or any(p.name == ALLOWED_GROUPS for p in parameters):
+        return parameters
+    allowed = Parameter(
+        name=ALLOWED_GROUPS,
+        type="string",
+        prompt="Groups whose members may sign in (comma-separated)",
+        description="Checked by the identity provider at every sign-in.",
+        default=DEFAULT_ALLOWED_GROUPS,
+        required=False,
+        pattern=GROUP_LIST,
+    )
+    return (*parameters, allowed)

@@ -14,6 +14,7 @@ from libresh_cli.cli.common import (
     OutputOption,
     YesOption,
     app_context,
+    catalog,
     confirm,
     done,
     dry_run_said,
@@ -128,6 +129,43 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     emit(app, found, key_value_table)
     if found.get("problem"):
         raise typer.Exit(1)
+
+
+@identity_app.command("rotate-secret")
+def rotate_secret(
+    ctx: typer.Context,
+    instance: Annotated[str, typer.Argument(help="Instance whose OIDC client gets a new secret.")],
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Give an instance's OIDC client a new secret, at the provider and in the instance's
+    connection Secret libresh-oidc. The old secret stops working at once; the app reads the
+    new one when its pods start again.
+
+    \b
+    Example:
+      libresh identity rotate-secret nextcloud --yes
+    """
+    from libresh_cli.apps.record import require_record
+    from libresh_cli.apps.sso import check_rotatable, rotate
+
+    app = app_context(ctx, output, dry_run, yes)
+    with kube_client(app) as kube:
+        record = require_record(kube, instance)
+        package = catalog(app).load(record.app)
+        check_rotatable(kube, instance, package)
+        if app.dry_run:
+            dry_run_said(app, [f"give {instance}'s OIDC client a new secret"])
+            return
+        if not confirm(app, f"Give {instance}'s OIDC client a new secret? The old one stops now."):
+            raise typer.Exit(1)
+        rotate(kube, instance, package)
+    done(
+        app,
+        {"instance": instance, "rotated": True},
+        f"{instance}: new client secret in Secret libresh-oidc; restart its pods to use it.",
+    )
 
 
 # -- users -------------------------------------------------------------------------------

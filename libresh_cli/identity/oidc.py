@@ -57,7 +57,7 @@ class ClientSpec:
 
 def ensure_client(admin: KeycloakAdmin, spec: ClientSpec) -> dict[str, str]:
     """Makes the client as wanted (only what differs is changed); its connection values."""
-    groups = _allowed_group_ids(admin, spec.allowed_groups)  # before any change
+    groups = check_allowed_groups(admin, spec.allowed_groups)  # before any change
     flow_id = _ensure_flow(admin, spec)
     wanted = _client_representation(spec, flow_id)
     found = find_client(admin, spec.client_id)
@@ -69,7 +69,7 @@ def ensure_client(admin: KeycloakAdmin, spec: ClientSpec) -> dict[str, str]:
     uuid = str(found["id"])
     _ensure_groups_mapper(admin, uuid, spec.groups_claim)
     _ensure_access_role(admin, uuid, groups)
-    return connection_values(admin, spec, _secret(admin, uuid))
+    return connection_values(admin, spec, client_secret(admin, uuid))
 
 
 def connection_values(admin: KeycloakAdmin, spec: ClientSpec, secret: str) -> dict[str, str]:
@@ -113,11 +113,11 @@ def find_client(admin: KeycloakAdmin, client_id: str) -> dict[str, Any] | None:
     return next((c for c in found if c.get("clientId") == client_id), None)
 
 
-def _secret(admin: KeycloakAdmin, uuid: str) -> str:
+def client_secret(admin: KeycloakAdmin, uuid: str) -> str:
     return str(admin.get(f"/clients/{uuid}/client-secret")["value"])
 
 
-def _allowed_group_ids(admin: KeycloakAdmin, names: tuple[str, ...]) -> dict[str, str]:
+def check_allowed_groups(admin: KeycloakAdmin, names: tuple[str, ...]) -> dict[str, str]:
     ids = {name: group_id(admin, name) for name in names}
     missing = sorted(name for name, found in ids.items() if found is None)
     if missing:

@@ -3,13 +3,17 @@ lab's real API server, through the `libresh` command as people and scripts run i
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from libresh_cli.identity.connection import STORE
@@ -22,6 +26,8 @@ from tests.integration.keycloak import Keycloak, running_keycloak
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 TEST_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
+# `wiki`, an app that requires oidc (redirect path /oauth/callback).
+SSO_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "sso-catalog"
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +45,8 @@ def keycloak(request: pytest.FixtureRequest) -> Iterator[Keycloak]:
 def libresh(
     lab: Lab, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(TEST_CATALOG), *args]
+    catalogs = ["--catalog", str(SSO_CATALOG), "--catalog", str(TEST_CATALOG)]
+    command = [LIBRESH, "--kubeconfig", str(lab.kubeconfig), *catalogs, *args]
     return subprocess.run(
         command,
         capture_output=True,
@@ -195,3 +202,184 @@ def test_connecting_to_nothing_or_with_a_wrong_password_changes_nothing(
     assert "not-the-password" not in refused.stdout + refused.stderr
     status = as_json(libresh(lab, "identity", "status", "-o", "json"))
     assert status["url"] == connected.url and status["reachable"] is True
+
+
+# -- apps that sign in with the provider ---------------------------------------------------
+
+
+class Browser:
+    """What a person's browser does on Keycloak's pages, with httpx: follows the provider's
+    own redirects, fills its forms, and stops at the app's redirect URI.
+
+    Keycloak marks its cookies Secure, and this server is plain HTTP on 127.0.0.1, where an
+    RFC 6265 client would not send them back: the browser keeps and sends them itself."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.cookies: dict[str, str] = {}
+        self.http = httpx.Client(timeout=30.0)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, url, headers={"Cookie": cookie}, **kwargs)
+        self.cookies.update(dict(response.cookies.items()))
+        location = response.headers.get("location", "")
+        if response.status_code in (302, 303) and location.startswith(self.provider):
+            return self.request("GET", location)
+        return response
+
+    def submit(self, page: httpx.Response, fields: dict[str, str]) -> httpx.Response:
+        match = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+        assert match, page.text[:2000]
+        return self.request("POST", html.unescape(match.group(1)), data=fields)
+
+
+def sign_in(
+    server: Keycloak, connection: dict[str, str], username: str, password: str, redirect: str
+) -> httpx.Response:
+    """An authorization-code sign-in up to the provider's last answer: a redirect to the
+    app with a code, or a page (refused). A temporary password is replaced on the way."""
+    browser = Browser(server.url)
+    login_page = browser.request(
+        "GET",
+        f"{connection['issuer']}/protocol/openid-connect/auth",
+        params={
+            "client_id": connection["client_id"],
+            "response_type": "code",
+            "redirect_uri": redirect,
+            "scope": connection["scopes"],
+            "state": "state-1",
+        },
+    )
+    assert login_page.status_code == 200, login_page.text[:500]
+    answer = browser.submit(login_page, {"username": username, "password": password})
+    if answer.status_code == 200 and 'name="password-new"' in answer.text:
+        chosen = f"Chosen-{password}"
+        answer = browser.submit(answer, {"password-new": chosen, "password-confirm": chosen})
+    return answer
+
+
+def exchange_code(connection: dict[str, str], answer: httpx.Response, redirect: str) -> Any:
+    """The app's side: the code from the redirect, exchanged with the client secret; the ID
+    token's claims."""
+    assert answer.status_code == 302, answer.text[:500]
+    location = answer.headers["location"]
+    assert location.startswith(redirect + "?")
+    code = httpx.URL(location).params["code"]
+    tokens = httpx.post(
+        f"{connection['issuer']}/protocol/openid-connect/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": connection["client_id"],
+            "client_secret": connection["client_secret"],
+        },
+        timeout=30.0,
+    )
+    assert tokens.status_code == 200, tokens.text
+    payload = tokens.json()["id_token"].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def connection_secret(lab: Lab, namespace: str) -> dict[str, str]:
+    with lab.kube() as kube:
+        found = kube.get("v1", "Secret", "libresh-oidc", namespace)
+    assert found is not None, f"no libresh-oidc in {namespace}"
+    return {k: base64.b64decode(v).decode() for k, v in found["data"].items()}
+
+
+def new_user(lab: Lab, name: str, *groups: str) -> str:
+    """A user made by libresh; their temporary password."""
+    options = [option for group in groups for option in ("--group", group)]
+    email = f"{name}@example.org"
+    added = as_json(libresh(lab, "users", "add", name, "--email", email, *options, "-o", "json"))
+    return str(added["temporary_password"])
+
+
+def test_an_app_signs_in_only_the_allowed_groups_through_the_provider(
+    lab: Lab, connected: Keycloak
+) -> None:
+    ok(libresh(lab, "groups", "add", "guests"))
+    ada = new_user(lab, "ada", "members")
+    eve = new_user(lab, "eve", "guests")
+    redirect = "https://wiki.example.test/oauth/callback"
+    ok(libresh(lab, "install", "wiki", "--domain", "wiki.example.test", "--yes"))
+    try:
+        connection = connection_secret(lab, "wiki")
+        assert sorted(connection) == sorted(
+            ["issuer", "discovery_url", "client_id", "client_secret", "scopes", "groups_claim"]
+        )
+        assert connection["issuer"] == f"{connected.url}/realms/libresh"
+        assert connection["client_id"] == "wiki" and connection["client_secret"]
+
+        claims = exchange_code(connection, sign_in(connected, connection, "ada", ada, redirect),
+                               redirect)  # fmt: skip
+        assert claims["preferred_username"] == "ada" and claims["groups"] == ["members"]
+        assert claims["aud"] == "wiki" and claims["iss"] == connection["issuer"]
+        refused = sign_in(connected, connection, "eve", eve, redirect)
+        assert refused.status_code != 302 and "code=" not in refused.headers.get("location", "")
+
+        # Re-running install changes nothing, here or at the provider.
+        with realm_admin(connected) as admin:
+            client_before = admin.get("/clients", clientId="wiki")
+            again = ok(libresh(lab, "install", "wiki", "--yes"))
+            assert "up to date: nothing to do" in again.stderr
+            assert admin.get("/clients", clientId="wiki") == client_before
+        assert connection_secret(lab, "wiki") == connection
+
+        # The app's setting: who may sign in. Now guests only.
+        ok(libresh(lab, "install", "wiki", "--set", "allowed_groups=guests", "--yes"))
+        claims = exchange_code(connection, sign_in(connected, connection, "eve", eve, redirect),
+                               redirect)  # fmt: skip
+        assert claims["groups"] == ["guests"]
+        assert sign_in(connected, connection, "ada", ada, redirect).status_code != 302
+
+        ok(libresh(lab, "identity", "rotate-secret", "wiki", "--yes"))
+        rotated = connection_secret(lab, "wiki")
+        assert rotated["client_secret"] != connection["client_secret"]
+        with realm_admin(connected) as admin:
+            uuid = admin.get("/clients", clientId="wiki")[0]["id"]
+            assert admin.get(f"/clients/{uuid}/client-secret")["value"] == rotated["client_secret"]
+    finally:
+        ok(libresh(lab, "uninstall", "wiki", "--purge-data", "--yes"))
+        for user in ("ada", "eve"):
+            libresh(lab, "users", "remove", user, "--yes")
+        libresh(lab, "groups", "remove", "guests", "--yes")
+    with realm_admin(connected) as admin:
+        assert admin.get("/clients", clientId="wiki") == []
+        assert not [f for f in admin.get("/authentication/flows") if "wiki" in f["alias"]]
+
+
+def test_an_install_the_provider_cannot_serve_is_refused_before_any_change(
+    lab: Lab, connected: Keycloak
+) -> None:
+    unknown_group = libresh(
+        lab, "install", "wiki", "--name", "wiki2", "--domain", "wiki2.example.test",
+        "--set", "allowed_groups=nobody-here", "--yes",
+    )  # fmt: skip
+    assert unknown_group.returncode == 2, unknown_group.stderr
+    assert "nobody-here do not exist" in unknown_group.stderr
+    with lab.kube() as kube:
+        assert kube.get("v1", "Namespace", "wiki2") is None
+        document, secrets = STORE.read(kube)
+        kube.delete("v1", "ConfigMap", STORE.configmap, SYSTEM_NAMESPACE)
+        try:
+            no_provider = libresh(
+                lab, "install", "wiki", "--name", "wiki2", "--domain", "wiki2.example.test", "--yes"
+            )
+            assert no_provider.returncode == 6, no_provider.stderr
+            assert "No identity provider is connected" in no_provider.stderr
+            assert "libresh identity enable" in no_provider.stderr
+            assert kube.get("v1", "Namespace", "wiki2") is None
+        finally:
+            STORE.write(kube, document, secrets)
+    with realm_admin(connected) as admin:
+        assert admin.get("/clients", clientId="wiki2") == []
+
+
+def test_rotating_the_secret_of_an_app_without_single_sign_on_is_refused(
+    lab: Lab, connected: Keycloak
+) -> None:
+    result = libresh(lab, "identity", "rotate-secret", "no-such-instance", "--yes")
+    assert result.returncode == 4 and "Traceback" not in result.stderr

@@ -1,0 +1,114 @@
+"""`requires: oidc` in app.yaml: what is accepted, what the instance is given, and the
+checks that stop an install before the identity provider is asked anything."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import pytest
+
+from libresh_cli.apps.instance import Instance
+from libresh_cli.apps.model import ALLOWED_GROUPS
+from libresh_cli.apps.render import OIDC_SECRET, render, template_context
+from libresh_cli.apps.schema import CatalogInvalidError, load_app
+from libresh_cli.apps.sso import client_spec
+from libresh_cli.errors import BadInputError
+from libresh_cli.identity.directory import check_email, check_group_name, check_username
+
+WIKI = Path(__file__).resolve().parents[1] / "fixtures" / "sso-catalog" / "wiki"
+CONNECTION = {
+    "issuer": "https://id.example.org/realms/libresh",
+    "discovery_url": "https://id.example.org/realms/libresh/.well-known/openid-configuration",
+    "client_id": "wiki",
+    "client_secret": "s3cret-value",
+    "scopes": "openid profile email",
+    "groups_claim": "groups",
+}
+
+
+def copy_wiki(tmp_path: Path, requires: str) -> Path:
+    target = tmp_path / "wiki"
+    shutil.copytree(WIKI, target)
+    text = (target / "app.yaml").read_text()
+    start = text.index("requires:")
+    end = text.index("health:")
+    (target / "app.yaml").write_text(text[:start] + requires + "\n" + text[end:])
+    return target
+
+
+def test_the_requirement_is_read_with_its_defaults_and_adds_allowed_groups(tmp_path: Path) -> None:
+    app = load_app(copy_wiki(tmp_path, "requires:\n  oidc:\n    redirect_paths: [/cb]\n"))
+    assert app.oidc is not None
+    assert app.oidc.redirect_paths == ("/cb",)
+    assert app.oidc.scopes == ("openid",) and app.oidc.groups_claim == "groups"
+    allowed = app.parameter(ALLOWED_GROUPS)
+    assert allowed is not None and allowed.default == "admins,members"
+    assert app.requires == ()  # not a backing service with a provider of servers
+
+
+@pytest.mark.parametrize(
+    ("requires", "problem"),
+    [
+        ("  oidc: {}", "requires.oidc.redirect_paths: list at least one path"),
+        ("  oidc: {redirect_paths: [cb]}", "'cb' is not a path starting with /"),
+        ("  oidc: {redirect_paths: [/cb], scopes: [profile]}", "must include openid"),
+        ("  oidc: {redirect_paths: [/cb], groups_claim: 'Bad Claim'}", "is not a claim name"),
+        ("  oidc: {redirect_paths: [/cb], client: x}", "requires.oidc.client"),
+    ],
+)
+def test_a_wrong_requirement_names_its_field(tmp_path: Path, requires: str, problem: str) -> None:
+    with pytest.raises(CatalogInvalidError) as raised:
+        load_app(copy_wiki(tmp_path, f"requires:\n{requires}\n"))
+    assert problem in str(raised.value)
+
+
+def test_the_instance_gets_the_connection_secret_and_templates_no_client_secret() -> None:
+    app = load_app(WIKI)
+    instance = Instance("wiki", app, app.latest, {"domain": "wiki.example.org"}, oidc=CONNECTION)
+    secrets = {o["metadata"]["name"]: o for o in render(instance) if o["kind"] == "Secret"}
+    data = {k: base64.b64decode(v).decode() for k, v in secrets[OIDC_SECRET]["data"].items()}
+    assert data == CONNECTION
+    context = template_context(instance)["oidc"]
+    assert context["enabled"] is True and context["secret"] == OIDC_SECRET
+    assert context["client_id"] == "wiki" and "s3cret-value" not in str(context)
+    deployment = next(o for o in render(instance) if o["kind"] == "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["OIDC_ISSUER"]["value"] == CONNECTION["issuer"]
+    assert env["OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == OIDC_SECRET
+
+
+def test_the_client_follows_the_domain_and_the_allowed_groups() -> None:
+    app = load_app(WIKI)
+    spec = client_spec(app, "wiki", {"domain": "wiki.example.org", ALLOWED_GROUPS: "a,b-c"})
+    assert spec.redirect_uris == ["https://wiki.example.org/oauth/callback"]
+    assert spec.allowed_groups == ("a", "b-c") and spec.flow_alias == "libresh-wiki"
+
+
+def test_an_app_without_a_domain_or_without_oidc_is_refused_before_the_provider() -> None:
+    app = load_app(WIKI)
+    with pytest.raises(BadInputError, match="--domain"):
+        client_spec(app, "wiki", {})
+    demo = load_app(Path(__file__).resolve().parents[1] / "fixtures" / "catalog" / "demo")
+    with pytest.raises(BadInputError, match="does not support single sign-on"):
+        client_spec(demo, "demo", {"domain": "demo.example.org"})
+
+
+@pytest.mark.parametrize("name", ["Ada", "-ada", "a b", "", "x" * 65])
+def test_user_names_apps_accept(name: str) -> None:
+    with pytest.raises(BadInputError, match="User name"):
+        check_username(name)
+
+
+@pytest.mark.parametrize("email", ["ada", "ada@", "@example.org", "ada@example", "a da@x.org"])
+def test_emails_are_checked(email: str) -> None:
+    with pytest.raises(BadInputError, match="--email"):
+        check_email(email)
+    assert check_email("ada.l@mail.example.org") == "ada.l@mail.example.org"
+
+
+def test_group_names_are_checked() -> None:
+    with pytest.raises(BadInputError, match="Group name"):
+        check_group_name("Admins!")
+    assert check_group_name("editors_2") == "editors_2"
