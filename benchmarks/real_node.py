@@ -3,10 +3,14 @@
 Prints, in seconds:
 - image build, cold: the debian image (mmdebstrap + OCI archive) into an empty cache;
 - pause image, cold: packing the pause binary as an image;
+- add-ons (CoreDNS + whoami, local-path-provisioner) into an empty lab cache, with Go's build
+  cache as it is (what a changed add-on recipe costs);
 - with --go-cold: kubelet and kube-proxy alone, built from the lab's Go module with an empty
   Go build cache (an upper bound of what they add to the control plane's cold build, with
-  which they share most packages; takes minutes on 2 cores);
-- `lab up --real-node` from the cache (median of --runs; target under 30 s), and `lab down`.
+  which they share most packages), and the add-ons likewise; takes minutes on 2 cores;
+- `lab up --real-node` from the cache (median of --runs; target under 30 s), and `lab down`;
+- memory: the resident set (RSS) of each process the lab started, and of the node's
+  containers (its cgroup), with the lab up and idle.
 
 Needs root and the real node's Debian packages (see README, "A real node").
 
@@ -25,9 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from libresh_cli.lab import imagebuild
+from libresh_cli.lab import imagebuild, realnode, state
 from libresh_cli.lab.binaries import (
     GO_MODULE_FILES,
+    build_addons,
     ensure_binaries,
     version_ldflags,
 )
@@ -87,20 +92,63 @@ def go_cold() -> float:
         return timed(lambda: subprocess.run(command, cwd=module, env=env, check=True))
 
 
+def addons_build(go_cold: bool) -> float:
+    """build_addons into an empty lab cache; with go_cold, an empty Go build cache too."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "XDG_CACHE_HOME": cache}
+        if go_cold:
+            env["GOCACHE"] = str(Path(cache) / "gocache")
+        paths = Paths.from_env(env)
+        saved = dict(os.environ)
+        os.environ.update(env)  # build_addons runs Go with this process's environment
+        try:
+            return timed(lambda: build_addons(paths, SilentReporter()))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def lab_memory(state_home: str) -> dict[str, int]:
+    """KiB of resident memory of each process the lab started, and of its containers."""
+    paths = Paths.from_env({**os.environ, "XDG_STATE_HOME": state_home})
+    lab = state.load_state(paths, "bench")
+    assert lab is not None and lab.real_node is not None
+    memory = {p.component: rss_kib(p.pid) for p in lab.processes}
+    node = realnode.NodeLayout.from_record(lab.real_node)
+    for directory in realnode.cgroup_dirs(node):
+        for name in ("memory.current", "memory.usage_in_bytes"):
+            if (directory / name).exists():
+                memory["containers (cgroup)"] = int((directory / name).read_text()) // 1024
+    return memory
+
+
 def run_seconds(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
     return time.perf_counter() - start
 
 
-def lab_up_down(runs: int) -> tuple[float, float]:
+def lab_up_down(runs: int) -> tuple[float, float, dict[str, int]]:
     ups, downs = [], []
-    with tempfile.TemporaryDirectory(prefix="lrb") as state:
-        env = {**os.environ, "XDG_STATE_HOME": state}
+    memory: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="lrb") as state_home:
+        env = {**os.environ, "XDG_STATE_HOME": state_home}
         for _ in range(runs):
             ups.append(run_seconds([LIBRESH, "lab", "up", "--name", "bench", "--real-node"], env))
+            time.sleep(5)  # idle, as a lab waits for its user
+            memory = lab_memory(state_home)
             downs.append(run_seconds([LIBRESH, "lab", "down", "--name", "bench"], env))
-    return statistics.median(ups), statistics.median(downs)
+    return statistics.median(ups), statistics.median(downs), memory
 
 
 def main() -> None:
@@ -113,12 +161,19 @@ def main() -> None:
     debian, pause = image_cold()
     print(f"image debian:bookworm-slim, cold build   {debian:7.1f} s")
     print(f"image pause, cold pack                   {pause:7.1f} s")
+    print(f"add-ons, empty lab cache, warm Go cache  {addons_build(go_cold=False):7.1f} s")
     if args.go_cold:
         print(f"kubelet + kube-proxy, cold Go build      {go_cold():7.1f} s")
-    up, down = lab_up_down(args.runs)
+        print(f"add-ons, cold Go build                   {addons_build(go_cold=True):7.1f} s")
+    up, down, memory = lab_up_down(args.runs)
     target = f"target < {LAB_UP_TARGET:.0f} s: {'ok' if up < LAB_UP_TARGET else 'OVER'}"
     print(f"lab up --real-node, cached (median)      {up:7.1f} s  ({target})")
     print(f"lab down (median)                        {down:7.1f} s")
+    print("memory (RSS), lab up and idle:")
+    for component, kib in sorted(memory.items(), key=lambda item: -item[1]):
+        print(f"  {component:38} {kib / 1024:7.1f} MiB")
+    total = sum(kib for name, kib in memory.items() if name != "containers (cgroup)")
+    print(f"  {'all processes of the lab':38} {total / 1024:7.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,16 +166,24 @@ def _start_lab(
         # Recorded before anything is made, so that a crash is cleaned up.
         real_node=node.to_record() if node else None,
     )
+    # containerd takes the node's images while the control plane starts.
+    importing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-images")
     try:
-        _start(paths, lab, layout, binaries, reporter)
+        runtime = None
         if parts is not None and node is not None:
+            runtime = _start_runtime(paths, lab, layout, parts, node, importing, reporter)
+        _start(paths, lab, layout, binaries, reporter)
+        if parts is not None and node is not None and runtime is not None:
+            runtime.result()
             _start_real_node(paths, lab, layout, parts, node, reporter)
         _wait_for_nodes(layout, lab, reporter)
     except BaseException:
         # Nothing half-up is left behind: a failed or interrupted start is undone entirely.
-        stop_lab_processes(lab, grace=3.0)
+        stop_lab_processes(lab, grace=3.0)  # an import under way fails with its containerd
         _remove_lab_dir(paths, name)
         raise
+    finally:
+        importing.shutdown(wait=False, cancel_futures=True)
     return lab
 
 
@@ -329,6 +338,44 @@ def _start(
         )
 
 
+def _launcher(
+    paths: Paths, lab: state.LabState, layout: LabLayout, node: realnode.NodeLayout
+) -> Callable[[str, list[str]], ProcessRecord]:
+    """Starts a daemon of the real node and records it at once."""
+    env = {**_daemon_env(node.directory), "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
+
+    def launch(component: str, argv: list[str]) -> ProcessRecord:
+        record = start_daemon(component, argv, layout.log(component), env)
+        lab.processes.append(record)
+        state.save_state(paths, lab)
+        return record
+
+    return launch
+
+
+def _start_runtime(
+    paths: Paths,
+    lab: state.LabState,
+    layout: LabLayout,
+    parts: NodeParts,
+    node: realnode.NodeLayout,
+    pool: ThreadPoolExecutor,
+    reporter: Reporter,
+) -> Future[None]:
+    """Start containerd; its images are imported in `pool` (done when the future is)."""
+    reporter.step(f"Starting containerd for the real node, importing {len(parts.images)} images")
+    realnode.prepare_runtime(node, parts.tools)
+    containerd = _launcher(paths, lab, layout, node)(
+        "containerd", realnode.containerd_command(parts.tools, node)
+    )
+
+    def take_images() -> None:
+        realnode.wait_containerd(parts.tools, node, containerd)
+        realnode.import_images(parts.tools, node, parts.images)
+
+    return pool.submit(take_images)
+
+
 @dataclass(frozen=True)
 class NodeParts:
     """What the real node is made of: the machine's tools, the binaries and images."""
@@ -348,21 +395,11 @@ def _start_real_node(
     reporter: Reporter,
 ) -> None:
     reporter.step(
-        f"Starting the real node {realnode.NODE_NAME} (containerd, kubelet, kube-proxy, "
-        "CoreDNS, local-path-provisioner)"
+        f"Starting the real node {realnode.NODE_NAME} (kubelet, kube-proxy, CoreDNS, "
+        "local-path-provisioner)"
     )
-    realnode.prepare(node, parts.tools, layout.pki, lab.name, lab.server, layout.kubeconfig)
-    env = {**_daemon_env(node.directory), "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
-
-    def launch(component: str, argv: list[str]) -> ProcessRecord:
-        record = start_daemon(component, argv, layout.log(component), env)
-        lab.processes.append(record)
-        state.save_state(paths, lab)
-        return record
-
-    containerd = launch("containerd", realnode.containerd_command(parts.tools, node))
-    realnode.wait_containerd(parts.tools, node, containerd)
-    realnode.import_images(parts.tools, node, parts.images)
+    realnode.prepare_kubelet(node, layout.pki, lab.name, lab.server, layout.kubeconfig)
+    launch = _launcher(paths, lab, layout, node)
     launch("kubelet", realnode.kubelet_command(parts.binaries, node))
     launch(
         nodeaddons.KUBE_PROXY,

@@ -439,16 +439,9 @@ def containerd_command(tools: NodeTools, layout: NodeLayout) -> list[str]:
 # --- starting --------------------------------------------------------------------------------
 
 
-def prepare(
-    layout: NodeLayout,
-    tools: NodeTools,
-    pki: LabPki,
-    lab_name: str,
-    server: str,
-    admin_kubeconfig: Path,
-) -> None:
-    """Write the node's files and certificates, make its bridge and cgroup. kube-proxy,
-    CoreDNS and local-path-provisioner use the lab's admin kubeconfig."""
+def prepare_runtime(layout: NodeLayout, tools: NodeTools) -> None:
+    """What containerd needs (its files, the bridge, the cgroup): nothing of the API server, so
+    containerd starts and takes its images while the control plane starts."""
     make_private_dirs(layout.directory)
     for directory in (layout.containerd_dir, layout.cni_conf_dir, layout.pod_logs):
         directory.mkdir(parents=True, exist_ok=True)
@@ -456,6 +449,16 @@ def prepare(
     (layout.cni_conf_dir / "10-libresh-lab.conflist").write_text(
         json.dumps(cni_config(layout), indent=2) + "\n"
     )
+    _make_bridge(layout)
+    for directory in cgroup_dirs(layout):
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_kubelet(
+    layout: NodeLayout, pki: LabPki, lab_name: str, server: str, admin_kubeconfig: Path
+) -> None:
+    """The kubelet's certificates and files; kube-proxy, CoreDNS and local-path-provisioner
+    use the lab's admin kubeconfig."""
     certs = issue_node_certificates(pki, layout.certs, NODE_NAME, layout.node_ip)
     kubeconfig = kubeconfig_document(
         lab_name,
@@ -469,9 +472,6 @@ def prepare(
         layout.kubelet_config, yaml.safe_dump(kubelet_config(layout, pki, layout.certs))
     )
     _write_addon_configs(layout, admin_kubeconfig)
-    _make_bridge(layout)
-    for directory in cgroup_dirs(layout):
-        directory.mkdir(parents=True, exist_ok=True)
 
 
 def _write_addon_configs(layout: NodeLayout, admin_kubeconfig: Path) -> None:
@@ -562,8 +562,11 @@ def node_images(paths: Paths, binaries: LabBinaries, reporter: Reporter) -> list
 
 
 def import_images(tools: NodeTools, layout: NodeLayout, archives: list[Path]) -> None:
+    """Into containerd's content store only: unpacking every image into snapshots took most of
+    `lab up`; the CRI plugin unpacks an image when a container first needs it (its
+    WithNewSnapshot retries after Image.Unpack, containerd pkg/cri/opts/container.go)."""
     for archive in archives:
-        _ctr(tools, layout, "images", "import", str(archive))
+        _ctr(tools, layout, "images", "import", "--no-unpack", str(archive))
 
 
 def _log_tail(log: Path, lines: int = 12) -> str:

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from libresh_cli.errors import ConflictError
 from libresh_cli.lab import nodeaddons, realnode
 from libresh_cli.lab.binaries import find_addons
 from libresh_cli.lab.cluster import LabSpec, lab_down, lab_status, lab_up
 from libresh_cli.lab.processes import is_alive
-from libresh_cli.lab.state import kubeconfig_path, lab_dir
+from libresh_cli.lab.state import LabState, kubeconfig_path, lab_dir
 from libresh_cli.progress import SilentReporter
 from libresh_cli.settings import Paths
 from tests.integration.conftest import Lab
@@ -31,9 +32,22 @@ NAME = "real"
 IMAGE = "docker.io/library/debian:bookworm-slim"  # built here: libresh_cli/lab/images/debian
 
 
+def up_when_the_machine_is_free(paths: Paths, spec: LabSpec, timeout: float = 900) -> LabState:
+    """lab_up, waiting while another lab's real node runs here (a machine has one at a time:
+    test sessions running side by side take turns instead of failing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return lab_up(paths, spec, SilentReporter())[0]
+        except ConflictError:
+            if realnode.running_kube_proxy() is None or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 @pytest.fixture(scope="module")
 def real_lab(lab_paths: Paths) -> Iterator[Lab]:
-    state, _ = lab_up(lab_paths, LabSpec(name=NAME, nodes=0, real_node=True), SilentReporter())
+    state = up_when_the_machine_is_free(lab_paths, LabSpec(name=NAME, nodes=0, real_node=True))
     try:
         yield Lab(lab_paths, state, kubeconfig_path(lab_paths, NAME))
     finally:
@@ -340,7 +354,7 @@ def test_up_after_a_killed_lab_then_down_leaves_nothing(real_lab: Lab) -> None:
     for process in real_lab.state.processes:
         os.kill(process.pid, signal.SIGKILL)
     spec = LabSpec(name=NAME, nodes=0, real_node=True)
-    again, _ = lab_up(real_lab.paths, spec, SilentReporter())
+    again = up_when_the_machine_is_free(real_lab.paths, spec)
     assert lab_status(real_lab.paths, NAME).health == "running"
     record = again.real_node
     assert record is not None
