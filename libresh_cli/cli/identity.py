@@ -33,6 +33,7 @@ identity_app = typer.Typer(
 
 \b
 Examples:
+  libresh identity enable --domain id.example.org
   libresh identity connect --url https://id.example.org --admin-user admin \\
       --admin-password-file admin.pw
   libresh identity status
@@ -129,6 +130,46 @@ def status(ctx: typer.Context, output: OutputOption = None) -> None:
     emit(app, found, key_value_table)
     if found.get("problem"):
         raise typer.Exit(1)
+
+
+@identity_app.command("enable")
+def enable(
+    ctx: typer.Context,
+    domain: Annotated[str, typer.Option(help="Domain of the sign-in pages (id.example.org).")],
+    name: Annotated[str, typer.Option(help="Instance name of the Keycloak app.")] = "keycloak",
+    output: OutputOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Install Keycloak from the catalog (with its PostgreSQL) at a domain, then make it this
+    cluster's identity provider (as `identity connect`, with its bootstrap admin).
+
+    \b
+    Examples:
+      libresh identity enable --domain id.example.org
+      libresh identity enable --domain id.example.org --dry-run
+    """
+    from libresh_cli.cli.apps import install
+
+    app = app_context(ctx, output, dry_run, yes)
+    ctx.invoke(
+        install, ctx=ctx, app_name="keycloak", name=name, domain=domain, output=output,
+        dry_run=app.dry_run, yes=app.yes,
+    )  # fmt: skip
+    if app.dry_run:
+        return
+    from libresh_cli.apps.record import require_record
+    from libresh_cli.apps.render import CREDENTIALS_SECRET
+    from libresh_cli.identity.connection import connect as do_connect
+    from libresh_cli.kube.store import read_secret
+
+    with kube_client(app) as kube:
+        record = require_record(kube, name)
+        password = read_secret(kube, CREDENTIALS_SECRET, name).get("admin_password", "")
+        url = f"https://{record.params['domain']}"
+        user = str(record.params.get("admin_username", "admin"))
+        provider = do_connect(kube, url, user, password, instance=name)
+    done(app, provider.public(), f"Identity provider: {provider.issuer}")
 
 
 @identity_app.command("rotate-secret")

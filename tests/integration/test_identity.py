@@ -383,3 +383,29 @@ def test_rotating_the_secret_of_an_app_without_single_sign_on_is_refused(
 ) -> None:
     result = libresh(lab, "identity", "rotate-secret", "no-such-instance", "--yes")
     assert result.returncode == 4 and "Traceback" not in result.stderr
+
+
+def test_enable_installs_keycloak_from_the_catalog_and_connects_to_it(
+    lab: Lab, connected: Keycloak
+) -> None:
+    """The lab's pods are simulated, so the installed Keycloak never answers: enable installs
+    it (plan, objects, health as for any app), then says the new provider is unreachable and
+    keeps the one connected before."""
+    ok(libresh(lab, "identity", "enable", "--domain", "id.example.test", "--dry-run"))
+    with lab.kube() as kube:
+        assert kube.get("v1", "Namespace", "keycloak") is None
+    result = libresh(lab, "identity", "enable", "--domain", "id.example.test", "--yes")
+    try:
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "https://id.example.test is unreachable" in result.stderr
+        with lab.kube() as kube:
+            deployment = kube.get("apps/v1", "Deployment", "keycloak", "keycloak")
+            env = {
+                e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            }
+            assert env["KC_HOSTNAME"]["value"] == "https://id.example.test"
+            assert env["KC_DB_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "libresh-postgres"
+        status = as_json(libresh(lab, "identity", "status", "-o", "json"))
+        assert status["url"] == connected.url
+    finally:
+        ok(libresh(lab, "uninstall", "keycloak", "--purge-data", "--yes"))

@@ -67,7 +67,7 @@ CHANGES = {
     ("cluster", "create"), ("cluster", "scale"), ("cluster", "destroy"), ("cluster", "upgrade"),
     ("backup", "now"), ("backup", "schedule"), ("backup", "storage", "set"),
     ("services", "set"),
-    ("identity", "connect"), ("identity", "rotate-secret"), ("users", "add"), ("users", "remove"), ("users", "passwd"),
+    ("identity", "connect"), ("identity", "enable"), ("identity", "rotate-secret"), ("users", "add"), ("users", "remove"), ("users", "passwd"),
     ("groups", "add"), ("groups", "remove"), ("groups", "add-member"), ("groups", "remove-member"),
     ("mail", "set"), ("mail", "unset"),
     ("lab", "up"), ("lab", "down"), ("lab", "build"),
