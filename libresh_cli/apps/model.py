@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,10 +17,13 @@ SERVICE_KINDS = ("postgres", "redis")
 MAIL = "mail"
 # An OIDC client at the cluster's identity provider (README, "Single sign-on").
 OIDC = "oidc"
-OIDC_OPTIONS = {"redirect_paths", "scopes", "groups_claim"}
+OIDC_OPTIONS = {"redirect_paths", "scopes", "groups_claim", "optional"}
 # The parameter libresh adds to an app that requires oidc: who may sign in (YunoHost's
 # permissions), as a comma-separated list of groups.
 ALLOWED_GROUPS = "allowed_groups"
+# The parameter libresh adds when `optional: true`: single sign-on on (true) or off (false,
+# the default: installs made before the app supported it stay as they are).
+SSO_SWITCH = "single_sign_on"
 HOOK_PHASES = (
     "post_install",
     "pre_upgrade",
@@ -118,6 +122,11 @@ class OidcRequirement:
     redirect_paths: tuple[str, ...]
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     groups_claim: str = "groups"
+    optional: bool = False  # turned on per instance with the parameter single_sign_on
+
+    def wanted(self, params: Mapping[str, Any]) -> bool:
+        """Whether an instance with these values gets a client."""
+        return not self.optional or params.get(SSO_SWITCH) is True
 
 
 @dataclass(frozen=True)

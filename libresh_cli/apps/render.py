@@ -185,7 +185,7 @@ def template_context(instance: Instance) -> dict[str, Any]:
 def oidc_context(instance: Instance) -> dict[str, Any]:
     """The OIDC client as templates see it, the client secret aside (it stays in the
     Secret). When validating, a sample client on the provider https://id.example.org."""
-    if instance.app.oidc is None:
+    if instance.app.oidc is None or not instance.app.oidc.wanted(instance.params):
         return {"enabled": False}
     values = instance.oidc or {
         "issuer": "https://id.example.org/realms/libresh",

@@ -26,6 +26,7 @@ from libresh_cli.apps.model import (
     PARAMETER_TYPES,
     SCHEMA_VERSION,
     SERVICE_KINDS,
+    SSO_SWITCH,
     App,
     Health,
     HookStep,
@@ -679,7 +680,10 @@ def _read_oidc(c: Checker, top: Mapping[str, Any]) -> OidcRequirement | None:
     if "openid" not in scopes:
         c.problem((*path, "scopes"), "must include openid (an OIDC sign-in asks for it)")
     claim = c.text(options, path, "groups_claim", CLAIM, "a claim name", "groups")
-    return OidcRequirement(redirect_paths=paths, scopes=scopes, groups_claim=claim)
+    optional = options.get("optional", False)
+    if not isinstance(optional, bool):
+        c.problem((*path, "optional"), f"expected true or false, got {optional!r}")
+    return OidcRequirement(paths, scopes, claim, optional is True)
 
 
 def with_allowed_groups(
@@ -687,8 +691,21 @@ def with_allowed_groups(
 ) -> tuple[Parameter, ...]:
     """An app that requires oidc gets the parameter `allowed_groups` (unless it declares its
     own): the groups whose members may sign in to an instance, `admins,members` by default."""
-    if oidc is None or any(p.name == ALLOWED_GROUPS for p in parameters):
+    if oidc is None:
         return parameters
+    added = []
+    if oidc.optional and not any(p.name == SSO_SWITCH for p in parameters):
+        added.append(
+            Parameter(
+                name=SSO_SWITCH,
+                type="boolean",
+                prompt="Sign in with the cluster's identity provider?",
+                default=False,
+                required=False,
+            )
+        )
+    if any(p.name == ALLOWED_GROUPS for p in parameters):
+        return (*parameters, *added)
     allowed = Parameter(
         name=ALLOWED_GROUPS,
         type="string",
@@ -698,4 +715,4 @@ def with_allowed_groups(
         required=False,
         pattern=GROUP_LIST,
     )
-    return (*parameters, allowed)
+    return (*parameters, *added, allowed)

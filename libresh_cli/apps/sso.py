@@ -21,7 +21,7 @@ from libresh_cli.identity import oidc
 from libresh_cli.identity.connection import administer, load, require
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.store import read_secret, secret_manifest
-from libresh_cli.progress import Reporter
+from libresh_cli.progress import Reporter, SilentReporter
 
 if TYPE_CHECKING:
     from libresh_cli.apps.lifecycle import Prepared
@@ -56,7 +56,7 @@ def planned_oidc(
     """The connection values an install will give (the client's secret as it is now, or
     empty for a client not made yet), checking what would stop the install: no provider,
     no domain, allowed groups that do not exist. Changes nothing."""
-    if app.oidc is None:
+    if app.oidc is None or not app.oidc.wanted(params):
         return {}
     require(kube)
     spec = client_spec(app, name, params)
@@ -79,6 +79,12 @@ def provision(kube: KubeClient, prepared: Prepared) -> None:
     new secret), puts them into the prepared connection Secret before it is applied."""
     instance = prepared.instance
     if instance.app.oidc is None:
+        return
+    if not instance.app.oidc.wanted(instance.params):
+        # Turned off (optional single sign-on): the client goes with its Secret, which the
+        # apply prunes.
+        if read_secret(kube, OIDC_SECRET, instance.name):
+            forget(kube, instance.name, SilentReporter())
         return
     spec = client_spec(instance.app, instance.name, instance.params)
     with administer(kube) as admin:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from libresh_cli.apps.instance import Instance
-from libresh_cli.apps.model import ALLOWED_GROUPS
+from libresh_cli.apps.model import ALLOWED_GROUPS, SSO_SWITCH
 from libresh_cli.apps.render import OIDC_SECRET, render, template_context
 from libresh_cli.apps.schema import CatalogInvalidError, load_app
 from libresh_cli.apps.sso import client_spec
@@ -112,3 +113,42 @@ def test_group_names_are_checked() -> None:
     with pytest.raises(BadInputError, match="Group name"):
         check_group_name("Admins!")
     assert check_group_name("editors_2") == "editors_2"
+
+
+def nextcloud(single_sign_on: bool) -> list[dict[str, Any]]:
+    app = load_app(Path(__file__).resolve().parents[2] / "apps" / "nextcloud")
+    params = {p.name: p.default for p in app.parameters if p.default is not None and not p.secret}
+    params |= {"domain": "cloud.example.org", SSO_SWITCH: single_sign_on}
+    secrets = {"admin_password": "a" * 24, "postgres_password": "p", "redis_password": "r"}
+    oidc = {**CONNECTION, "client_id": "cloud"} if single_sign_on else {}
+    return render(Instance("cloud", app, app.latest, params, secrets, oidc=oidc))
+
+
+def test_nextcloud_without_single_sign_on_renders_as_before() -> None:
+    objects = nextcloud(False)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ConfigMap", "nextcloud-sso") not in names and ("Secret", OIDC_SECRET) not in names
+    web = next(
+        o for o in objects if o["metadata"]["name"] == "nextcloud" and o["kind"] == "Deployment"
+    )
+    env = {e["name"] for e in web["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not {name for name in env if "OIDC" in name}
+
+
+def test_nextcloud_with_single_sign_on_configures_user_oidc_at_every_start() -> None:
+    objects = nextcloud(True)
+    web = next(
+        o for o in objects if o["metadata"]["name"] == "nextcloud" and o["kind"] == "Deployment"
+    )
+    pod = web["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["LIBRESH_OIDC_DISCOVERY_URL"]["value"] == CONNECTION["discovery_url"]
+    assert env["LIBRESH_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": OIDC_SECRET, "key": "client_secret"
+    }  # fmt: skip
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["libresh-sso"] == "/docker-entrypoint-hooks.d/before-starting"
+    script = next(o for o in objects if o["metadata"]["name"] == "nextcloud-sso")["data"]
+    text = script["50-libresh-sso.sh"]
+    assert "--clientsecret-env=LIBRESH_OIDC_CLIENT_SECRET" in text
+    assert CONNECTION["client_secret"] not in text and text.rstrip().endswith("exit 0")
