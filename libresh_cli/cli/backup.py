@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +27,7 @@ from libresh_cli.cli.output import emit, rows_table
 from libresh_cli.errors import BadInputError
 
 if TYPE_CHECKING:
+    from libresh_cli.backup.service import RestoreResult
     from libresh_cli.backup.storage import BackupStorage, S3Keys
     from libresh_cli.cli.context import AppContext
     from libresh_cli.kube.client import KubeClient
@@ -505,13 +507,44 @@ def restore(
         apps = catalog(app)
         with reporter.spinning(summary):
             if as_name:
-                result = restore_as(kube, apps, name, as_name, domain, backup, reporter)
+                result = _clone(
+                    kube,
+                    lambda: restore_as(kube, apps, name, as_name, domain, backup, reporter),
+                    as_name,
+                )
             else:
                 with instance_lock(kube, name, "restore"):
                     result = restore_backup(
                         kube, apps, name, backup, reporter, safety_backup=not no_backup
                     )
     emit(app, result.to_dict(), _restore_text)
+
+
+def _clone(kube: KubeClient, make: Callable[[], RestoreResult], new_name: str) -> RestoreResult:
+    """`make` under the new instance's lease, as an install takes it: a second clone into the
+    same name, or an install of it, is refused (exit 5) instead of interleaving. The lease
+    lives in the instance's namespace, made first; a clone that fails before any of it is
+    installed leaves no empty namespace behind."""
+    from libresh_cli.apps.lock import instance_lock
+    from libresh_cli.apps.record import read_record
+    from libresh_cli.kube.client import wait_for
+
+    made_namespace = kube.get("v1", "Namespace", new_name) is None
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_name}}
+    try:
+        with instance_lock(kube, new_name, "restore", namespace):
+            return make()
+    except BaseException:
+        if made_namespace and read_record(kube, new_name) is None:
+            kube.delete("v1", "Namespace", new_name)
+            # Gone before the exit: running the same clone again at once must not find the
+            # name's namespace terminating (the API refuses anything new in it).
+            wait_for(
+                f"namespace {new_name} to be deleted",
+                lambda: True if kube.get("v1", "Namespace", new_name) is None else None,
+                timeout=120,
+            )
+        raise
 
 
 def _restore_text(result: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from libresh_cli.apps.catalog import Catalog
+from libresh_cli.apps.lock import instance_lock
 from libresh_cli.apps.record import read_record
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE, RUNNER_LABEL, job_name
 from libresh_cli.backup.runner import BackupEntry, BackupMeta
@@ -422,6 +423,26 @@ def test_restore_as_makes_a_new_instance_with_the_same_credentials(
         kube.delete("v1", "Namespace", clone)
 
 
+def test_a_clone_takes_the_new_names_lease_and_leaves_no_trace_when_refused(
+    lab: Lab, kube: KubeClient, notes: str
+) -> None:
+    busy, undone = f"{notes}-busy", f"{notes}-undone"
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": busy}}
+    try:
+        with instance_lock(kube, busy, "install", namespace):  # another run on that name
+            refused = libresh(lab, "restore", notes, "--as", busy, "--domain", "b.example.org")
+        assert refused.returncode == ExitCode.CONFLICT
+        assert f"{busy} is busy" in refused.stderr and "libresh install" in refused.stderr
+        assert read_record(kube, busy) is None  # nothing of the clone was made
+        # A clone that fails before installing anything (no --domain) leaves no namespace.
+        failed = libresh(lab, "restore", notes, "--as", undone)
+        assert failed.returncode == ExitCode.BAD_INPUT and "--domain" in failed.stderr
+        assert kube.get("v1", "Namespace", undone) is None
+    finally:
+        kube.delete("v1", "Namespace", busy)
+        kube.delete("v1", "Namespace", undone)
+
+
 def test_upgrade_without_backup_storage_is_refused_unless_no_backup(
     lab: Lab, kube: KubeClient, notes: str
 ) -> None:
@@ -467,7 +488,7 @@ def test_restore_as_from_another_cluster_takes_settings_and_credentials_from_the
     refused = libresh(lab, "restore", source, "--as", copy, "--domain", "moved.example.org")
     assert refused.returncode == ExitCode.FAILURE
     assert "cannot read the record of a backup (lab stand-in)" in refused.stderr
-    assert kube.get("v1", "Namespace", copy) is None
+    assert kube.get("v1", "Namespace", copy) is None  # made for the clone's lease, gone
     pads = kube.list("v1", "Secret", SYSTEM_NAMESPACE)
     assert not [s for s in pads if s["metadata"]["name"].startswith("libresh-pad-")]
 
