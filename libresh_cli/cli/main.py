@@ -127,8 +127,7 @@ class Commands(LazyGroup):
         ),
         "groups": LazyCommand(
             "libresh_cli.cli.identity:groups_app",
-            "Groups of users; an app lets in the groups it allows (admins and members by "
-            "default).",
+            "Groups of users; an app lets in the groups it allows (admins and members by default).",
         ),
         "lab": LazyCommand(
             "libresh_cli.cli.lab:lab_app",
