@@ -1,0 +1,85 @@
+"""Single sign-on of the catalog's apps (issue 16/17): with the setting single_sign_on on, each
+wired app reads the identity provider's values as its NOTES.md says the image does (the client
+secret always from the Secret libresh-oidc); with it off (the default) nothing of it is
+rendered, so instances installed before are unchanged. Apps that cannot sign in with OIDC say
+why in app.yaml, and `catalog show` shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from libresh_cli.apps.catalog import builtin_catalog
+from libresh_cli.apps.instance import Instance
+from libresh_cli.apps.model import SSO_SWITCH
+from libresh_cli.apps.render import OIDC_SECRET, generated_secret_keys, render
+from libresh_cli.apps.schema import load_app
+from tests.unit.test_more_apps_templates import container, env, pod_of
+
+ISSUER = "https://id.example.org/realms/libresh"
+CONNECTION = {
+    "issuer": ISSUER,
+    "discovery_url": ISSUER + "/.well-known/openid-configuration",
+    "client_id": "team",
+    "client_secret": "oidc-s3cret-value",
+    "scopes": "openid profile email",
+    "groups_claim": "groups",
+}
+SECRET_REF = (OIDC_SECRET, "client_secret")
+EXTRA = {
+    "synapse": {"domain": "matrix.example.org", "server_name": "example.org"},
+}
+
+
+def render_sso(name: str, single_sign_on: bool, version: str | None = None) -> list[Any]:
+    app = load_app(builtin_catalog() / name)
+    values = {p.name: p.default for p in app.parameters if not p.secret}
+    values |= {"domain": f"{name}.example.org", SSO_SWITCH: single_sign_on}
+    values |= EXTRA.get(name, {})
+    secrets = {k: "s3cr3t-" + k for k in generated_secret_keys(app)}
+    chosen = app.version(version) if version else app.latest
+    assert chosen is not None
+    oidc = dict(CONNECTION) if single_sign_on else {}
+    return render(Instance("team", app, chosen, values, secrets, oidc=oidc))
+
+
+def all_text(objects: list[Any]) -> str:
+    return "\n".join(repr(o) for o in objects)
+
+
+def app_env(name: str, single_sign_on: bool, workload: str | None = None) -> dict[str, Any]:
+    objects = render_sso(name, single_sign_on)
+    return env(container(pod_of(objects, workload or name), workload or name))
+
+
+WIRED = ["gotosocial"]
+
+
+@pytest.mark.parametrize("name", WIRED)
+def test_off_by_default_and_nothing_of_it_rendered_when_off(name: str) -> None:
+    app = load_app(builtin_catalog() / name)
+    assert app.oidc is not None and app.oidc.optional
+    switch = next(p for p in app.parameters if p.name == SSO_SWITCH)
+    assert switch.default is False
+    for version in app.versions:
+        text = all_text(render_sso(name, False, version.version))
+        assert OIDC_SECRET not in text and ISSUER not in text and "OIDC" not in text.upper()
+        # ...and on, every version renders it, the secret never in plain text.
+        on = render_sso(name, True, version.version)
+        assert any(o["kind"] == "Secret" and o["metadata"]["name"] == OIDC_SECRET for o in on)
+        plain = all_text([o for o in on if o["kind"] != "Secret"])
+        assert ISSUER in plain and CONNECTION["client_secret"] not in plain
+
+
+def test_gotosocial_reads_gts_oidc_variables() -> None:
+    found = app_env("gotosocial", True)
+    assert found["GTS_OIDC_ENABLED"] == "true"
+    assert found["GTS_OIDC_ISSUER"] == ISSUER
+    assert found["GTS_OIDC_CLIENT_ID"] == "team"
+    assert found["GTS_OIDC_CLIENT_SECRET"] == SECRET_REF
+    # A list: comma-separated in the environment (NOTES.md, "Single sign-on").
+    assert found["GTS_OIDC_SCOPES"] == "openid,profile,email"
+    assert found["GTS_OIDC_ADMIN_GROUPS"] == "admins"
+    app = load_app(builtin_catalog() / "gotosocial")
+    assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/callback",)
