@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from libresh_cli.backup.jobs import RUNNER_IMAGE
-from libresh_cli.lab import imagebuild
+from libresh_cli.lab import imagebuild, nodeaddons
 from tests.integration.conftest import Lab
 
 POSTGRES_IMAGE = RUNNER_IMAGE  # as services/postgres-embedded.yaml
@@ -53,9 +53,9 @@ def secret_values(lab: Lab, namespace: str, name: str) -> dict[str, str]:
 
 
 def cluster_dns(lab: Lab) -> bool:
-    """Whether Service names resolve in pods (the lab's CoreDNS, when the node has it)."""
-    with lab.kube() as kube:
-        return kube.get("v1", "Service", "kube-dns", "kube-system") is not None
+    """Whether Service names resolve in pods: the lab runs CoreDNS beside the real node (its
+    kubelet's clusterDNS), from libresh_cli/lab/nodeaddons.py on."""
+    return any(record.component == nodeaddons.COREDNS for record in lab.state.processes)
 
 
 def run_pod(
@@ -67,15 +67,17 @@ def run_pod(
     *,
     secret: str = "libresh-postgres",  # noqa: S107 (a Secret's name)
     target: str = "postgres",
+    env: dict[str, str] | None = None,
     timeout: float = 120.0,
 ) -> tuple[int, str]:
     """Run `sh -c SCRIPT` in a pod of `image` in the instance's namespace, with `secret`'s
     files at /conn; its exit code and log. Without cluster DNS, PGHOST holds the address of
-    the `target` component's pod (the Secret's host is a Service name)."""
-    env = []
+    the `target` component's pod (the Secret's host is a Service name). `env`: more of the
+    container's environment (where a test's own password goes: never on a command line)."""
+    variables = [{"name": k, "value": v} for k, v in (env or {}).items()]
     if not cluster_dns(lab):
         address = instance_pod(lab, namespace, target)["status"]["podIP"]
-        env.append({"name": "PGHOST", "value": address})
+        variables.append({"name": "PGHOST", "value": address})
     pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
     manifest = {
         "apiVersion": "v1",
@@ -89,7 +91,7 @@ def run_pod(
                     "image": image,
                     "imagePullPolicy": "Never",  # only what was built here
                     "command": ["sh", "-c", script],
-                    "env": env,
+                    "env": variables,
                     "volumeMounts": [{"name": "conn", "mountPath": "/conn", "readOnly": True}],
                 }
             ],

@@ -247,3 +247,64 @@ def _scheduled_job_finished(lab: Lab, namespace: str) -> bool:
         if "CronJob" in owners and conditions.get("Complete") == "True":
             return True
     return False
+
+
+def test_external_provider_provisions_on_a_real_server(
+    real_lab: Lab, ledger: str, tmp_path: Path
+) -> None:
+    """The external provider's provisioning Job (psql in the postgres image, a real exit code)
+    makes a second instance's role and database on a real server, here the first instance's
+    PostgreSQL, with an admin that has CREATEROLE and CREATEDB and is no superuser, as managed
+    servers give (services/postgres-provision.sh)."""
+    admin_password = uuid.uuid4().hex
+    # The password reaches psql through the environment (psql's \getenv), never an argv.
+    make_admin = (
+        'export PGHOST="${PGHOST:-postgres}" PGUSER=postgres PGDATABASE=postgres '
+        'PGPASSWORD="$(cat /conn/postgres_superuser_password)"; '
+        "psql -v ON_ERROR_STOP=1 -X -q <<'SQL'\n\\getenv pw ADMIN_PASSWORD\n"
+        "CREATE ROLE provisioner LOGIN CREATEROLE CREATEDB PASSWORD :'pw';\nSQL\n"
+    )
+    code, log = run_pod(
+        real_lab,
+        ledger,
+        "admin",
+        POSTGRES_IMAGE,
+        make_admin,
+        secret="libresh-credentials",
+        env={"ADMIN_PASSWORD": admin_password},
+    )
+    assert code == 0, log
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(admin_password)
+    password_file.chmod(0o600)
+    host = f"postgres.{ledger}.svc.cluster.local"
+    libresh(
+        real_lab, "services", "set", "postgres", "--provider", "external", "--host", host,
+        "--admin-user", "provisioner", "--sslmode", "disable",
+        "--password-file", str(password_file), "--yes",
+    )  # fmt: skip
+    second = f"x{uuid.uuid4().hex[:7]}"
+    try:
+        output = libresh(
+            real_lab, "install", "ledger", "--name", second, "--domain", f"{second}.example.org",
+            "--yes",
+        )  # fmt: skip
+        assert f"{second} is installed and healthy" in output
+        sql = (
+            "SELECT current_database(), rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
+            "WHERE rolname = current_user;\n"
+            "CREATE TABLE entries (id int PRIMARY KEY);\n"
+            "INSERT INTO entries SELECT generate_series(1, 10);\n"
+            "SELECT count(*) FROM entries;"
+        )
+        code, log = run_pod(real_lab, second, "writer", POSTGRES_IMAGE, psql_script(sql))
+        assert code == 0, log
+        database = f"libresh_{second}"
+        assert log.splitlines() == [f"{database}|f|f|f", "10"]
+        # The admin's credentials were there only while the Job ran.
+        with real_lab.kube() as kube:
+            assert kube.get("v1", "Secret", "libresh-postgres-admin", second) is None
+    finally:
+        libresh(real_lab, "services", "set", "postgres", "--provider", "embedded", "--yes")
+        with real_lab.kube() as kube:
+            kube.delete("v1", "Namespace", second)
