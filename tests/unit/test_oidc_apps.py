@@ -53,7 +53,7 @@ def app_env(name: str, single_sign_on: bool, workload: str | None = None) -> dic
     return env(container(pod_of(objects, workload or name), workload or name))
 
 
-WIRED = ["gotosocial"]
+WIRED = ["gotosocial", "hedgedoc"]
 
 
 @pytest.mark.parametrize("name", WIRED)
@@ -83,3 +83,18 @@ def test_gotosocial_reads_gts_oidc_variables() -> None:
     assert found["GTS_OIDC_ADMIN_GROUPS"] == "admins"
     app = load_app(builtin_catalog() / "gotosocial")
     assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/callback",)
+
+
+def test_hedgedoc_reads_cmd_oauth2_variables_with_keycloaks_endpoints() -> None:
+    found = app_env("hedgedoc", True)
+    assert found["CMD_OAUTH2_AUTHORIZATION_URL"] == ISSUER + "/protocol/openid-connect/auth"
+    assert found["CMD_OAUTH2_TOKEN_URL"] == ISSUER + "/protocol/openid-connect/token"
+    assert found["CMD_OAUTH2_USER_PROFILE_URL"] == ISSUER + "/protocol/openid-connect/userinfo"
+    assert found["CMD_OAUTH2_CLIENT_ID"] == "team"
+    assert found["CMD_OAUTH2_CLIENT_SECRET"] == SECRET_REF
+    assert found["CMD_OAUTH2_SCOPE"] == "openid profile email"
+    assert found["CMD_OAUTH2_USER_PROFILE_ID_ATTR"] == "sub"
+    assert found["CMD_OAUTH2_USER_PROFILE_USERNAME_ATTR"] == "preferred_username"
+    assert found["CMD_OAUTH2_USER_PROFILE_EMAIL_ATTR"] == "email"
+    app = load_app(builtin_catalog() / "hedgedoc")
+    assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/oauth2/callback",)
