@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from libresh_cli.apps.catalog import builtin_catalog
 from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.model import SSO_SWITCH
 from libresh_cli.apps.render import OIDC_SECRET, generated_secret_keys, render
 from libresh_cli.apps.schema import load_app
-from tests.unit.test_more_apps_templates import container, env, pod_of
+from tests.unit.test_more_apps_templates import container, env, find, pod_of
 
 ISSUER = "https://id.example.org/realms/libresh"
 CONNECTION = {
@@ -53,7 +54,7 @@ def app_env(name: str, single_sign_on: bool, workload: str | None = None) -> dic
     return env(container(pod_of(objects, workload or name), workload or name))
 
 
-WIRED = ["gotosocial", "hedgedoc"]
+WIRED = ["gotosocial", "hedgedoc", "synapse"]
 
 
 @pytest.mark.parametrize("name", WIRED)
@@ -98,3 +99,25 @@ def test_hedgedoc_reads_cmd_oauth2_variables_with_keycloaks_endpoints() -> None:
     assert found["CMD_OAUTH2_USER_PROFILE_EMAIL_ATTR"] == "email"
     app = load_app(builtin_catalog() / "hedgedoc")
     assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/oauth2/callback",)
+
+
+def test_synapse_has_one_oidc_provider_with_the_secret_from_a_file() -> None:
+    objects = render_sso("synapse", True)
+    config = yaml.safe_load(find(objects, "ConfigMap", "synapse-config")["data"]["homeserver.yaml"])
+    (provider,) = config["oidc_providers"]
+    assert provider["issuer"] == ISSUER and provider["client_id"] == "team"
+    assert provider["client_secret_path"] == "/oidc/client_secret"
+    assert "client_secret" not in provider
+    assert provider["scopes"] == ["openid", "profile", "email"]
+    mapping = provider["user_mapping_provider"]["config"]
+    assert mapping["localpart_template"] == "{{ user.preferred_username }}"
+    pod = pod_of(objects, "synapse")
+    volume = next(v for v in pod["volumes"] if v["name"] == "oidc")
+    assert volume["secret"] == {
+        "secretName": OIDC_SECRET, "items": [{"key": "client_secret", "path": "client_secret"}]
+    }  # fmt: skip
+    mount = next(m for m in container(pod, "synapse")["volumeMounts"] if m["name"] == "oidc")
+    assert mount["mountPath"] == "/oidc"
+    off = render_sso("synapse", False)
+    config = yaml.safe_load(find(off, "ConfigMap", "synapse-config")["data"]["homeserver.yaml"])
+    assert "oidc_providers" not in config
