@@ -54,7 +54,7 @@ def app_env(name: str, single_sign_on: bool, workload: str | None = None) -> dic
     return env(container(pod_of(objects, workload or name), workload or name))
 
 
-WIRED = ["gotosocial", "hedgedoc", "synapse"]
+WIRED = ["gotosocial", "hedgedoc", "synapse", "vikunja"]
 
 
 @pytest.mark.parametrize("name", WIRED)
@@ -121,3 +121,17 @@ def test_synapse_has_one_oidc_provider_with_the_secret_from_a_file() -> None:
     off = render_sso("synapse", False)
     config = yaml.safe_load(find(off, "ConfigMap", "synapse-config")["data"]["homeserver.yaml"])
     assert "oidc_providers" not in config
+
+
+def test_vikunja_has_one_openid_provider_keyed_libresh() -> None:
+    found = app_env("vikunja", True)
+    prefix = "VIKUNJA_AUTH_OPENID_PROVIDERS_LIBRESH_"
+    assert found["VIKUNJA_AUTH_OPENID_ENABLED"] == "true"
+    assert found[prefix + "AUTHURL"] == ISSUER
+    assert found[prefix + "CLIENTID"] == "team"
+    assert found[prefix + "CLIENTSECRET"] == SECRET_REF
+    assert found[prefix + "SCOPE"] == "openid profile email"
+    # Vikunja splits names at '_': the provider's own keys must have none.
+    assert all("_" not in name[len(prefix) :] for name in found if name.startswith(prefix))
+    app = load_app(builtin_catalog() / "vikunja")
+    assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/openid/libresh",)
