@@ -6,6 +6,7 @@ why in app.yaml, and `catalog show` shows it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def app_env(name: str, single_sign_on: bool, workload: str | None = None) -> dic
     return env(container(pod_of(objects, workload or name), workload or name))
 
 
-WIRED = ["gotosocial", "hedgedoc", "synapse", "vikunja"]
+WIRED = ["gotosocial", "hedgedoc", "paperless", "synapse", "vikunja"]
 
 
 @pytest.mark.parametrize("name", WIRED)
@@ -135,3 +136,25 @@ def test_vikunja_has_one_openid_provider_keyed_libresh() -> None:
     assert all("_" not in name[len(prefix) :] for name in found if name.startswith(prefix))
     app = load_app(builtin_catalog() / "vikunja")
     assert app.oidc is not None and app.oidc.redirect_paths == ("/auth/openid/libresh",)
+
+
+@pytest.mark.parametrize("version", ["2.20.15", "3.0.5"])
+def test_paperless_uses_allauths_openid_connect_with_the_secret_expanded_at_start(
+    version: str,
+) -> None:
+    objects = render_sso("paperless", True, version)
+    paperless = container(pod_of(objects, "paperless"), "paperless")
+    names = [e["name"] for e in paperless["env"]]
+    found = env(paperless)
+    assert found["PAPERLESS_APPS"] == "allauth.socialaccount.providers.openid_connect"
+    assert found["LIBRESH_OIDC_CLIENT_SECRET"] == SECRET_REF
+    # Kubernetes expands $(VAR) only from variables listed before it.
+    assert names.index("LIBRESH_OIDC_CLIENT_SECRET") < names.index(
+        "PAPERLESS_SOCIALACCOUNT_PROVIDERS"
+    )
+    providers = json.loads(found["PAPERLESS_SOCIALACCOUNT_PROVIDERS"])
+    (entry,) = providers["openid_connect"]["APPS"]
+    assert entry["provider_id"] == "libresh" and entry["client_id"] == "team"
+    assert entry["secret"] == "$(LIBRESH_OIDC_CLIENT_SECRET)"
+    assert entry["settings"] == {"server_url": CONNECTION["discovery_url"]}
+    assert found["PAPERLESS_SOCIAL_AUTO_SIGNUP"] == "true"
