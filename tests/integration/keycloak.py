@@ -28,7 +28,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,9 +43,22 @@ DIST_URL = (
     f"{KEYCLOAK_VERSION}/keycloak-quarkus-dist-{KEYCLOAK_VERSION}.zip"
 )
 BUILT_MARKER = "LIBRESH-BUILT"
-BUILD_OPTIONS = ("--db=dev-mem", "--health-enabled=true")
+# dev-mem: H2 in memory, every session starts empty. postgres: a real database, for tests of
+# what survives a restart (backups); built apart, since build options stay in lib/.
+DATABASES = ("dev-mem", "postgres")
 MINIMUM_JAVA = 21
 START_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Database:
+    """A PostgreSQL database Keycloak keeps its data in (KC_DB_URL_* at run time)."""
+
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,9 +106,12 @@ def _java_major(home: Path) -> int:
     return 0
 
 
-def ensure_distribution(paths: Paths, java_home: Path) -> Path:
-    """The unpacked and built distribution in the cache (downloaded and built once)."""
-    root = paths.cache / "keycloak" / KEYCLOAK_VERSION
+def ensure_distribution(paths: Paths, java_home: Path, db: str = "dev-mem") -> Path:
+    """The unpacked distribution built for `db`, in the cache (downloaded and built once)."""
+    assert db in DATABASES
+    key = KEYCLOAK_VERSION if db == "dev-mem" else f"{KEYCLOAK_VERSION}-{db}"
+    root = paths.cache / "keycloak" / key
+    build_options = (f"--db={db}", "--health-enabled=true")
     home = root / f"keycloak-{KEYCLOAK_VERSION}"
     if (root / BUILT_MARKER).exists():
         return home
@@ -108,14 +124,14 @@ def ensure_distribution(paths: Paths, java_home: Path) -> Path:
     for script in (home / "bin").glob("*.sh"):
         script.chmod(0o755)
     subprocess.run(
-        [str(home / "bin" / "kc.sh"), "build", *BUILD_OPTIONS],
+        [str(home / "bin" / "kc.sh"), "build", *build_options],
         env={**os.environ, "JAVA_HOME": str(java_home)},
         check=True,
         capture_output=True,
         timeout=600,
     )
     archive.unlink()
-    (root / BUILT_MARKER).write_text(f"{KEYCLOAK_VERSION} {' '.join(BUILD_OPTIONS)}\n")
+    (root / BUILT_MARKER).write_text(f"{KEYCLOAK_VERSION} {' '.join(build_options)}\n")
     return home
 
 
@@ -137,13 +153,17 @@ def _download(target: Path) -> None:
 
 
 @contextmanager
-def running_keycloak(paths: Paths) -> Iterator[Keycloak]:
+def running_keycloak(
+    paths: Paths, database: Database | None = None, admin_password: str | None = None
+) -> Iterator[Keycloak]:
+    """Keycloak on 127.0.0.1, empty (H2 in memory) or on `database`; the bootstrap admin is
+    made at the first start on a database, so a later start on it takes the same password."""
     java_home = find_java_home()
     if java_home is None:
         raise RuntimeError(f"Keycloak needs Java {MINIMUM_JAVA}+: no such JDK under /usr/lib/jvm")
-    home = ensure_distribution(paths, java_home)
+    home = ensure_distribution(paths, java_home, "postgres" if database else "dev-mem")
     http_port, management_port = free_ports(2)
-    admin_password = secrets.token_urlsafe(18)
+    admin_password = admin_password or secrets.token_urlsafe(18)
     log_dir = Path(tempfile.mkdtemp(prefix="libresh-test-keycloak-"))
     env = {
         **os.environ,
@@ -151,6 +171,14 @@ def running_keycloak(paths: Paths) -> Iterator[Keycloak]:
         "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
         "KC_BOOTSTRAP_ADMIN_PASSWORD": admin_password,
     }
+    if database is not None:
+        env |= {
+            "KC_DB_URL_HOST": database.host,
+            "KC_DB_URL_PORT": str(database.port),
+            "KC_DB_URL_DATABASE": database.name,
+            "KC_DB_USERNAME": database.user,
+            "KC_DB_PASSWORD": database.password,
+        }
     command = [
         str(home / "bin" / "kc.sh"),
         "start",

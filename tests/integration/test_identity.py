@@ -7,22 +7,29 @@ import base64
 import html
 import json
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from libresh_cli.identity.connection import STORE
+from libresh_cli.apps.record import InstanceRecord
+from libresh_cli.identity.connection import STORE, ensure_group, names_optional
+from libresh_cli.identity.directory import add_user, remove_user, show_user
 from libresh_cli.identity.keycloak import AdminLogin, KeycloakAdmin
 from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.lab.processes import free_ports
 from libresh_cli.settings import Paths
 from tests.integration.conftest import Lab
-from tests.integration.keycloak import Keycloak, running_keycloak
+from tests.integration.keycloak import Database, Keycloak, running_keycloak
+from tests.integration.postgres import running_postgres
+from tests.integration.test_backup_runner import DB_PASSWORD, Site, create_database, run_runner
 
 LIBRESH = str(Path(sys.executable).parent / "libresh")
 TEST_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
@@ -409,3 +416,59 @@ def test_enable_installs_keycloak_from_the_catalog_and_connects_to_it(
         assert status["url"] == connected.url
     finally:
         ok(libresh(lab, "uninstall", "keycloak", "--purge-data", "--yes"))
+
+
+# -- the provider's data in backups ----------------------------------------------------------
+
+
+def keycloak_site(root: Path, server: Any) -> Site:
+    """What a backup Job of the keycloak app sees: its database's uri and its record."""
+    (root / "databases" / "postgres").mkdir(parents=True)
+    uri = f"postgresql://keycloak:{quote(DB_PASSWORD, safe='')}@127.0.0.1:{server.port}/keycloak"
+    (root / "databases" / "postgres" / "uri").write_text(uri + "?sslmode=disable")
+    (root / "meta" / "record").mkdir(parents=True)
+    record = InstanceRecord("keycloak", "keycloak", "26.7.3", {"domain": "id.example.org"}, [], [])
+    (root / "meta" / "record" / "record.json").write_text(
+        record.to_configmap()["data"]["record.json"]
+    )
+    site = Site(root, "keycloak", server)
+    site.files.mkdir(parents=True)
+    return site
+
+
+@contextmanager
+def keycloak_on(database: Database, admin_password: str) -> Iterator[KeycloakAdmin]:
+    paths = Paths.from_env()
+    with running_keycloak(paths, database, admin_password) as server, realm_admin(server) as admin:
+        yield admin
+
+
+def test_users_survive_a_backup_and_restore_of_the_providers_database(tmp_path: Path) -> None:
+    """Keycloak on a real PostgreSQL; its database backed up and restored by libresh's backup
+    runner (bootstrap/backup-runner.sh), as `backup.databases: [postgres]` of apps/keycloak
+    asks: a user removed after the backup is back, with their groups."""
+    password_file = tmp_path / "repo-password"
+    password_file.write_text("correct horse battery staple")
+    repository = {"RESTIC_REPOSITORY": str(tmp_path / "repo"),
+                  "RESTIC_PASSWORD_FILE": str(password_file)}  # fmt: skip
+    admin_password = secrets.token_urlsafe(18)
+    with running_postgres() as server:
+        create_database(server, "keycloak")
+        database = Database("127.0.0.1", server.port, "keycloak", "keycloak", DB_PASSWORD)
+        site = keycloak_site(tmp_path / "site", server)
+        with keycloak_on(database, admin_password) as admin:
+            admin.ensure_realm()
+            names_optional(admin)
+            ensure_group(admin, "members")
+            add_user(admin, "ada", "ada@example.org", ["members"])
+        assert run_runner(site, repository, "init").returncode == 0
+        backup = run_runner(site, repository, "backup", LIBRESH_VOLUMES="", LIBRESH_BACKUP_ID="b1")
+        assert backup.returncode == 0, backup.stderr
+        with keycloak_on(database, admin_password) as admin:
+            remove_user(admin, "ada")
+            assert admin.get("/users", username="ada", exact="true") == []
+        restore = run_runner(site, repository, "restore", LIBRESH_VOLUMES="")
+        assert restore.returncode == 0, restore.stderr
+        with keycloak_on(database, admin_password) as admin:
+            ada = show_user(admin, "ada")
+        assert ada.email == "ada@example.org" and ada.groups == ("members",)
