@@ -126,6 +126,11 @@ def show(
         "unmaintained": [v.version for v in found.versions if not v.maintained_on(date.today())],
         "one_major_at_a_time": found.one_major_at_a_time,
         "requires": [*found.requires, *(["mail"] if found.requires_mail else [])],
+        # Whether it signs people in with the cluster's identity provider (apps/README.md,
+        # "Single sign-on"): "yes", "optional" (the setting single_sign_on), or "no".
+        "single_sign_on": (
+            "no" if found.oidc is None else "optional" if found.oidc.optional else "yes"
+        ),
         "resources": found.resources,
         # Other apps' instances it works with (--use ROLE=INSTANCE at install).
         "uses": {u.role: {"apps": list(u.apps), "optional": u.optional} for u in found.uses},
@@ -165,6 +170,7 @@ def _show_table(data: dict[str, Any]) -> Any:
             ),
             "upgrades": "one major at a time" if data["one_major_at_a_time"] else "any step",
             "requires": ", ".join(data["requires"]) or "nothing",
+            "single sign-on": data["single_sign_on"],
             "uses": "; ".join(
                 f"{role}: {' or '.join(u['apps'])}" + (" (optional)" if u["optional"] else "")
                 for role, u in data["uses"].items()
