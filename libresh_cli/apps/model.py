@@ -158,6 +158,9 @@ class App:
     postgres_locale: str = ""
     # `requires: {oidc: {...}}`: a client at the cluster's identity provider.
     oidc: OidcRequirement | None = None
+    # `sso_note`: a sentence `catalog show` gives beside whether the app signs in with the
+    # identity provider: why it cannot, or which versions can.
+    sso_note: str = ""
 
     @property
     def latest(self) -> Version:

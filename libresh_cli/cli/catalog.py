@@ -134,6 +134,8 @@ def show(
         "resources": found.resources,
         # Other apps' instances it works with (--use ROLE=INSTANCE at install).
         "uses": {u.role: {"apps": list(u.apps), "optional": u.optional} for u in found.uses},
+        # Why it cannot, or which versions can (app.yaml `sso_note`); "" when nothing to add.
+        "single_sign_on_note": found.sso_note,
         "parameters": [
             {
                 "name": p.name,
@@ -170,7 +172,8 @@ def _show_table(data: dict[str, Any]) -> Any:
             ),
             "upgrades": "one major at a time" if data["one_major_at_a_time"] else "any step",
             "requires": ", ".join(data["requires"]) or "nothing",
-            "single sign-on": data["single_sign_on"],
+            "single sign-on": data["single_sign_on"]
+            + (f": {data['single_sign_on_note']}" if data["single_sign_on_note"] else ""),
             "uses": "; ".join(
                 f"{role}: {' or '.join(u['apps'])}" + (" (optional)" if u["optional"] else "")
                 for role, u in data["uses"].items()

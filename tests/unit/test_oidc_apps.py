@@ -7,6 +7,8 @@ why in app.yaml, and `catalog show` shows it."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,8 @@ from libresh_cli.apps.catalog import builtin_catalog
 from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.model import SSO_SWITCH
 from libresh_cli.apps.render import OIDC_SECRET, generated_secret_keys, render
-from libresh_cli.apps.schema import load_app
+from libresh_cli.apps.schema import CatalogInvalidError, load_app
+from libresh_cli.cli.main import _run
 from tests.unit.test_more_apps_templates import container, env, find, pod_of
 
 ISSUER = "https://id.example.org/realms/libresh"
@@ -175,3 +178,47 @@ def test_vaultwarden_reads_sso_variables_from_1_35_and_older_versions_render_non
     assert not any(
         n.startswith("SSO_") for n in env(container(pod_of(old, "vaultwarden"), "vaultwarden"))
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "supported", "note_says"),
+    [
+        ("element", False, "homeserver"),
+        ("collabora", False, "no accounts"),
+        ("listmonk", False, "database"),
+        ("vaultwarden", True, "1.35"),
+        ("gotosocial", True, ""),
+    ],
+)
+def test_catalog_show_says_whether_and_why(
+    name: str, supported: bool, note_says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(["catalog", "show", name, "-o", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["single_sign_on"] == ("optional" if supported else "no")
+    note = shown["single_sign_on_note"]
+    assert note_says in note and (note_says or note == "")
+    assert _run(["catalog", "show", name]) == 0
+    table = capsys.readouterr().out
+    assert ("single sign-on  optional" if supported else "single sign-on  no") in table
+    if note_says:
+        assert note_says in table
+
+
+def test_every_catalog_app_either_signs_in_or_says_why_not() -> None:
+    for folder in sorted(builtin_catalog().iterdir()):
+        if not (folder / "app.yaml").is_file():
+            continue
+        app = load_app(folder)
+        assert app.oidc is not None or app.sso_note, f"{app.name}: no requires.oidc, no sso_note"
+
+
+def test_sso_note_must_be_text(tmp_path: Path) -> None:
+    target = tmp_path / "element"
+    shutil.copytree(builtin_catalog() / "element", target)
+    text = (target / "app.yaml").read_text()
+    (target / "app.yaml").write_text(text.replace("sso_note: Element", "sso_note: [Element"))
+    text = (target / "app.yaml").read_text()
+    (target / "app.yaml").write_text(text.replace("in Synapse.\n", "in Synapse.]\n", 1))
+    with pytest.raises(CatalogInvalidError, match="sso_note"):
+        load_app(target)
