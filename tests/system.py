@@ -10,7 +10,8 @@ Real parts the tests run: a PostgreSQL server (database provisioning, backups), 
 backup runner), busybox (the runner under the shell of the Alpine image its Job uses); for the
 bootstrap's SSH test hosts sshd, sudo, ip (network namespaces), nsenter/flock; openssl (client
 keys in test kubeconfigs); for the lab's real node containerd, runc, the CNI plugins and
-iptables, and mmdebstrap to build its images from Debian packages."""
+iptables, and mmdebstrap to build its images from Debian packages; PHP with pdo_pgsql for the
+Nextcloud model image's rules (tests/integration/test_nextcloud_model.py)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ PACKAGES: dict[str, Callable[[], bool]] = {
     "containernetworking-plugins": _file("/usr/lib/cni/bridge"),
     "iptables": _file("/usr/sbin/iptables"),
     "mmdebstrap": _command("mmdebstrap"),
+    # The Nextcloud model image's PHP, run on this machine by test_nextcloud_model.py.
+    "php-cli": _command("php"),
+    "php-pgsql": lambda: any(Path("/etc/php").glob("*/mods-available/pdo_pgsql.ini")),
 }
 
 

@@ -3,7 +3,8 @@
 Each image has a folder in `images/` with its recipe (recipe.yaml: the reference it is imported
 under, the Debian suite, mmdebstrap variant, apt options and packages, the users made before
 the packages (so the packages keep the upstream image's ids), files of the folder put into the
-image, commands run in it once the packages are in, and its OCI config) and a README that says
+image, commands run in it once the packages are in, its OCI config, and other references for
+the same root filesystem with their own Env lines) and a README that says
 which upstream image's contract it follows, which version really runs and what differs.
 mmdebstrap makes the root filesystem from the Debian mirror this machine's apt uses (for a
 suite it knows; else mmdebstrap's default); this module packs it as an OCI image archive (one
@@ -91,6 +92,15 @@ class ImageFile:
 
 
 @dataclass(frozen=True)
+class ImageTag:
+    """Another reference for the same root filesystem, with more environment in its config
+    (e.g. the version a model image stands for): one build, one layer, several images."""
+
+    reference: str
+    env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ImageRecipe:
     name: str
     reference: str
@@ -104,6 +114,18 @@ class ImageRecipe:
     run: tuple[str, ...] = ()  # shell commands run in the image once the packages are in
     apt_options: tuple[str, ...] = ()  # apt.conf lines (mmdebstrap --aptopt)
     folder: Path = Path()
+    also: tuple[ImageTag, ...] = ()  # more references for the same layer
+
+    def tagged_configs(self, config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The recipe's reference with `config`, then each of `also` with its own Env lines
+        in place of the recipe's lines of the same names (one line per name, so no runtime
+        has to choose between two)."""
+        tagged = [(self.reference, config)]
+        for tag in self.also:
+            names = {line.split("=", 1)[0] for line in tag.env}
+            kept = [line for line in config.get("Env", []) if line.split("=", 1)[0] not in names]
+            tagged.append((tag.reference, {**config, "Env": [*kept, *tag.env]}))
+        return tagged
 
     @property
     def tag(self) -> str:
@@ -145,6 +167,10 @@ def load_recipe(name: str) -> ImageRecipe:
         run=tuple(str(command) for command in data.get("run") or ()),
         apt_options=tuple(str(option) for option in data.get("apt_options") or ()),
         folder=folder,
+        also=tuple(
+            ImageTag(str(entry["reference"]), tuple(str(e) for e in entry.get("env") or ()))
+            for entry in data.get("also") or ()
+        ),
     )
 
 
@@ -381,7 +407,8 @@ def build_image(paths: Paths, recipe: ImageRecipe, reporter: Reporter) -> BuiltI
             "dev.libresh.lab.built-from": f"Debian {recipe.suite} ({len(packages)} packages)",
         },
     }
-    write_oci_archive(work / ARCHIVE, recipe.reference, config, rootfs)
+    tagged = recipe.tagged_configs(config)
+    write_oci_archive(work / ARCHIVE, recipe.reference, config, rootfs, more=tagged[1:])
     rootfs.unlink()
     listing = "".join(f"{name}\t{version}\n" for name, version in sorted(packages.items()))
     packages_file.write_text(listing)
@@ -486,16 +513,32 @@ def oci_documents(
 
 
 def write_oci_archive(
-    output: Path, reference: str, image_config: dict[str, Any], layer: Path
+    output: Path,
+    reference: str,
+    image_config: dict[str, Any],
+    layer: Path,
+    more: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> None:
-    """An OCI image layout (oci-layout, index.json, blobs/sha256/…) in one tar file."""
+    """An OCI image layout (oci-layout, index.json, blobs/sha256/…) in one tar file; `more`:
+    other references (with their configs) for the same layer, in the same index, which
+    containerd imports as one image each (by io.containerd.image.name)."""
     layer_digest = _file_digest(layer)
     config, manifest, index = oci_documents(
         reference, image_config, layer_digest, layer.stat().st_size
     )
+    entries = list(_small_entries(config, manifest, index))
+    if more:
+        manifests = json.loads(index)["manifests"]
+        for other_reference, other_config in more:
+            config, manifest, other_index = oci_documents(
+                other_reference, other_config, layer_digest, layer.stat().st_size
+            )
+            manifests.extend(json.loads(other_index)["manifests"])
+            entries.extend(list(_small_entries(config, manifest, b""))[2:])
+        entries[1] = ("index.json", _json_blob({**json.loads(index), "manifests": manifests}))
     partial = output.with_name(output.name + ".partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in _small_entries(config, manifest, index):
+        for name, data in entries:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
