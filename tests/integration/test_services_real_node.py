@@ -8,6 +8,8 @@ Secrets' credentials, the volume."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 import os
@@ -17,9 +19,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from libresh_cli.kube.client import wait_for
+from libresh_cli.kube.store import secret_manifest
 from libresh_cli.lab import realnode
 from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
 from libresh_cli.lab.state import kubeconfig_path
@@ -308,3 +313,97 @@ def test_external_provider_provisions_on_a_real_server(
         libresh(real_lab, "services", "set", "postgres", "--provider", "embedded", "--yes")
         with real_lab.kube() as kube:
             kube.delete("v1", "Namespace", second)
+
+
+@pytest.fixture
+def bare_namespace(real_lab: Lab) -> Iterator[str]:
+    name = f"pg{uuid.uuid4().hex[:6]}"
+    with real_lab.kube() as kube:
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    with real_lab.kube() as kube:
+        kube.delete("v1", "Namespace", name)
+
+
+def _postgres_pod(namespace: str, env: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "server", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/component": "postgres"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "postgres", "image": POSTGRES_IMAGE, "imagePullPolicy": "Never",
+                "env": env,
+                "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "boss"]},
+                                   "periodSeconds": 1},
+                "volumeMounts": [
+                    {"name": "init", "mountPath": "/docker-entrypoint-initdb.d"},
+                    {"name": "pw", "mountPath": "/etc/pw"},
+                ],
+            }],
+            "volumes": [
+                {"name": "init", "configMap": {"name": "init"}},
+                {"name": "pw", "secret": {"secretName": "pw"}},
+            ],
+        },
+    }  # fmt: skip
+
+
+def test_postgres_image_follows_the_documented_environment(
+    real_lab: Lab, bare_namespace: str
+) -> None:
+    """What the official image documents beyond libresh's use: POSTGRES_PASSWORD_FILE,
+    POSTGRES_USER and POSTGRES_DB, POSTGRES_INITDB_ARGS, *.sql and *.sql.gz and sourced *.sh
+    in name order, other files ignored; no password at all is refused."""
+    namespace, password = bare_namespace, uuid.uuid4().hex
+    init = {
+        "01-table.sql": "CREATE TABLE t (x int); INSERT INTO t VALUES (1);",
+        "02-more.sh": 'docker_process_sql <<<"INSERT INTO t VALUES (2);"',
+        "04-readme.txt": "not run",
+    }
+    gz = gzip.compress(b"INSERT INTO t VALUES (3);")
+    env = [
+        {"name": "POSTGRES_USER", "value": "boss"},
+        {"name": "POSTGRES_DB", "value": "things"},
+        {"name": "POSTGRES_PASSWORD_FILE", "value": "/etc/pw/password"},
+        {"name": "POSTGRES_INITDB_ARGS", "value": "--data-checksums --no-instructions"},
+    ]
+    with real_lab.kube() as kube:
+        kube.apply(secret_manifest("pw", namespace, {"password": password}, labels={}))
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap", "data": init,
+                      "metadata": {"name": "init", "namespace": namespace},
+                      "binaryData": {"03-gz.sql.gz": base64.b64encode(gz).decode()}}  # fmt: skip
+        kube.apply(config_map)
+        kube.apply(_postgres_pod(namespace, env))
+    server = instance_pod(real_lab, namespace, "postgres", timeout=90)
+    log = pod_log(real_lab, namespace, "server")
+    assert "ignoring /docker-entrypoint-initdb.d/04-readme.txt" in log
+    connection = {"host": server["status"]["podIP"], "port": "5432", "database": "things",
+                  "username": "boss", "password": password}  # fmt: skip
+    with real_lab.kube() as kube:
+        kube.apply(secret_manifest("conn", namespace, connection, labels={}))
+    sql = "SELECT string_agg(x::text, ',' ORDER BY x) FROM t; SHOW data_checksums;"
+    code, out = run_pod(real_lab, namespace, "client", POSTGRES_IMAGE, psql_script(sql),
+                        secret="conn", env={"PGHOST": connection["host"]})  # fmt: skip
+    assert code == 0, out
+    assert out.splitlines() == ["1,2,3", "on"]
+    # Without any password, an empty data directory is not initialised.
+    with real_lab.kube() as kube:
+        kube.delete("v1", "Pod", "server", namespace)
+        gone = lambda: True if kube.get("v1", "Pod", "server", namespace) is None else None  # noqa: E731
+        wait_for("the server pod to go", gone, timeout=60)
+        kube.apply(_postgres_pod(namespace, env[:2]))
+        pod = _terminated(kube, namespace, "server")
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    assert "superuser password is not specified" in pod_log(real_lab, namespace, "server")
+
+
+def _terminated(kube: Any, namespace: str, name: str) -> Any:
+    def done() -> Any:
+        pod = kube.get("v1", "Pod", name, namespace)
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        return pod if statuses and "terminated" in statuses[0]["state"] else None
+
+    return wait_for(f"pod {name} to finish", done, timeout=60)
