@@ -10,6 +10,7 @@ from its own connection Secret, never from the provider.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -129,9 +130,10 @@ def check_rotatable(kube: KubeClient, name: str, app: App) -> dict[str, str]:
     return current
 
 
-def rotate(kube: KubeClient, name: str, app: App) -> None:
-    """A new client secret at the provider, then in the instance's connection Secret (the
-    app reads it when its pods start again)."""
+def rotate(kube: KubeClient, name: str, app: App) -> list[str]:
+    """A new client secret at the provider, then in the instance's connection Secret; the
+    pods that read it are restarted (an environment variable is read at start). Returns
+    the names of the Deployments restarted."""
     current = check_rotatable(kube, name, app)
     with administer(kube) as admin:
         secret = oidc.rotate_secret(admin, name)
@@ -139,3 +141,19 @@ def rotate(kube: KubeClient, name: str, app: App) -> None:
     found = kube.get("v1", "Secret", OIDC_SECRET, name)
     manifest["metadata"]["labels"] = dict((found or {}).get("metadata", {}).get("labels") or {})
     kube.apply(manifest)
+    return restart_readers(kube, name)
+
+
+def restart_readers(kube: KubeClient, namespace: str) -> list[str]:
+    """Deletes the pods of the Deployments whose pods read libresh-oidc; their
+    ReplicaSets make new ones, which read the new values."""
+    restarted = []
+    for deployment in kube.list("apps/v1", "Deployment", namespace):
+        if f'"{OIDC_SECRET}"' not in json.dumps(deployment["spec"]["template"]):
+            continue
+        labels = deployment["spec"]["selector"].get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        for pod in kube.list("v1", "Pod", namespace, label_selector=selector):
+            kube.delete("v1", "Pod", pod["metadata"]["name"], namespace)
+        restarted.append(str(deployment["metadata"]["name"]))
+    return restarted

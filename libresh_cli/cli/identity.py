@@ -181,8 +181,8 @@ def rotate_secret(
     yes: YesOption = False,
 ) -> None:
     """Give an instance's OIDC client a new secret, at the provider and in the instance's
-    connection Secret libresh-oidc. The old secret stops working at once; the app reads the
-    new one when its pods start again.
+    connection Secret libresh-oidc, then restart the pods that read it. The old secret stops
+    working at once.
 
     \b
     Example:
@@ -201,11 +201,12 @@ def rotate_secret(
             return
         if not confirm(app, f"Give {instance}'s OIDC client a new secret? The old one stops now."):
             raise typer.Exit(1)
-        rotate(kube, instance, package)
+        restarted = rotate(kube, instance, package)
     done(
         app,
-        {"instance": instance, "rotated": True},
-        f"{instance}: new client secret in Secret libresh-oidc; restart its pods to use it.",
+        {"instance": instance, "rotated": True, "restarted": restarted},
+        f"{instance}: new client secret in Secret libresh-oidc; restarted "
+        f"{', '.join(restarted) or 'nothing'} to read it.",
     )
 
 

@@ -23,6 +23,7 @@ from libresh_cli.apps.record import InstanceRecord
 from libresh_cli.identity.connection import STORE, ensure_group, names_optional
 from libresh_cli.identity.directory import add_user, remove_user, show_user
 from libresh_cli.identity.keycloak import AdminLogin, KeycloakAdmin
+from libresh_cli.kube.client import wait_for
 from libresh_cli.kube.store import SYSTEM_NAMESPACE
 from libresh_cli.lab.processes import free_ports
 from libresh_cli.settings import Paths
@@ -342,7 +343,20 @@ def test_an_app_signs_in_only_the_allowed_groups_through_the_provider(
         assert claims["groups"] == ["guests"]
         assert sign_in(connected, connection, "ada", ada, redirect).status_code != 302
 
-        ok(libresh(lab, "identity", "rotate-secret", "wiki", "--yes"))
+        with lab.kube() as kube:
+            pods_before = {p["metadata"]["uid"] for p in kube.list("v1", "Pod", "wiki")}
+        rotation = as_json(libresh(lab, "identity", "rotate-secret", "wiki", "--yes", "-o", "json"))
+        assert rotation["restarted"] == ["wiki"]
+        with lab.kube() as kube:  # the app's pod is replaced: the new one reads the new secret
+            assert pods_before
+            wait_for(
+                "the wiki's pod to be replaced",
+                lambda: (
+                    not pods_before & {p["metadata"]["uid"] for p in kube.list("v1", "Pod", "wiki")}
+                    or None
+                ),
+                timeout=60,
+            )
         rotated = connection_secret(lab, "wiki")
         assert rotated["client_secret"] != connection["client_secret"]
         with realm_admin(connected) as admin:
