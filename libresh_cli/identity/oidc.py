@@ -210,7 +210,12 @@ def _ensure_flow(admin: KeycloakAdmin, spec: ClientSpec) -> str:
     alias = spec.flow_alias
     found = _find_flow(admin, alias)
     if found is not None:
-        return str(found["id"])
+        steps = admin.get(f"/authentication/flows/{quote(alias)}/executions")
+        if len(steps) == len(FLOW_STEPS):
+            return str(found["id"])
+        # A run stopped while it built the flow (before the client, which is made after it):
+        # made again from the start.
+        admin.delete(f"/authentication/flows/{found['id']}", f"the unfinished flow {alias}")
     flow_id = admin.create(
         "/authentication/flows",
         {

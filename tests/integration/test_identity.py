@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from libresh_cli.apps.record import InstanceRecord
+from libresh_cli.identity import oidc
 from libresh_cli.identity.connection import STORE, ensure_group, names_optional
 from libresh_cli.identity.directory import add_user, remove_user, show_user
 from libresh_cli.identity.keycloak import AdminLogin, KeycloakAdmin
@@ -486,3 +487,24 @@ def test_users_survive_a_backup_and_restore_of_the_providers_database(tmp_path: 
         with keycloak_on(database, admin_password) as admin:
             ada = show_user(admin, "ada")
         assert ada.email == "ada@example.org" and ada.groups == ("members",)
+
+
+def test_a_sign_in_flow_left_unfinished_is_made_again(connected: Keycloak) -> None:
+    """A run stopped while it built a client's flow leaves a flow without its deny step: the
+    next install must not bind it as it is (everyone would get in)."""
+    spec = oidc.ClientSpec(
+        "half", "https://half.example.test", ("/cb",), ("openid",), "groups", ("admins",)
+    )
+    with realm_admin(connected) as admin:
+        admin.create(
+            "/authentication/flows",
+            {"alias": spec.flow_alias, "providerId": "basic-flow", "topLevel": True},
+            "a flow",
+        )
+        try:
+            oidc.ensure_client(admin, spec)
+            steps = admin.get(f"/authentication/flows/{spec.flow_alias}/executions")
+            assert "deny-access-authenticator" in [s.get("providerId") for s in steps]
+            assert len(steps) == len(oidc.FLOW_STEPS)
+        finally:
+            oidc.remove_client(admin, "half")
