@@ -699,6 +699,8 @@ def restore_as(
     record = read_record(kube, source)
     if record is not None:
         app = catalog.load(record.app)
+        if record.status != Status.UNINSTALLED:
+            refuse_second_identity(app, source, record.params)
         secret_values = existing_secret_values(kube, source)
         origin = Origin(source, record.params, record.services, secret_values, record.uses)
     else:
@@ -775,10 +777,42 @@ def _version_of_backup(app: App, backup: BackupEntry) -> Version:
     return version
 
 
+def refuse_second_identity(app: App, source: str, params: dict[str, Any]) -> None:
+    """An app with a parameter that cannot change once installed (GoToSocial's domain,
+    Synapse's server_name) has it in every ID its data holds: a copy restored beside the
+    running source would be a second server with the same identity (same fediverse or Matrix
+    name, and for GoToSocial a domain the source already serves). Such a copy can only
+    replace the original."""
+    fixed = [p.name for p in app.parameters if p.immutable and params.get(p.name) is not None]
+    if not fixed:
+        return
+    shown = ", ".join(f"{name} {params[name]!r}" for name in fixed)
+    raise BadInputError(
+        f"A copy of {source} cannot run beside it: {app.name} keeps its {shown} for good "
+        f"(in every ID its data holds), so a {app.name} clone would be a second server with "
+        f"the same identity. A {app.name} backup can only replace the original.",
+        hint=f"Restore into {source} itself: libresh restore {source} (it backs up the "
+        f"present data first). A copy under another name can take its place once {source} is "
+        f"uninstalled (libresh uninstall {source}; the copy keeps the same values).",
+    )
+
+
 def _params_for_copy(
     app: App, source: str, params: dict[str, Any], domain: str | None
 ) -> dict[str, Any]:
     given = GivenValues()
+    domain_parameter = app.parameter("domain")
+    if domain_parameter is not None and domain_parameter.immutable and params.get("domain"):
+        # The source is not running here (another cluster's, or uninstalled): the copy takes
+        # its place under the domain its data was made with.
+        kept = params["domain"]
+        if domain is not None and domain != kept:
+            raise BadInputError(
+                f"--domain: a copy of {source} keeps its domain {kept!r} ({app.name}'s domain "
+                "cannot change once installed: it is in every ID its data holds).",
+                hint=f"Leave out --domain, or give --domain {kept}.",
+            )
+        domain = kept
     if domain is not None:
         given.add("domain", domain, "--domain")
     elif app.parameter("domain") is not None:
