@@ -288,7 +288,7 @@ def _install_demo(kube: KubeClient, catalog: Catalog, instance: str) -> None:
         (
             ["install", "nextclod", "--domain", "a.example.org", "--yes"],
             ExitCode.NOT_FOUND,
-            "Did you mean nextcloud?",
+            "Did you mean nextcloud",  # (keycloak is close too)
         ),
         (
             ["install", "demo", "--domain", "not_a_domain", "--yes"],
