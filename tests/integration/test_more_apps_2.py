@@ -1,5 +1,5 @@
-"""Synapse, Element, GoToSocial, Paperless-ngx and Vikunja on the lab, each through the `libresh`
-command as people run it: install at the older version, install again (nothing to do),
+"""Synapse, Element, GoToSocial, Paperless-ngx, Vikunja and Keycloak on the lab, each through
+the `libresh` command as people run it: install at the older version, install again (nothing to do),
 upgrade along the path (a backup first), back up, restore, uninstall (data kept). kwok runs
 no containers: this checks libresh's side (objects, Secrets, health, the backup runner's
 Jobs); what the images do is in each apps/APP/NOTES.md, and its "Known limits" says what was
@@ -62,6 +62,7 @@ EXPECTED = [
     Expected(
         "vikunja", frozenset({"vikunja-files", "data-postgres-0"}), frozenset({"secret"} | DATABASE)
     ),
+    Expected("keycloak", frozenset({"data-postgres-0"}), frozenset({"admin_password"} | DATABASE)),
 ]
 
 
