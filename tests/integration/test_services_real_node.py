@@ -55,7 +55,7 @@ def libresh(lab: Lab, *args: str) -> str:
     return done.stdout + done.stderr
 
 
-def run_libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+def run_libresh(lab: Lab, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [LIBRESH, "--kubeconfig", str(lab.kubeconfig), "--catalog", str(CATALOG), *args],
         capture_output=True,
@@ -65,8 +65,25 @@ def run_libresh(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
         stdin=subprocess.DEVNULL,
         env={**lab.cli_env(), "COLUMNS": "200"},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0 or not check, done.stdout + done.stderr
     return done
+
+
+def install_ledger(lab: Lab, name: str) -> None:
+    """`libresh install ledger`, once more when it gave up on a CreateContainerConfigError.
+
+    Known issue, seen here once in eight installs (the redis container, right after the apply
+    that made libresh-redis): the kubelet reports that reason when it cannot read a Secret the
+    container needs, most likely here its Secret cache not having seen the new Secret yet,
+    and tries again; libresh counts the reason as hopeless (libresh_cli/apps/health.py
+    HOPELESS) and stops. Installing again is the documented repair. Remove this once the
+    health check gives that reason a while."""
+    args = ("install", "ledger", "--name", name, "--domain", f"{name}.example.org", "--yes")
+    done = run_libresh(lab, *args, check=False)
+    if done.returncode != 0 and "CreateContainerConfigError" in done.stderr:
+        done = run_libresh(lab, *args, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{name} is installed and healthy" in done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +101,7 @@ def real_lab(lab_paths: Paths) -> Iterator[Lab]:
 def ledger(real_lab: Lab) -> str:
     """An installed `ledger`, with its embedded PostgreSQL and Redis Ready (libresh waited)."""
     name = f"l{uuid.uuid4().hex[:7]}"
-    output = libresh(
-        real_lab, "install", "ledger", "--name", name, "--domain", f"{name}.example.org", "--yes"
-    )
-    assert f"{name} is installed and healthy" in output
+    install_ledger(real_lab, name)
     return name
 
 
@@ -290,11 +304,7 @@ def test_external_provider_provisions_on_a_real_server(
     )  # fmt: skip
     second = f"x{uuid.uuid4().hex[:7]}"
     try:
-        output = libresh(
-            real_lab, "install", "ledger", "--name", second, "--domain", f"{second}.example.org",
-            "--yes",
-        )  # fmt: skip
-        assert f"{second} is installed and healthy" in output
+        install_ledger(real_lab, second)
         sql = (
             "SELECT current_database(), rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
             "WHERE rolname = current_user;\n"
