@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libresh_cli.apps.instance import APP_VERSION, INSTANCE
@@ -13,6 +14,11 @@ from libresh_cli.progress import Reporter
 
 # Waiting reasons that will not fix themselves by waiting longer.
 HOPELESS = {"CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"}
+# ...except a missing Secret or ConfigMap just after the apply that made it: the kubelet reads
+# them through its own cache and says CreateContainerConfigError ("secret ... not found")
+# until the cache has it, retrying meanwhile (seen on the lab's real node, about one install in
+# eight). Hopeless only once the pod is this old.
+CONFIG_ERROR_GRACE = timedelta(seconds=60)
 # Five restarts is about five minutes of the kubelet's back-off (10 s, 20 s, 40 s, 80 s, 160 s):
 # enough for an app that restarts while its database initialises on a slow board.
 CRASHES_BEFORE_GIVING_UP = 5
@@ -23,8 +29,9 @@ class UnhealthyError(OperationFailedError):
     pass
 
 
-def failing_pod(pods: Sequence[Mapping[str, Any]]) -> str | None:
-    """A description of the first pod that is failing for good, if any."""
+def failing_pod(pods: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str | None:
+    """A description of the first pod that is failing for good, with the kubelet's message,
+    if any. `now`: the API server's time, to judge a pod's age by."""
     for pod in pods:
         name = pod["metadata"]["name"]
         status = pod.get("status", {})
@@ -33,12 +40,30 @@ def failing_pod(pods: Sequence[Mapping[str, Any]]) -> str | None:
         for container in status.get("containerStatuses", []) or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
-            if reason in HOPELESS and (
-                reason != "CrashLoopBackOff"
-                or container.get("restartCount", 0) >= CRASHES_BEFORE_GIVING_UP
-            ):
-                return f"pod {name}: container {container.get('name')} is in {reason}"
+            if _given_up(reason, container, pod, now or datetime.now(UTC)):
+                message = f" ({waiting['message']})" if waiting.get("message") else ""
+                return f"pod {name}: container {container.get('name')} is in {reason}{message}"
     return None
+
+
+def _given_up(
+    reason: str, container: Mapping[str, Any], pod: Mapping[str, Any], now: datetime
+) -> bool:
+    if reason not in HOPELESS:
+        return False
+    if reason == "CrashLoopBackOff":
+        return int(container.get("restartCount", 0)) >= CRASHES_BEFORE_GIVING_UP
+    if reason == "CreateContainerConfigError":
+        created = _timestamp(pod["metadata"].get("creationTimestamp"))
+        return created is None or now - created >= CONFIG_ERROR_GRACE
+    return True
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _is_job_pod(pod: Mapping[str, Any]) -> bool:
@@ -73,7 +98,7 @@ def wait_healthy(
         pods = poll.list(
             "v1", "Pod", namespace, label_selector=f"{INSTANCE}={namespace},{APP_VERSION}={version}"
         )
-        failure = failing_pod(pods)
+        failure = failing_pod(pods, kube.server_now())
         if failure:
             raise UnhealthyError(
                 f"{failure}.",

@@ -70,18 +70,11 @@ def run_libresh(lab: Lab, *args: str, check: bool = True) -> subprocess.Complete
 
 
 def install_ledger(lab: Lab, name: str) -> None:
-    """`libresh install ledger`, once more when it gave up on a CreateContainerConfigError.
-
-    Known issue, seen here once in eight installs (the redis container, right after the apply
-    that made libresh-redis): the kubelet reports that reason when it cannot read a Secret the
-    container needs, most likely here its Secret cache not having seen the new Secret yet,
-    and tries again; libresh counts the reason as hopeless (libresh_cli/apps/health.py
-    HOPELESS) and stops. Installing again is the documented repair. Remove this once the
-    health check gives that reason a while."""
+    """`libresh install ledger`, once: a CreateContainerConfigError right after the apply that
+    made the Secret (the kubelet's cache not having it yet) is waited out by libresh's health
+    check (libresh_cli/apps/health.py CONFIG_ERROR_GRACE), not repaired by a second install."""
     args = ("install", "ledger", "--name", name, "--domain", f"{name}.example.org", "--yes")
     done = run_libresh(lab, *args, check=False)
-    if done.returncode != 0 and "CreateContainerConfigError" in done.stderr:
-        done = run_libresh(lab, *args, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{name} is installed and healthy" in done.stdout + done.stderr
 

@@ -4,6 +4,7 @@ apply ordering, readiness of objects as the API returns them."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,20 @@ def test_a_pod_is_given_up_on_only_after_repeated_crashes() -> None:
     assert failing_pod([pod(CRASHES_BEFORE_GIVING_UP)]) == (
         "pod web-1: container web is in CrashLoopBackOff"
     )
-    assert failing_pod([pod(0, "CreateContainerConfigError")]) is not None  # hopeless at once
+    # A Secret the kubelet has not seen yet: given a minute (it retries), then hopeless, with
+    # the kubelet's message.
+    now = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
+    fresh = pod(0, "CreateContainerConfigError")
+    fresh["metadata"]["creationTimestamp"] = "2026-12-02T02:59:30Z"
+    fresh["status"]["containerStatuses"][0]["state"]["waiting"]["message"] = (
+        'secret "libresh-redis" not found'
+    )
+    assert failing_pod([fresh], now) is None
+    assert failing_pod([fresh], now + timedelta(seconds=31)) == (
+        'pod web-1: container web is in CreateContainerConfigError (secret "libresh-redis" '
+        "not found)"
+    )
+    assert failing_pod([pod(0, "InvalidImageName")], now) is not None  # hopeless at once
     assert failing_pod([pod(9, "ContainerCreating")]) is None
     job_pod = {
         "metadata": {"name": "j", "ownerReferences": [{"kind": "Job"}]},
