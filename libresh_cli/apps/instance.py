@@ -6,7 +6,7 @@ are how libresh finds what is its."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any
 
 from libresh_cli.apps.model import App, Version
@@ -30,6 +30,13 @@ class Instance:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # passwords of external services (admin of the shared PostgreSQL, the shared Redis)
     service_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # What follows is given by name only: these three mappings would take each other's values
+    # without a word from the type checker if passed by position (the relay once went into
+    # `links` that way, and the apps that require mail ran without it).
+    _: KW_ONLY
+    # the cluster's SMTP relay (libresh_cli/apps/relay.py), for an app that requires mail;
+    # empty: no relay is set, the app runs with mail off
+    mail: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Other instances this one works with (libresh_cli/apps/links.py): "uses" maps each role
     # of app.yaml's `uses` to the chosen instance ({instance, app, domain, url}), "used_by"
     # lists the instances that use this one ({instance, app, role, domain, url}).
@@ -42,9 +49,6 @@ class Instance:
     def uses(self) -> dict[str, str]:
         """role -> the name of the instance chosen for it."""
         return {role: str(used["instance"]) for role, used in self.links.get("uses", {}).items()}
-    # the cluster's SMTP relay (libresh_cli/apps/relay.py), for an app that requires mail;
-    # empty: no relay is set, the app runs with mail off
-    mail: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def provider(self, kind: str) -> str:
         return str(self.services.get(kind, {}).get("provider", "embedded"))

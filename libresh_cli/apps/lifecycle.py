@@ -190,7 +190,14 @@ def plan_install(
     )
     services, service_secrets = services_for(pinned, settings, passwords)
     instance = Instance(
-        name, app, chosen, plain, secret_values, services, service_secrets, mail_for(kube, app)
+        name,
+        app,
+        chosen,
+        plain,
+        secret_values,
+        services,
+        service_secrets,
+        mail=mail_for(kube, app),
     )
     warnings: list[str] = []
     kept_uses = record.uses if record else {}
@@ -237,7 +244,7 @@ def _instance_of_record(
         existing_secret_values(kube, record.name),
         services,
         service_secrets,
-        mail_for(kube, app),
+        mail=mail_for(kube, app),
     )
 
 

@@ -753,7 +753,7 @@ def _copy(
         origin.secret_values,
         services,
         service_secrets,
-        mail_for(kube, app),  # the cluster's relay, as any install (not the origin's)
+        mail=mail_for(kube, app),  # the cluster's relay, as any install (not the origin's)
     )
     reporter.step(f"Installing {new_name} ({app.name} {version.version}) to restore into")
     # The copy keeps the source's links (Collabora then allows the copy's domain too); a used
