@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from libresh_cli import yamlfile
-from libresh_cli.apps.model import App, Parameter
+from libresh_cli.apps.model import ALLOWED_GROUPS, SSO_SWITCH, App, Parameter
 from libresh_cli.errors import BadInputError
 
 DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -117,6 +117,16 @@ def check_given(app: App, given: GivenValues) -> None:
 
 def _refuse_unknown(app: App, given: GivenValues) -> None:
     unknown = sorted(set(given.values) - {p.name for p in app.parameters})
+    for name in unknown:
+        if name in (SSO_SWITCH, ALLOWED_GROUPS) and app.oidc is None:
+            # Single sign-on asked of an app that cannot: say why, not just "no parameter".
+            why = f" {app.sso_note}" if app.sso_note else ""
+            raise BadInputError(
+                f"{given.sources[name]}: {app.name} does not sign in with the identity "
+                f"provider.{why}",
+                hint=f"`libresh catalog show {app.name}` says what it supports; "
+                "`libresh catalog list` shows which apps have single sign-on.",
+            )
     if unknown:
         known = ", ".join(p.name for p in app.parameters)
         raise BadInputError(

@@ -12,6 +12,7 @@ import pytest
 
 from libresh_cli.apps.instance import Instance
 from libresh_cli.apps.model import ALLOWED_GROUPS, SSO_SWITCH
+from libresh_cli.apps.params import GivenValues, check_given
 from libresh_cli.apps.render import OIDC_SECRET, render, template_context
 from libresh_cli.apps.schema import CatalogInvalidError, load_app
 from libresh_cli.apps.sso import client_spec
@@ -94,6 +95,21 @@ def test_an_app_without_a_domain_or_without_oidc_is_refused_before_the_provider(
     demo = load_app(Path(__file__).resolve().parents[1] / "fixtures" / "catalog" / "demo")
     with pytest.raises(BadInputError, match="does not support single sign-on"):
         client_spec(demo, "demo", {"domain": "demo.example.org"})
+
+
+@pytest.mark.parametrize("setting", [SSO_SWITCH, ALLOWED_GROUPS])
+def test_single_sign_on_asked_of_an_app_that_cannot_says_why(setting: str) -> None:
+    """Collabora has no accounts: --set single_sign_on=true is refused before anything, with
+    the app's own reason (app.yaml sso_note), not a bare "no parameter"."""
+    collabora = load_app(Path(__file__).resolve().parents[2] / "apps" / "collabora")
+    given = GivenValues()
+    given.add(setting, "true", f"--set {setting}")
+    with pytest.raises(BadInputError) as refused:
+        check_given(collabora, given)
+    message = str(refused.value)
+    assert f"--set {setting}: collabora does not sign in with the identity provider" in message
+    assert collabora.sso_note and collabora.sso_note in message
+    assert "catalog show collabora" in (refused.value.hint or "")
 
 
 @pytest.mark.parametrize("name", ["Ada", "-ada", "a b", "", "x" * 65])
