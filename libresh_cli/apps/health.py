@@ -22,6 +22,11 @@ CONFIG_ERROR_GRACE = timedelta(seconds=60)
 # Five restarts is about five minutes of the kubelet's back-off (10 s, 20 s, 40 s, 80 s, 160 s):
 # enough for an app that restarts while its database initialises on a slow board.
 CRASHES_BEFORE_GIVING_UP = 5
+# Upgrading, the database is there already and the new version either starts or fails for
+# good: Nextcloud's entrypoint exits once when `occ upgrade` fails, and its liveness probe then
+# restarts the Apache it starts anyway (apps/nextcloud/templates/deployment.yaml). Waiting for
+# five back-offs there kept the site down about nine minutes before the rollback.
+CRASHES_DURING_UPGRADE = 2
 API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1"}
 
 
@@ -29,30 +34,42 @@ class UnhealthyError(OperationFailedError):
     pass
 
 
-def failing_pod(pods: Sequence[Mapping[str, Any]], now: datetime | None = None) -> str | None:
+def failing_pod(
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime | None = None,
+    crashes_allowed: int = CRASHES_BEFORE_GIVING_UP,
+) -> str | None:
     """A description of the first pod that is failing for good, with the kubelet's message,
-    if any. `now`: the API server's time, to judge a pod's age by."""
+    if any. `now`: the API server's time, to judge a pod's age by. A pod being deleted is
+    not failing, whatever its phase: one stopped for a restore, killed at the end of its
+    grace period, ends Failed with the same version label as the pod that replaces it."""
     for pod in pods:
         name = pod["metadata"]["name"]
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
         status = pod.get("status", {})
         if status.get("phase") == "Failed" and not _is_job_pod(pod):
             return f"pod {name} failed"
         for container in status.get("containerStatuses", []) or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
-            if _given_up(reason, container, pod, now or datetime.now(UTC)):
+            if _given_up(reason, container, pod, now or datetime.now(UTC), crashes_allowed):
                 message = f" ({waiting['message']})" if waiting.get("message") else ""
                 return f"pod {name}: container {container.get('name')} is in {reason}{message}"
     return None
 
 
 def _given_up(
-    reason: str, container: Mapping[str, Any], pod: Mapping[str, Any], now: datetime
+    reason: str,
+    container: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    now: datetime,
+    crashes_allowed: int,
 ) -> bool:
     if reason not in HOPELESS:
         return False
     if reason == "CrashLoopBackOff":
-        return int(container.get("restartCount", 0)) >= CRASHES_BEFORE_GIVING_UP
+        return int(container.get("restartCount", 0)) >= crashes_allowed
     if reason == "CreateContainerConfigError":
         created = _timestamp(pod["metadata"].get("creationTimestamp"))
         return created is None or now - created >= CONFIG_ERROR_GRACE
@@ -77,8 +94,10 @@ def wait_healthy(
     version: str,
     timeout: float,
     reporter: Reporter,
+    crashes_allowed: int = CRASHES_BEFORE_GIVING_UP,
 ) -> None:
-    """Until every workload is ready; fails at once when a pod of `version` crash-loops."""
+    """Until every workload is ready; fails once a pod of `version` has crashed
+    `crashes_allowed` times."""
 
     poll = kube.poller()
 
@@ -98,7 +117,7 @@ def wait_healthy(
         pods = poll.list(
             "v1", "Pod", namespace, label_selector=f"{INSTANCE}={namespace},{APP_VERSION}={version}"
         )
-        failure = failing_pod(pods, kube.server_now())
+        failure = failing_pod(pods, kube.server_now(), crashes_allowed)
         if failure:
             raise UnhealthyError(
                 f"{failure}.",

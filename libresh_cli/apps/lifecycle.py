@@ -10,7 +10,11 @@ from typing import Any, Protocol
 
 from libresh_cli.apps import hooks, links
 from libresh_cli.apps.catalog import Catalog
-from libresh_cli.apps.health import wait_healthy
+from libresh_cli.apps.health import (
+    CRASHES_BEFORE_GIVING_UP,
+    CRASHES_DURING_UPGRADE,
+    wait_healthy,
+)
 from libresh_cli.apps.instance import INSTANCE, MANAGED_BY, Instance
 from libresh_cli.apps.model import App, Version
 from libresh_cli.apps.params import (
@@ -346,6 +350,9 @@ def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> 
         kube.apply_all(prepared.objects)
         _owned_by_their_jobs(kube, transient)
         prune(kube, prepared)
+        # Moving between versions (an upgrade step, a rollback) the data is there already:
+        # a version that crashes twice will not come up.
+        moving = prepared.plan.version_from not in (None, instance.version.version)
         wait_healthy(
             kube,
             instance.namespace,
@@ -353,6 +360,7 @@ def apply_and_wait(kube: KubeClient, prepared: Prepared, reporter: Reporter) -> 
             instance.version.version,
             instance.app.health.timeout,
             reporter,
+            CRASHES_DURING_UPGRADE if moving else CRASHES_BEFORE_GIVING_UP,
         )
     finally:
         # Ready, failed or interrupted: the Job has its pods' environment already, or will

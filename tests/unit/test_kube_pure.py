@@ -196,6 +196,12 @@ def test_a_pod_is_given_up_on_only_after_repeated_crashes() -> None:
     )
     assert failing_pod([pod(0, "InvalidImageName")], now) is not None  # hopeless at once
     assert failing_pod([pod(9, "ContainerCreating")]) is None
+    # Moving between versions, two crashes are enough to give up (health.CRASHES_DURING_UPGRADE).
+    assert failing_pod([pod(1)], now, crashes_allowed=2) is None
+    assert failing_pod([pod(2)], now, crashes_allowed=2) is not None
+    # A pod being deleted (stopped for a restore, killed at its grace period) is not failing.
+    stopped = {"metadata": {"name": "web-0", "deletionTimestamp": "2026-12-02T02:59:00Z"}}
+    assert failing_pod([{**stopped, "status": {"phase": "Failed"}}], now) is None
     job_pod = {
         "metadata": {"name": "j", "ownerReferences": [{"kind": "Job"}]},
         "status": {"phase": "Failed"},
