@@ -27,7 +27,7 @@ from libresh_cli.apps.record import (
 from libresh_cli.apps.sso import forget as forget_oidc_client
 from libresh_cli.errors import LibreshError
 from libresh_cli.kube import readiness
-from libresh_cli.kube.client import KubeClient, wait_for
+from libresh_cli.kube.client import KubeClient
 from libresh_cli.progress import Reporter
 
 Manifest = dict[str, Any]
@@ -268,12 +268,7 @@ def _uninstall(
     name = record.name
     if purge_data:
         reporter.step(f"Deleting namespace {name} with everything in it")
-        kube.delete("v1", "Namespace", name)
-        wait_for(
-            f"namespace {name} to be deleted",
-            lambda: True if kube.get("v1", "Namespace", name) is None else None,
-            timeout=300,
-        )
+        kube.delete_and_wait("v1", "Namespace", name, None, timeout=300)
         return "purged"
     kept = [ref for ref in record.inventory if ref[1] in KEPT_ON_UNINSTALL]
     for api_version, kind, obj_name in reversed(record.inventory):

@@ -527,7 +527,6 @@ def _clone(kube: KubeClient, make: Callable[[], RestoreResult], new_name: str) -
     installed leaves no empty namespace behind."""
     from libresh_cli.apps.lock import instance_lock
     from libresh_cli.apps.record import read_record
-    from libresh_cli.kube.client import wait_for
 
     made_namespace = kube.get("v1", "Namespace", new_name) is None
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": new_name}}
@@ -536,14 +535,9 @@ def _clone(kube: KubeClient, make: Callable[[], RestoreResult], new_name: str) -
             return make()
     except BaseException:
         if made_namespace and read_record(kube, new_name) is None:
-            kube.delete("v1", "Namespace", new_name)
             # Gone before the exit: running the same clone again at once must not find the
             # name's namespace terminating (the API refuses anything new in it).
-            wait_for(
-                f"namespace {new_name} to be deleted",
-                lambda: True if kube.get("v1", "Namespace", new_name) is None else None,
-                timeout=120,
-            )
+            kube.delete_and_wait("v1", "Namespace", new_name, None)
         raise
 
 
