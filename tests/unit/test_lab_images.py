@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from libresh_cli.apps.render import SERVICES_DIR
 from libresh_cli.backup.jobs import RESTIC_IMAGE, RUNNER_IMAGE
@@ -64,3 +65,14 @@ def test_a_file_of_the_recipe_is_part_of_its_cache_key(
     entrypoint = images / "redis" / "docker-entrypoint.sh"
     entrypoint.write_text(entrypoint.read_text() + "\n")
     assert imagebuild.load_recipe("redis").digest != before
+
+
+def test_the_vaultwarden_model_stands_for_versions_of_the_catalog() -> None:
+    """Each reference of the model is an image apps/vaultwarden/app.yaml lists, and the model's
+    LIBRESH_MODEL_VERSION (what /vaultwarden behaves as) is that reference's tag."""
+    recipe = imagebuild.load_recipe("vaultwarden-model")
+    app = yaml.safe_load((Path(__file__).parents[2] / "apps/vaultwarden/app.yaml").read_text())
+    listed = {entry["image"] for entry in app["versions"]}
+    for reference, config in recipe.tagged_configs(recipe.config):
+        assert reference in listed
+        assert f"LIBRESH_MODEL_VERSION={reference.rsplit(':', 1)[1]}" in config["Env"]
