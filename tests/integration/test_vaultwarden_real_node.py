@@ -8,7 +8,8 @@ One installation: installed at 1.34.1 and Ready by libresh's readiness (/alive o
 upgraded to 1.37.2 (a backup first, through the hooks, then the new binary's migrations);
 backed up while it writes and restored over itself after it wrote more: the database running
 again is whole (integrity_check), keeps the invariant, and holds what it held while the backup
-ran: not less (a copy from before), not more (the live WAL replayed over the copy).
+ran: exactly what the pre_backup hook's copy held (read from the live volume while the backup
+ran), not the live files the runner read after it, nor the live WAL replayed over the copy.
 
 The live database is read from the volume's directory on this machine, through SQLite's backup
 API on a read-only connection: the real node is this machine, so this reader shares the
@@ -21,8 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -156,6 +159,32 @@ def wait_for_seq(lab: Lab, name: str, at_least: int, into: Path, timeout: float 
     return now
 
 
+class CopyWatcher(threading.Thread):
+    """Reads the pre_backup hook's copy while it is on the live volume (from the hook's `mv`
+    until post_backup removes it): the sequence it holds. Nothing writes that file; it is
+    copied away first, as post_backup may delete it any moment."""
+
+    def __init__(self, data: Path, into: Path) -> None:
+        super().__init__(name="copy-watcher", daemon=True)
+        self.source = data / ".libresh-backup" / "db.sqlite3"
+        self.into = into
+        self.stop = threading.Event()
+        self.last_seq: int | None = None
+
+    def run(self) -> None:
+        while not self.stop.is_set() and self.last_seq is None:
+            try:
+                shutil.copyfile(self.source, self.into)
+                conn = sqlite3.connect(self.into)
+                try:
+                    row = conn.execute("SELECT last_seq FROM libresh_model_writes").fetchone()
+                    self.last_seq = int(row[0])
+                finally:
+                    conn.close()
+            except (OSError, sqlite3.Error):
+                time.sleep(0.02)
+
+
 def alive(lab: Lab, name: str) -> tuple[int, str]:
     """GET /alive from the Ready pod, over the node's bridge (the real node is this machine)."""
     pod = instance_pod(lab, name, "vaultwarden", timeout=120)
@@ -215,18 +244,28 @@ def test_a_backup_taken_while_it_writes_restores_whole(
     real_lab: Lab, vault: str, storage: Path, tmp_path: Path
 ) -> None:
     """`libresh backup now` while the model writes, more writes, then `libresh restore` over
-    the instance: the database that runs again is the pre_backup hook's copy, taken between
-    the two reads around the backup, with no row of the later writes."""
+    the instance: the database that runs again is the pre_backup hook's copy (the sequence
+    it held, read while the backup ran), with no row of the later writes."""
     first = wait_for_seq(real_lab, vault, 500, tmp_path / "first.sqlite3")
     before = snapshot(real_lab, vault, tmp_path / "before.sqlite3").last_seq
+    data = volume_host_path(real_lab, vault, "vaultwarden-data")
+    watcher = CopyWatcher(data, tmp_path / "hook-copy.sqlite3")
+    watcher.start()
     started = time.monotonic()
     done = run_libresh(real_lab, "backup", "now", vault, "-o", "json")
     print(f"backup: {time.monotonic() - started:.0f} s")
+    watcher.stop.set()
+    watcher.join()
     ok(done)
     taken = json.loads(done.stdout)
     after = snapshot(real_lab, vault, tmp_path / "after.sqlite3").last_seq
-    print(f"writes: {first.last_seq} at first, {before} before the backup, {after} after it")
+    print(
+        f"writes: {first.last_seq} at first, {before} before the backup, {after} after it; "
+        f"the hook's copy holds {watcher.last_seq}"
+    )
     assert before < after  # the writer went on during the backup
+    assert watcher.last_seq is not None, "the pre_backup hook's copy was never seen"
+    assert before <= watcher.last_seq <= after
     wait_for_seq(real_lab, vault, after + 200, tmp_path / "later.sqlite3")
 
     restore_started = utc_text()
@@ -243,7 +282,8 @@ def test_a_backup_taken_while_it_writes_restores_whole(
     version, _, seq = since[0]
     print(f"restored at {seq} writes (window {before}..{after})")
     assert version == NEW
-    assert before <= seq <= after
+    # The hook's copy, not the live files the runner read seconds later.
+    assert seq == watcher.last_seq
     # Every row past it was written after the restore: none came back from the live WAL.
     conn = sqlite3.connect(restored.path)
     try:
@@ -254,5 +294,5 @@ def test_a_backup_taken_while_it_writes_restores_whole(
     finally:
         conn.close()
     assert stale == 0
-    data = volume_host_path(real_lab, vault, "vaultwarden-data")
+    data = volume_host_path(real_lab, vault, "vaultwarden-data")  # the restored volume's
     assert not (data / ".libresh-backup").exists()
