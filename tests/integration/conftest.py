@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from libresh_cli.errors import LibreshError
+from libresh_cli.errors import ConflictError, LibreshError
 from libresh_cli.kube.client import KubeClient
 from libresh_cli.kube.connection import KubeTarget
+from libresh_cli.lab import realnode
 from libresh_cli.lab.binaries import ensure_binaries
 from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
 from libresh_cli.lab.state import LabState, kubeconfig_path
@@ -48,6 +50,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+    # The real-node tests last and together (their order kept): the session's real lab
+    # (real_lab, below) is up only while they run, not idling through every other module.
+    items.sort(key=lambda item: "real_lab" in getattr(item, "fixturenames", ()))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -100,6 +105,40 @@ def lab(lab_paths: Paths) -> Iterator[Lab]:
         yield Lab(lab_paths, state, kubeconfig_path(lab_paths, "pytest"))
     finally:
         lab_down(lab_paths, "pytest", SilentReporter())
+
+
+REAL_LAB_NAME = "rn"  # short: the kubelet's sockets under the lab must fit in 108 bytes
+
+
+def up_when_the_machine_is_free(paths: Paths, spec: LabSpec, timeout: float = 900) -> LabState:
+    """lab_up, waiting while another lab's real node runs here (a machine has one at a time:
+    test sessions running side by side take turns instead of failing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return lab_up(paths, spec, SilentReporter())[0]
+        except ConflictError:
+            if realnode.running_kube_proxy() is None or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@pytest.fixture(scope="session")
+def real_lab(lab_paths: Paths) -> Iterator[Lab]:
+    """A lab whose only node is the real one (every pod runs in containerd), shared by the
+    session's real-node modules: a machine runs one real node at a time, so they could not
+    overlap anyway, and each `lab up` costs its start and its add-ons' (~20 s). Each module
+    uses its own namespaces and instance names; a test that takes this lab down brings it back
+    up and updates `state` (test_lab_real_node.py)."""
+    if os.geteuid() != 0:
+        pytest.skip("a real node needs root")
+    spec = LabSpec(name=REAL_LAB_NAME, nodes=0, real_node=True)
+    state = up_when_the_machine_is_free(lab_paths, spec)
+    shared = Lab(lab_paths, state, kubeconfig_path(lab_paths, REAL_LAB_NAME))
+    try:
+        yield shared
+    finally:
+        lab_down(lab_paths, REAL_LAB_NAME, SilentReporter())
 
 
 @pytest.fixture

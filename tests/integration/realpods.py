@@ -130,3 +130,12 @@ def volume_host_path(lab: Lab, namespace: str, claim: str) -> Path:
     source = pv["spec"].get("hostPath") or pv["spec"].get("local")
     assert source, f"volume {pv['metadata']['name']} is not on the node's disk: {pv['spec']}"
     return Path(source["path"])
+
+
+def drop_instances(lab: Lab, *names: str) -> None:
+    """Delete the instances' namespaces without waiting: the real node is shared by the
+    session's real-node modules (conftest.py real_lab), and a module's instances are not kept
+    running (memory, CPU) through the modules after it."""
+    with lab.kube() as kube:
+        for name in names:
+            kube.delete("v1", "Namespace", name)

@@ -16,42 +16,18 @@ from typing import Any
 
 import pytest
 
-from libresh_cli.errors import ConflictError
 from libresh_cli.lab import nodeaddons, realnode
 from libresh_cli.lab.binaries import find_addons
-from libresh_cli.lab.cluster import LabSpec, lab_down, lab_status, lab_up
+from libresh_cli.lab.cluster import LabSpec, lab_down, lab_status
 from libresh_cli.lab.processes import is_alive
-from libresh_cli.lab.state import LabState, kubeconfig_path, lab_dir
+from libresh_cli.lab.state import lab_dir
 from libresh_cli.progress import SilentReporter
-from libresh_cli.settings import Paths
-from tests.integration.conftest import Lab
+from tests.integration.conftest import REAL_LAB_NAME, Lab, up_when_the_machine_is_free
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
 
-NAME = "real"
+NAME = REAL_LAB_NAME
 IMAGE = "docker.io/library/debian:bookworm-slim"  # built here: libresh_cli/lab/images/debian
-
-
-def up_when_the_machine_is_free(paths: Paths, spec: LabSpec, timeout: float = 900) -> LabState:
-    """lab_up, waiting while another lab's real node runs here (a machine has one at a time:
-    test sessions running side by side take turns instead of failing)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return lab_up(paths, spec, SilentReporter())[0]
-        except ConflictError:
-            if realnode.running_kube_proxy() is None or time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-
-
-@pytest.fixture(scope="module")
-def real_lab(lab_paths: Paths) -> Iterator[Lab]:
-    state = up_when_the_machine_is_free(lab_paths, LabSpec(name=NAME, nodes=0, real_node=True))
-    try:
-        yield Lab(lab_paths, state, kubeconfig_path(lab_paths, NAME))
-    finally:
-        lab_down(lab_paths, NAME, SilentReporter())
 
 
 def _job(name: str, host_dir: Path) -> dict[str, object]:
@@ -224,10 +200,9 @@ def web(real_lab: Lab) -> Iterator[str]:
     try:
         yield str(cluster_ip)
     finally:
-        if real_lab.kubeconfig.exists():  # not after the last test, which takes the lab down
-            with real_lab.kube() as kube:
-                kube.delete("v1", "Service", name, "default")
-                kube.delete("v1", "Pod", name, "default")
+        with real_lab.kube() as kube:  # gone already if the lab was taken down and up again
+            kube.delete("v1", "Service", name, "default")
+            kube.delete("v1", "Pod", name, "default")
 
 
 def _probe_volume(lab: Lab) -> dict[str, Any]:
@@ -370,3 +345,5 @@ def test_up_after_a_killed_lab_then_down_leaves_nothing(real_lab: Lab) -> None:
     assert nodeaddons.kube_chains() == []
     left = [p.component for p in [*real_lab.state.processes, *again.processes] if is_alive(p)]
     assert left == []
+    # The lab is the session's (conftest.py real_lab): up again for the modules after this one.
+    real_lab.state = up_when_the_machine_is_free(real_lab.paths, spec)

@@ -24,13 +24,10 @@ from pathlib import Path
 import pytest
 
 from libresh_cli.lab import realnode
-from libresh_cli.lab.cluster import LabSpec, lab_down
-from libresh_cli.lab.state import kubeconfig_path
-from libresh_cli.progress import SilentReporter
-from libresh_cli.settings import Paths
 from tests.integration.conftest import Lab
 from tests.integration.realpods import (
     POSTGRES_IMAGE,
+    drop_instances,
     instance_pod,
     pod_log,
     run_pod,
@@ -38,11 +35,9 @@ from tests.integration.realpods import (
     volume_host_path,
 )
 from tests.integration.test_apps import LIBRESH
-from tests.integration.test_lab_real_node import up_when_the_machine_is_free
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
 
-LAB_NAME = "ncm"  # short: the kubelet's sockets under the lab must fit in 108 bytes
 OLD, NEXT, LAST = "29.0.16", "30.0.17", "31.0.14"
 KNOB = "libresh-model-fail-upgrade"  # the model's test knob (its README, "Test knob")
 
@@ -66,17 +61,6 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def real_lab(lab_paths: Paths) -> Iterator[Lab]:
-    """A lab whose only node is the real one: every pod runs in containerd."""
-    spec = LabSpec(name=LAB_NAME, nodes=0, real_node=True)
-    state = up_when_the_machine_is_free(lab_paths, spec)
-    try:
-        yield Lab(lab_paths, state, kubeconfig_path(lab_paths, LAB_NAME))
-    finally:
-        lab_down(lab_paths, LAB_NAME, SilentReporter())
-
-
-@pytest.fixture(scope="module")
 def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Backups go to a directory of this machine: the real node's path storage."""
     where = tmp_path_factory.mktemp("nc-backups")
@@ -89,7 +73,7 @@ def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cloud(real_lab: Lab) -> str:
+def cloud(real_lab: Lab) -> Iterator[str]:
     """Nextcloud installed at the oldest modelled version; libresh waited for it."""
     name = f"nc{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
@@ -109,7 +93,8 @@ def cloud(real_lab: Lab) -> str:
     )
     assert f"{name} is installed and healthy" in output
     print(f"install: {time.monotonic() - started:.0f} s")
-    return name
+    yield name
+    drop_instances(real_lab, name, f"{name}c")  # and its clone (the last test)
 
 
 def status_php(lab: Lab, name: str) -> dict[str, object]:
@@ -241,7 +226,7 @@ def test_a_clone_serves_the_same_rows_with_its_own_role(
     done = run_libresh(real_lab, "backup", "now", cloud, "-o", "json")
     ok(done)
     taken = json.loads(done.stdout)
-    copy = f"{cloud}c"
+    copy = f"{cloud}c"  # dropped with the source by the fixture `cloud`
     started = time.monotonic()
     ok(
         run_libresh(

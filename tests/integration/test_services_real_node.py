@@ -26,14 +26,11 @@ import pytest
 from libresh_cli.kube.client import wait_for
 from libresh_cli.kube.store import secret_manifest
 from libresh_cli.lab import realnode
-from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
-from libresh_cli.lab.state import kubeconfig_path
-from libresh_cli.progress import SilentReporter
-from libresh_cli.settings import Paths
 from tests.integration.conftest import Lab
 from tests.integration.realpods import (
     POSTGRES_IMAGE,
     REDIS_IMAGE,
+    drop_instances,
     instance_pod,
     pod_log,
     run_pod,
@@ -44,7 +41,6 @@ from tests.integration.test_apps import LIBRESH
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
 
-LAB_NAME = "svc"  # short: the kubelet's sockets under the lab must fit in 108 bytes
 CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "realnode-catalog"
 ROWS = 500
 
@@ -80,22 +76,12 @@ def install_ledger(lab: Lab, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_lab(lab_paths: Paths) -> Iterator[Lab]:
-    """A lab whose only node is the real one: every pod runs in containerd."""
-    spec = LabSpec(name=LAB_NAME, nodes=0, real_node=True)
-    state, _ = lab_up(lab_paths, spec, SilentReporter())
-    try:
-        yield Lab(lab_paths, state, kubeconfig_path(lab_paths, LAB_NAME))
-    finally:
-        lab_down(lab_paths, LAB_NAME, SilentReporter())
-
-
-@pytest.fixture(scope="module")
-def ledger(real_lab: Lab) -> str:
+def ledger(real_lab: Lab) -> Iterator[str]:
     """An installed `ledger`, with its embedded PostgreSQL and Redis Ready (libresh waited)."""
     name = f"l{uuid.uuid4().hex[:7]}"
     install_ledger(real_lab, name)
-    return name
+    yield name
+    drop_instances(real_lab, name)
 
 
 def psql_script(sql: str) -> str:
@@ -314,6 +300,7 @@ def test_external_provider_provisions_on_a_real_server(
             assert kube.get("v1", "Secret", "libresh-postgres-admin", second) is None
     finally:
         libresh(real_lab, "services", "set", "postgres", "--provider", "embedded", "--yes")
+        drop_instances(real_lab, second)
         with real_lab.kube() as kube:
             kube.delete("v1", "Namespace", second)
 
