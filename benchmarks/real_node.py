@@ -10,7 +10,9 @@ Prints, in seconds:
   which they share most packages), and the add-ons likewise; takes minutes on 2 cores;
 - `lab up --real-node` from the cache (median of --runs; target under 30 s), and `lab down`;
 - memory: the resident set (RSS) of each process the lab started, and of the node's
-  containers (its cgroup), with the lab up and idle.
+  containers (its cgroup), with the lab up and idle, then with one Nextcloud (the model image,
+  libresh_cli/lab/images/nextcloud-model, with its PostgreSQL and Redis) installed by
+  `libresh install` and idle.
 
 Needs root and the real node's Debian packages (see README, "A real node").
 
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from libresh_cli.lab import imagebuild, realnode, state
@@ -148,18 +151,53 @@ def wait_for_the_machine(timeout: float = 900) -> None:
         time.sleep(2)
 
 
-def lab_up_down(runs: int) -> tuple[float, float, dict[str, int]]:
+@dataclass
+class LabFigures:
+    up: float  # seconds, median
+    down: float
+    idle: dict[str, int]  # KiB per component, the lab up and idle
+    nextcloud: dict[str, int]  # the same with one Nextcloud (model) installed and idle
+    install: float  # seconds of `libresh install nextcloud`
+
+
+def install_nextcloud(env: dict[str, str]) -> float:
+    """`libresh install nextcloud` on the bench lab, as its user would; its seconds."""
+    kubeconfig = subprocess.run(
+        [LIBRESH, "lab", "kubeconfig", "--name", "bench"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    command = [LIBRESH, "--kubeconfig", kubeconfig, "install", "nextcloud"]
+    return run_seconds([*command, "--domain", "cloud.example.org", "--yes"], env)
+
+
+def lab_up_down(runs: int) -> LabFigures:
     ups, downs = [], []
-    memory: dict[str, int] = {}
+    idle: dict[str, int] = {}
+    loaded: dict[str, int] = {}
+    install = 0.0
     with tempfile.TemporaryDirectory(prefix="lrb") as state_home:
         env = {**os.environ, "XDG_STATE_HOME": state_home}
-        for _ in range(runs):
+        for run in range(runs):
             wait_for_the_machine()
             ups.append(run_seconds([LIBRESH, "lab", "up", "--name", "bench", "--real-node"], env))
             time.sleep(5)  # idle, as a lab waits for its user
-            memory = lab_memory(state_home)
+            idle = lab_memory(state_home)
+            if run == runs - 1:  # the last lab gets a Nextcloud
+                install = install_nextcloud(env)
+                time.sleep(20)  # idle: the first requests and cron have settled
+                loaded = lab_memory(state_home)
             downs.append(run_seconds([LIBRESH, "lab", "down", "--name", "bench"], env))
-    return statistics.median(ups), statistics.median(downs), memory
+    return LabFigures(statistics.median(ups), statistics.median(downs), idle, loaded, install)
+
+
+def print_memory(title: str, memory: dict[str, int]) -> None:
+    print(title)
+    for component, kib in sorted(memory.items(), key=lambda item: -item[1]):
+        print(f"  {component:38} {kib / 1024:7.1f} MiB")
+    total = sum(kib for name, kib in memory.items() if name != "containers (cgroup)")
+    print(f"  {'all processes of the lab':38} {total / 1024:7.1f} MiB")
+    containers = memory.get("containers (cgroup)", 0)
+    print(f"  {'lab and containers':38} {(total + containers) / 1024:7.1f} MiB")
 
 
 def main() -> None:
@@ -176,15 +214,14 @@ def main() -> None:
     if args.go_cold:
         print(f"kubelet + kube-proxy, cold Go build      {go_cold():7.1f} s")
         print(f"add-ons, cold Go build                   {addons_build(go_cold=True):7.1f} s")
-    up, down, memory = lab_up_down(args.runs)
+    figures = lab_up_down(args.runs)
+    up = figures.up
     target = f"target < {LAB_UP_TARGET:.0f} s: {'ok' if up < LAB_UP_TARGET else 'OVER'}"
     print(f"lab up --real-node, cached (median)      {up:7.1f} s  ({target})")
-    print(f"lab down (median)                        {down:7.1f} s")
-    print("memory (RSS), lab up and idle:")
-    for component, kib in sorted(memory.items(), key=lambda item: -item[1]):
-        print(f"  {component:38} {kib / 1024:7.1f} MiB")
-    total = sum(kib for name, kib in memory.items() if name != "containers (cgroup)")
-    print(f"  {'all processes of the lab':38} {total / 1024:7.1f} MiB")
+    print(f"lab down (median)                        {figures.down:7.1f} s")
+    print(f"libresh install nextcloud (model)        {figures.install:7.1f} s")
+    print_memory("memory (RSS), lab up and idle:", figures.idle)
+    print_memory("memory (RSS), one Nextcloud (model) installed, idle:", figures.nextcloud)
 
 
 if __name__ == "__main__":
