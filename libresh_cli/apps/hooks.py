@@ -46,10 +46,11 @@ def hook_job_name(phase: str, step: HookStep, version: str) -> str:
     return f"hook-{phase.replace('_', '-')}-{step.name}-{version.replace('.', '-')}"[:63]
 
 
-def hook_job(
-    phase: str, step: HookStep, instance: Instance, objects: list[Manifest], sequence: int
-) -> Manifest:
-    pod_spec = copy.deepcopy(main_workload(instance, objects)["spec"]["template"]["spec"])
+def hook_pod_spec(step: HookStep, instance: Instance, objects: list[Manifest]) -> Manifest:
+    """The pod a step runs in: the main workload's, with only its first container, which runs
+    the step's command (no probes, no ports). Also what a scheduled backup's init container
+    is made from (libresh_cli/backup/jobs.py)."""
+    pod_spec: Manifest = copy.deepcopy(main_workload(instance, objects)["spec"]["template"]["spec"])
     container = pod_spec["containers"][0]
     container["command"] = list(step.command)
     for field in ("args", "readinessProbe", "livenessProbe", "startupProbe", "ports"):
@@ -61,6 +62,18 @@ def hook_job(
         pod_spec.pop("volumes", None)
     pod_spec["containers"] = [container]
     pod_spec["restartPolicy"] = "Never"
+    return pod_spec
+
+
+def scheduled_steps(instance: Instance) -> tuple[HookStep, ...]:
+    """The pre_backup steps that also run before scheduled backups (`scheduled: true`)."""
+    return tuple(step for step in instance.app.hooks.get("pre_backup", ()) if step.scheduled)
+
+
+def hook_job(
+    phase: str, step: HookStep, instance: Instance, objects: list[Manifest], sequence: int
+) -> Manifest:
+    pod_spec = hook_pod_spec(step, instance, objects)
     # Only libresh's labels: the workload's selector labels would put this pod behind its
     # Service.
     labels = {**instance.labels(), HOOK_LABEL: phase.replace("_", "-"), HOOK_STEP_LABEL: step.name}

@@ -89,6 +89,10 @@ class HookStep:
     timeout: int = 600
     mount_volumes: bool = True
     run_as_user: int | None = None  # e.g. 33 for Nextcloud's occ, which refuses root
+    # pre_backup only: also run before scheduled backups, as an init container of the
+    # CronJob's pod (libresh_cli/backup/jobs.py). Only for a step that needs no post_backup
+    # undo should the backup then fail: no post_backup runs after a scheduled backup.
+    scheduled: bool = False
 
 
 @dataclass(frozen=True)

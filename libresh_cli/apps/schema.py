@@ -598,7 +598,15 @@ def _read_hooks(c: Checker, top: Mapping[str, Any]) -> dict[str, tuple[HookStep,
         read: list[HookStep] = []
         for index, entry in enumerate(c.sequence(hooks, ("hooks",), phase)):
             path = ("hooks", phase, index)
-            step = c.mapping(entry, path, {"name", "job"}, {"name", "job"})
+            step = c.mapping(entry, path, {"name", "job", "scheduled"}, {"name", "job"})
+            scheduled = _flag(c, step, path, "scheduled", False)
+            if scheduled and phase != "pre_backup":
+                c.problem(
+                    (*path, "scheduled"),
+                    "only a pre_backup step can run before scheduled backups "
+                    "(nothing else runs around them)",
+                )
+                scheduled = False
             job = c.mapping(
                 step.get("job", {}),
                 (*path, "job"),
@@ -620,6 +628,7 @@ def _read_hooks(c: Checker, top: Mapping[str, Any]) -> dict[str, tuple[HookStep,
                     run_as_user=c.integer(job, (*path, "job"), "run_as_user", 0, 0, 2**31 - 1)
                     if "run_as_user" in job
                     else None,
+                    scheduled=scheduled,
                 )
             )
         result[phase] = tuple(read)

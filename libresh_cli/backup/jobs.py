@@ -7,6 +7,8 @@ binary, is copied in from the official restic image by an init container."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,11 +287,34 @@ def runner_job(
 
 
 SCHEDULE_NAME = "libresh-backup"
+HOOK_PREFIX = "hook-"  # the names of what scheduled steps add to the runner's pod
+# Init containers have no probes, lifecycle handlers or restart policy of their own (one with
+# restartPolicy would be a sidecar, left running beside the runner).
+NOT_IN_INIT_CONTAINERS = ("lifecycle", "restartPolicy")
+# Pod-level settings of the app's pod that an init container can hold itself.
+CARRIED_POD_SECURITY = ("runAsUser", "runAsGroup", "runAsNonRoot")
+
+
+@dataclass(frozen=True)
+class ScheduledStep:
+    """A pre_backup step run before each scheduled backup (`scheduled: true`): its name, and
+    the pod it runs in as a hook Job (libresh_cli/apps/hooks.py hook_pod_spec)."""
+
+    name: str
+    pod: Manifest
 
 
 def schedule_cronjob(
-    target: Target, storage: BackupStorage, cron: str, retention: Retention, timeout: int
+    target: Target,
+    storage: BackupStorage,
+    cron: str,
+    retention: Retention,
+    timeout: int,
+    steps: Sequence[ScheduledStep] = (),
 ) -> Manifest:
+    """The CronJob of `libresh backup schedule`: the runner, after the app's scheduled
+    pre_backup steps (init containers, in order: a failing step stops the run before the
+    runner starts). No post_backup step runs after it."""
     labels = _labels(target, "scheduled")
     env = {
         "LIBRESH_REASON": "scheduled",
@@ -297,6 +322,9 @@ def schedule_cronjob(
         "LIBRESH_KEEP_WEEKLY": str(retention.weekly),
         "LIBRESH_KEEP_MONTHLY": str(retention.monthly),
     }
+    pod = runner_pod_spec(target, storage, "scheduled", env, SCHEDULE_SECRET)
+    for step in steps:
+        _add_step(pod, step)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -316,9 +344,71 @@ def schedule_cronjob(
                     "activeDeadlineSeconds": timeout,
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": runner_pod_spec(target, storage, "scheduled", env, SCHEDULE_SECRET),
+                        "spec": pod,
                     },
                 },
             },
         },
     }
+
+
+def retention_of(cronjob: Manifest) -> Retention:
+    """The retention a schedule was made with (its runner's environment)."""
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    runner = next(c for c in pod["containers"] if c["name"] == "runner")
+    env = {e["name"]: e.get("value") for e in runner.get("env", [])}
+    default = Retention()
+    return Retention(
+        int(env.get("LIBRESH_KEEP_DAILY") or default.daily),
+        int(env.get("LIBRESH_KEEP_WEEKLY") or default.weekly),
+        int(env.get("LIBRESH_KEEP_MONTHLY") or default.monthly),
+    )
+
+
+def scheduled_step_names(cronjob: Manifest) -> list[str]:
+    """The app's steps a schedule runs before its backups, in order."""
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return [
+        c["name"].removeprefix(HOOK_PREFIX)
+        for c in pod.get("initContainers", [])
+        if c["name"].startswith(HOOK_PREFIX)
+    ]
+
+
+def _add_step(pod: Manifest, step: ScheduledStep) -> None:
+    """The step's container as an init container of the runner's pod, after those already
+    there. A volume claim the runner mounts already keeps the runner's volume (a claim is
+    mounted once per pod); the step's other volumes are added with the prefix hook-."""
+    container = copy.deepcopy(step.pod["containers"][0])
+    container["name"] = f"{HOOK_PREFIX}{step.name}"[:63]
+    for field in NOT_IN_INIT_CONTAINERS:
+        container.pop(field, None)
+    claims = {
+        volume["persistentVolumeClaim"]["claimName"]: volume["name"]
+        for volume in pod["volumes"]
+        if "persistentVolumeClaim" in volume
+    }
+    present = {volume["name"] for volume in pod["volumes"]}
+    own = {volume["name"]: volume for volume in step.pod.get("volumes", []) or []}
+    for mount in container.get("volumeMounts", []) or []:
+        volume = own.get(mount["name"])
+        claim = (volume or {}).get("persistentVolumeClaim", {}).get("claimName")
+        if claim in claims:
+            mount["name"] = claims[claim]
+            continue
+        mount["name"] = f"{HOOK_PREFIX}{mount['name']}"[:63]
+        if volume is not None and mount["name"] not in present:
+            pod["volumes"].append({**copy.deepcopy(volume), "name": mount["name"]})
+            present.add(mount["name"])
+            if claim:
+                claims[claim] = mount["name"]
+    pod_security = step.pod.get("securityContext") or {}
+    carried = {k: pod_security[k] for k in CARRIED_POD_SECURITY if k in pod_security}
+    if carried:
+        security = container.setdefault("securityContext", {})
+        for key, value in carried.items():
+            security.setdefault(key, value)
+    pod["initContainers"].append(container)
+    for pull in step.pod.get("imagePullSecrets", []) or []:
+        if pull not in pod.setdefault("imagePullSecrets", []):
+            pod["imagePullSecrets"].append(pull)

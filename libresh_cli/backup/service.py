@@ -50,8 +50,10 @@ from libresh_cli.apps.render import CREDENTIALS_SECRET, render
 from libresh_cli.backup.jobs import (
     SCHEDULE_NAME,
     Retention,
+    ScheduledStep,
     Target,
     job_name,
+    retention_of,
     runner_configmap,
     runner_job,
     schedule_cronjob,
@@ -608,6 +610,7 @@ def restore_backup(
         )
     )
     save_record(kube, fresh)
+    refresh_schedule(kube, catalog, name, reporter)  # the version may be another one now
     return RestoreResult(name, backup.backup, version.version, safety, source)
 
 
@@ -915,19 +918,72 @@ def set_schedule(
             hint="Give at least one of --keep-daily, --keep-weekly, --keep-monthly above 0.",
         )
     ensure_repository(kube, storage, secret_values, name, reporter or SilentReporter())
+    return _apply_schedule(
+        kube, record, app, version, storage, secret_values, check_cron(cron), retention
+    )
+
+
+def _apply_schedule(
+    kube: KubeClient,
+    record: InstanceRecord,
+    app: App,
+    version: Version,
+    storage: BackupStorage,
+    secret_values: dict[str, str],
+    cron: str,
+    retention: Retention,
+) -> Manifest:
+    """The CronJob as the running version renders it: the runner, and before it the app's
+    scheduled pre_backup steps with that version's image and environment."""
+    name = record.name
     prepare_namespace(kube, name, storage, name)
-    objects = render(instance_for(kube, record, app, version))
+    instance = instance_for(kube, record, app, version)
+    objects = render(instance)
     target = replace(
         Target.of(name, app, version.version),
         volume_users=_volume_users(objects, app.backup_volumes),
     )
-    cronjob = schedule_cronjob(target, storage, check_cron(cron), retention, BACKUP_TIMEOUT)
+    steps = tuple(
+        ScheduledStep(step.name, hooks.hook_pod_spec(step, instance, objects))
+        for step in hooks.scheduled_steps(instance)
+    )
+    cronjob = schedule_cronjob(target, storage, cron, retention, BACKUP_TIMEOUT, steps)
     made = kube.apply(cronjob)
     # The one repository Secret an app namespace keeps: its own instance's key, owned by the
     # CronJob (it goes with it).
     env = repository_env(storage, secret_values, name)
     kube.apply(repository_secret(SCHEDULE_SECRET, name, env, owner=made))
     return made
+
+
+def refresh_schedule(kube: KubeClient, catalog: Catalog, name: str, reporter: Reporter) -> bool:
+    """Render the instance's backup schedule again, if it has one, keeping its cron and
+    retention: after its version changed (an upgrade, a restore at a backup's version), its
+    scheduled steps must run the image of the version that now runs. A failure is a warning:
+    the change itself is done. True when there was a schedule to render."""
+    try:
+        existing = kube.get("batch/v1", "CronJob", SCHEDULE_NAME, name)
+        if existing is None:
+            return False
+        record, app, version = _installed(kube, catalog, name)
+        storage, secret_values = require_storage(kube)
+        _apply_schedule(
+            kube,
+            record,
+            app,
+            version,
+            storage,
+            secret_values,
+            str(existing["spec"]["schedule"]),
+            retention_of(existing),
+        )
+    except LibreshError as error:
+        reporter.warn(
+            f"The backup schedule of {name} could not be brought to its running version: "
+            f"{error.message} Set it again: libresh backup schedule {name} --cron CRON."
+        )
+        return False
+    return True
 
 
 def schedule_of(kube: KubeClient, name: str) -> str | None:

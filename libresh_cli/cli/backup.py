@@ -175,7 +175,9 @@ def schedule(
     yes: YesOption = False,
 ) -> None:
     """Back an instance up on a schedule (a CronJob), then apply the retention
-    (`restic forget --prune`). Scheduled backups run without the app's hooks.
+    (`restic forget --prune`). Before each scheduled backup only the app's pre_backup steps
+    marked `scheduled: true` run (Vaultwarden: a consistent copy of its database); no other
+    hook runs (Nextcloud is not put in maintenance mode) and no post_backup hook runs after.
 
     \b
     Examples:
@@ -183,7 +185,7 @@ def schedule(
       libresh backup schedule nextcloud --remove
       libresh backup schedule nextcloud --cron @daily --dry-run
     """
-    from libresh_cli.backup.jobs import Retention
+    from libresh_cli.backup.jobs import Retention, scheduled_step_names
     from libresh_cli.backup.service import check_cron, remove_schedule, schedule_of, set_schedule
 
     app = app_context(ctx, output, dry_run, yes)
@@ -211,20 +213,36 @@ def schedule(
         if app.dry_run:
             from libresh_cli.apps.record import require_record
 
-            require_record(kube, name)
+            record = require_record(kube, name)
             now = schedule_of(kube, name)
+            steps = [
+                step.name
+                for step in catalog(app).load(record.app).hooks.get("pre_backup", ())
+                if step.scheduled
+            ]
             dry_run_said(
                 app,
-                [f"back {name} up {wanted}" + (f" (now: {now!r})" if now else "")],
+                [
+                    f"back {name} up {wanted}" + (f" (now: {now!r})" if now else ""),
+                    f"before each, run {name}'s scheduled pre_backup steps: "
+                    + (", ".join(steps) or "none"),
+                ],
                 instance=name,
                 cron=cron,
                 keep=keep,
+                steps=steps,
             )
             return
-        set_schedule(
+        made = set_schedule(
             kube, catalog(app), name, str(cron), Retention(keep_daily, keep_weekly, keep_monthly)
         )
-    done(app, {"instance": name, "cron": cron, "keep": keep}, f"{name} is backed up {wanted}.")
+    steps = scheduled_step_names(made)
+    before = f" Before each: {', '.join(steps)}." if steps else ""
+    done(
+        app,
+        {"instance": name, "cron": cron, "keep": keep, "steps": steps},
+        f"{name} is backed up {wanted}.{before}",
+    )
 
 
 @storage_app.command("set")

@@ -138,7 +138,7 @@ def _upgrade_one(
     from libresh_cli.apps.lifecycle import NoSafeguard, Safeguard
     from libresh_cli.apps.lock import InstanceBusyError, instance_lock
     from libresh_cli.apps.upgrade import plan_upgrade, upgrade
-    from libresh_cli.backup.service import BackupSafeguard
+    from libresh_cli.backup.service import BackupSafeguard, refresh_schedule
 
     if isinstance(plan, dict):
         return plan  # could not even be planned
@@ -162,6 +162,8 @@ def _upgrade_one(
             if plan.nothing_to_do:
                 return {**result, "to": plan.record.version}
             upgrade(kube, plan, safeguard, reporter, still_held=lease.check)
+            # Its scheduled backup steps run the new version's image from now on.
+            refresh_schedule(kube, apps, name, reporter)
     except InstanceBusyError as busy:
         if not keep_going:
             raise  # its own message, exit code 5

@@ -94,6 +94,7 @@ def test_every_field_and_word_of_the_format_is_documented() -> None:
         "command",
         "volumes",
         "run_as_user",
+        "scheduled",
         "databases",
         "service",
         "port",
