@@ -76,6 +76,7 @@ def install(
         validate_domain,
         validate_instance_name,
     )
+    from libresh_cli.backup.service import refresh_schedule
 
     app = app_context(ctx, output, dry_run, yes)
     if name is not None:
@@ -115,6 +116,9 @@ def install(
             instance_lock(kube, plan.instance, "install", prepared.objects[0]),
         ):
             do_install(kube, prepared, reporter)
+            # Its scheduled backup steps take the app's new environment (a Secret it no
+            # longer names could be gone).
+            refresh_schedule(kube, catalog(app), plan.instance, reporter)
     instance = prepared.instance
     app.err.print(
         marked(

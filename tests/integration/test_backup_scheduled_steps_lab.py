@@ -46,8 +46,12 @@ def init_images(pod: dict[str, Any]) -> list[tuple[str, str]]:
     return [(c["name"], c["image"]) for c in pod["initContainers"]]
 
 
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
 def runner_env(pod: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
+    return env_of(pod["containers"][0])
 
 
 def test_the_schedule_copies_the_database_with_the_running_versions_image(
@@ -76,6 +80,11 @@ def test_the_schedule_copies_the_database_with_the_running_versions_image(
     ]
     assert claims.count("vaultwarden-data") == 1
     assert runner_env(pod)["LIBRESH_VERSION"] == "1.34.1"
+    assert env_of(copying)["SIGNUPS_ALLOWED"] == "false"
+
+    # `install` again with other settings: the step takes the app's new environment.
+    ok(install(lab, "vaultwarden", name, f"{name}.example.org", "--set", "signups_allowed=true"))
+    assert env_of(pod_of(kube, name)["initContainers"][1])["SIGNUPS_ALLOWED"] == "true"
 
     ok(libresh(lab, "upgrade", name, "--to", "1.37.2", "--yes"))
     pod = pod_of(kube, name)
