@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -586,21 +587,22 @@ def stop_node(
     """Stop the kubelet, kill every container and its shim, stop containerd, then undo what the
     node left outside its processes: mounts, network namespaces, the bridge, the cgroup.
     Returns the components that had to be killed. Safe to run on a half-started node."""
-    addons = [r for r in records if r.component in nodeaddons.ADDON_COMPONENTS]
-    killed = stop_all(addons, grace=grace)
-    killed += stop_all([r for r in records if r.component == "kubelet"], grace=grace)
-    if layout is not None:
-        _kill_cgroup(layout)
-        _kill_shims(layout)
-    killed += stop_all([r for r in records if r.component == "containerd"], grace=grace)
-    if layout is not None:
-        unmount_under(layout.directory)
-        _ip("link", "delete", layout.bridge, check=False)
-        _remove_cgroup(layout)
-        # After kube-proxy and the kubelet stopped: neither writes them again. Never while
-        # another lab's kube-proxy runs: the chains would be its.
-        if running_kube_proxy() is None:
-            nodeaddons.remove_kube_chains()
+    with one_start_at_a_time():  # no other node starts until this one's chains are gone
+        addons = [r for r in records if r.component in nodeaddons.ADDON_COMPONENTS]
+        killed = stop_all(addons, grace=grace)
+        killed += stop_all([r for r in records if r.component == "kubelet"], grace=grace)
+        if layout is not None:
+            _kill_cgroup(layout)
+            _kill_shims(layout)
+        killed += stop_all([r for r in records if r.component == "containerd"], grace=grace)
+        if layout is not None:
+            unmount_under(layout.directory)
+            _ip("link", "delete", layout.bridge, check=False)
+            _remove_cgroup(layout)
+            # After kube-proxy and the kubelet stopped: neither writes them again. Never while
+            # another lab's kube-proxy runs: the chains would be its.
+            if running_kube_proxy() is None:
+                nodeaddons.remove_kube_chains()
     return killed
 
 
@@ -643,17 +645,33 @@ def _kill_shims(layout: NodeLayout) -> None:
 
 
 START_LOCK = Path("/run/lock/libresh-lab-real-node.lock")
+# Depth of this process's hold on START_LOCK: a start that fails stops its node while holding
+# it, and flock on a second descriptor of the same file would wait for the first forever.
+_held = threading.local()
 
 
 @contextlib.contextmanager
 def one_start_at_a_time() -> Iterator[None]:
-    """Held while a lab starts its real node: the next one waits, then sees it running."""
-    START_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with START_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """Held while a lab starts its real node, and while one stops from its kube-proxy to the
+    removal of kube-proxy's chains: the next start waits, then sees it running or gone. (A
+    start between a stop's kube-proxy exit and its removal of the machine's chains lost its
+    Services: the stopping lab removed what the new kube-proxy had just written.)"""
+    depth = getattr(_held, "depth", 0)
+    if depth:
+        _held.depth = depth + 1
         try:
             yield
         finally:
+            _held.depth = depth
+        return
+    START_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with START_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
