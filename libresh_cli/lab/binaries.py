@@ -18,6 +18,8 @@ cache, and a lab without a real node never builds them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,7 +29,7 @@ import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -159,7 +161,11 @@ def find_addons(paths: Paths) -> AddonBinaries | None:
 
 
 def ensure_addons(paths: Paths, reporter: Reporter) -> AddonBinaries:
-    return find_addons(paths) or build_addons(paths, reporter)
+    found = find_addons(paths)
+    if found is not None:
+        return found
+    with one_build_at_a_time(paths):
+        return find_addons(paths) or build_addons(paths, reporter)
 
 
 def build_addons(paths: Paths, reporter: Reporter) -> AddonBinaries:
@@ -227,7 +233,23 @@ def ensure_binaries(paths: Paths, reporter: Reporter) -> LabBinaries:
     found = find_binaries(paths)
     if found is not None:
         return found
-    return build_binaries(paths, reporter)
+    with one_build_at_a_time(paths):
+        # Another process may have built them while this one waited.
+        return find_binaries(paths) or build_binaries(paths, reporter)
+
+
+@contextlib.contextmanager
+def one_build_at_a_time(paths: Paths) -> Iterator[None]:
+    """Held while the lab's binaries are built: two builds (two `lab up` at once on a fresh
+    machine, or test workers) would write the same build directory and cache."""
+    lock_path = paths.cache / "lab" / "build.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def go_version(go: str) -> tuple[int, int]:

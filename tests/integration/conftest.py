@@ -27,6 +27,7 @@ from libresh_cli.lab.cluster import LabSpec, lab_down, lab_up
 from libresh_cli.lab.state import LabState, kubeconfig_path
 from libresh_cli.progress import SilentReporter
 from libresh_cli.settings import Paths
+from tests.integration.keycloak import Keycloak, running_keycloak
 
 INTEGRATION_DIR = Path(__file__).parent
 XDG_PRIVATE = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
@@ -46,13 +47,41 @@ class PrintingReporter:
         self.terminal.line(f"[lab] warning: {message}")
 
 
+# Modules whose tests use the machine's own names (network namespaces lrtN, addresses
+# 10.77.N.0/24: tests/integration/sshhosts.py): never two at once, even in two workers.
+SSH_HOST_MODULES = ("test_bootstrap_ssh.py", "test_cluster_hetzner.py")
+# Shared parts a session starts once (a fixture below): the tests using one go to one worker.
+SHARED_PARTS = ("real_lab", "keycloak")
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The worker group of a test under pytest-xdist (--dist loadgroup): its module, so that
+    module fixtures are made once; the tests of one shared part, or of the machine's SSH test
+    hosts, together."""
+    fixtures = getattr(item, "fixturenames", ())
+    for part in SHARED_PARTS:
+        if part in fixtures:
+            return part
+    path = Path(str(item.fspath))
+    return "ssh-hosts" if path.name in SSH_HOST_MODULES else str(path.relative_to(path.parents[2]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-    # The real-node tests last and together (their order kept): the session's real lab
-    # (real_lab, below) is up only while they run, not idling through every other module.
-    items.sort(key=lambda item: "real_lab" in getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    uses_the_real_node = [("real_lab" in getattr(i, "fixturenames", ())) for i in items]
+    if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        # In workers the real-node tests first (their order kept): the longest group (~20
+        # min) starts at once, while the other workers take everything else.
+        order = {id(item): not real for item, real in zip(items, uses_the_real_node, strict=True)}
+    else:
+        # In one process they come last and together: the session's real lab (real_lab,
+        # below) is up only while they run, not idling through every other module.
+        order = {id(item): real for item, real in zip(items, uses_the_real_node, strict=True)}
+    items.sort(key=lambda item: order[id(item)])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -105,6 +134,19 @@ def lab(lab_paths: Paths) -> Iterator[Lab]:
         yield Lab(lab_paths, state, kubeconfig_path(lab_paths, "pytest"))
     finally:
         lab_down(lab_paths, "pytest", SilentReporter())
+
+
+@pytest.fixture(scope="session")
+def keycloak(request: pytest.FixtureRequest) -> Iterator[Keycloak]:
+    """One Keycloak for the whole session (its start is most of the identity tests' time);
+    here, not in a test module, so that every module using it shares that one process."""
+    with running_keycloak(Paths.from_env()) as server:
+        writer = request.config.get_terminal_writer()
+        writer.line(
+            f"[keycloak] ready in {server.started_in:.0f} s, RSS "
+            f"{server.rss_bytes() / 2**20:.0f} MiB"
+        )
+        yield server
 
 
 REAL_LAB_NAME = "rn"  # short: the kubelet's sockets under the lab must fit in 108 bytes

@@ -39,18 +39,6 @@ TEST_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "catalog"
 SSO_CATALOG = Path(__file__).resolve().parents[1] / "fixtures" / "sso-catalog"
 
 
-@pytest.fixture(scope="session")
-def keycloak(request: pytest.FixtureRequest) -> Iterator[Keycloak]:
-    """One Keycloak for the whole session (its start is most of these tests' time)."""
-    with running_keycloak(Paths.from_env()) as server:
-        writer = request.config.get_terminal_writer()
-        writer.line(
-            f"[keycloak] ready in {server.started_in:.0f} s, RSS "
-            f"{server.rss_bytes() / 2**20:.0f} MiB"
-        )
-        yield server
-
-
 def libresh(
     lab: Lab, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

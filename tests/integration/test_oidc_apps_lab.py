@@ -20,7 +20,6 @@ from tests.integration.test_identity import (
     connected,
     connection_secret,
     exchange_code,
-    keycloak,
     libresh,
     new_user,
     ok,
@@ -28,7 +27,7 @@ from tests.integration.test_identity import (
     sign_in,
 )
 
-__all__ = ["connected", "keycloak"]  # test_identity's fixtures, used here as they are
+__all__ = ["connected"]  # test_identity's fixture, used here as it is
 
 SETTINGS = {"synapse": ["--set", "server_name=example.test"]}
 # Two of the seven wired apps (about 20 s each here): the client is made the same way for all
