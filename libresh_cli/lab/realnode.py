@@ -47,7 +47,16 @@ NODE_COMPONENTS = (*reversed(nodeaddons.ADDON_COMPONENTS), "kubelet", "container
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 CNI_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
 POD_NETWORKS = "10.85.{}.0/24"  # one /24 a lab; 10.77-79 are the SSH test hosts'
-MAX_SOCKET_PATH = 100  # sun_path is 108 bytes; containerd adds ".ttrpc"
+SUN_PATH_MAX = 107  # a Unix socket's path: sun_path is 108 bytes with its final NUL
+# The node's sockets, under its directory, with what their owners add: containerd ".ttrpc";
+# the kubelet a temporary name of up to 10 digits for its pod-resources socket, and its
+# device plugins' registration socket (seen: "bind: invalid argument" under a pytest-xdist
+# worker's temporary directory, where containerd's own socket still fitted).
+NODE_SOCKETS = (
+    "containerd.sock.ttrpc",
+    "kubelet/pod-resources/1234567890",
+    "kubelet/device-plugins/kubelet.sock",
+)
 CONTAINERD_TIMEOUT = 30.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -243,11 +252,14 @@ def choose_layout(
 ) -> NodeLayout:
     """`addon_ports`: kube-proxy's healthz and metrics, CoreDNS' ready."""
     directory = lab_directory / "node"
-    if len(str(directory / "containerd.sock")) > MAX_SOCKET_PATH:
+    longest = max((str(directory / socket) for socket in NODE_SOCKETS), key=len)
+    if len(longest) > SUN_PATH_MAX:
+        room = SUN_PATH_MAX - (len(longest) - len(str(lab_directory)))
         raise PrerequisiteError(
-            f"The lab's directory {lab_directory} is too long a path for containerd's socket "
-            f"(at most {MAX_SOCKET_PATH} characters).",
-            hint="Use a shorter XDG_STATE_HOME, or a shorter --name.",
+            f"The lab's directory {lab_directory} is too long a path for the real node's "
+            f"sockets ({longest} would be {len(longest)} characters; at most {SUN_PATH_MAX}).",
+            hint=f"Use a shorter XDG_STATE_HOME or --name: the lab's directory may have at "
+            f"most {room} characters.",
         )
     return NodeLayout(
         directory, lab_name, _free_network(), kubelet_port, _cgroup_parent(), *addon_ports

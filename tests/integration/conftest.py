@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -166,7 +168,7 @@ def up_when_the_machine_is_free(paths: Paths, spec: LabSpec, timeout: float = 90
 
 
 @pytest.fixture(scope="session")
-def real_lab(lab_paths: Paths) -> Iterator[Lab]:
+def real_lab() -> Iterator[Lab]:
     """A lab whose only node is the real one (every pod runs in containerd), shared by the
     session's real-node modules: a machine runs one real node at a time, so they could not
     overlap anyway, and each `lab up` costs its start and its add-ons' (~20 s). Each module
@@ -174,13 +176,18 @@ def real_lab(lab_paths: Paths) -> Iterator[Lab]:
     up and updates `state` (test_lab_real_node.py)."""
     if os.geteuid() != 0:
         pytest.skip("a real node needs root")
+    # Its own short state directory: the kubelet's sockets go under the lab's, and a Unix
+    # socket's path has at most 107 bytes (a worker's pytest directory is too deep for them).
+    root = Path(tempfile.mkdtemp(prefix="lrn-", dir="/tmp"))
+    paths = Paths.from_env({**os.environ, **{v: str(root / v.lower()) for v in XDG_PRIVATE}})
     spec = LabSpec(name=REAL_LAB_NAME, nodes=0, real_node=True)
-    state = up_when_the_machine_is_free(lab_paths, spec)
-    shared = Lab(lab_paths, state, kubeconfig_path(lab_paths, REAL_LAB_NAME))
+    state = up_when_the_machine_is_free(paths, spec)
+    shared = Lab(paths, state, kubeconfig_path(paths, REAL_LAB_NAME))
     try:
         yield shared
     finally:
-        lab_down(lab_paths, REAL_LAB_NAME, SilentReporter())
+        lab_down(paths, REAL_LAB_NAME, SilentReporter())
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -153,3 +153,21 @@ def test_oci_archive_is_a_consistent_image_layout(tmp_path: Path) -> None:
     assert layer_entry["mediaType"] == imagebuild.OCI_LAYER
     assert config["rootfs"]["diff_ids"] == [layer_entry["digest"]]
     assert files[f"blobs/sha256/{layer_entry['digest'].split(':')[1]}"] == layer.read_bytes()
+
+
+def test_a_lab_directory_too_long_for_the_kubelets_sockets_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a pytest-xdist worker's temporary directory containerd's socket fitted but the
+    kubelet's pod-resources socket did not ("bind: invalid argument", the kubelet exited)."""
+    monkeypatch.setattr(realnode, "_free_network", lambda: 1)
+    monkeypatch.setattr(realnode, "_cgroup_parent", lambda: "/")
+    fits = Path("/tmp/pytest-of-root/pytest-450/xdg0/xdg_state_home/libresh/lab/rn")
+    assert realnode.choose_layout(fits, "rn", 1, (2, 3, 4)).directory == fits / "node"
+    worker = Path("/tmp/pytest-of-root/pytest-454/popen-gw0/xdg0/xdg_state_home/libresh/lab/rn")
+    with pytest.raises(PrerequisiteError) as refused:
+        realnode.choose_layout(worker, "rn", 1, (2, 3, 4))
+    message = str(refused.value)
+    assert "kubelet/device-plugins/kubelet.sock" in message
+    assert "at most 107" in message
+    assert "at most 66 characters" in message  # 107 - len("/node/kubelet/device-plugins/...")
