@@ -199,6 +199,29 @@ def test_a_pod_is_given_up_on_only_after_repeated_crashes() -> None:
     # Moving between versions, two crashes are enough to give up (health.CRASHES_DURING_UPGRADE).
     assert failing_pod([pod(1)], now, crashes_allowed=2) is None
     assert failing_pod([pod(2)], now, crashes_allowed=2) is not None
+    # Killed by its liveness probe and started again at once, it is running, not waiting: as
+    # many restarts without becoming ready are as hopeless; once ready it is not failing.
+    killed = pod(2, "")
+    killed["status"]["containerStatuses"][0].update(
+        state={"running": {"startedAt": "2026-12-02T02:59:50Z"}},
+        ready=False,
+        lastState={
+            "terminated": {
+                "reason": "Completed",
+                "exitCode": 0,
+                "finishedAt": "2026-12-02T02:59:49Z",
+            }
+        },
+    )
+    assert failing_pod([killed], now, crashes_allowed=3) is None
+    assert failing_pod([killed], now, crashes_allowed=2) == (
+        "pod web-1: container web restarted 2 times without becoming ready "
+        "(last run: Completed, exit code 0)"
+    )
+    # Restarts that ended long ago (a pod that has run for months) say nothing of now.
+    assert failing_pod([killed], now + timedelta(minutes=11), crashes_allowed=2) is None
+    killed["status"]["containerStatuses"][0]["ready"] = True
+    assert failing_pod([killed], now, crashes_allowed=2) is None
     # A pod being deleted (stopped for a restore, killed at its grace period) is not failing.
     stopped = {"metadata": {"name": "web-0", "deletionTimestamp": "2026-12-02T02:59:00Z"}}
     assert failing_pod([{**stopped, "status": {"phase": "Failed"}}], now) is None
