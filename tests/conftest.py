@@ -38,3 +38,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     problem = system.prepare()
     if problem:
         pytest.exit(problem, returncode=1)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from tests.workers import make_scheduler
+
+    return make_scheduler(config, log)

@@ -15,11 +15,14 @@ Nextcloud model image's rules (tests/integration/test_nextcloud_model.py)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+INSTALL_LOCK = Path("/run/lock/libresh-tests-apt.lock")
 
 GO_MINIMUM = (1, 24)
 
@@ -90,6 +93,17 @@ def prepare() -> str | None:
     line = " ".join(install_command(missing))
     if os.geteuid() != 0:
         return f"The tests need Debian packages that are missing; run: sudo {line}"
+    # Test workers (pytest-xdist) each get here: one installs, the others wait, then find
+    # nothing missing (apt-get itself gives up at once on a held dpkg lock).
+    INSTALL_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with INSTALL_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = missing_packages()
+        return _install(missing) if missing else None
+
+
+def _install(missing: list[str]) -> str | None:
+    line = " ".join(install_command(missing))
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], install_command(missing)):
         if subprocess.run(command, env=env).returncode != 0:

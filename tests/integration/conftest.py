@@ -30,6 +30,7 @@ from libresh_cli.lab.state import LabState, kubeconfig_path
 from libresh_cli.progress import SilentReporter
 from libresh_cli.settings import Paths
 from tests.integration.keycloak import Keycloak, running_keycloak
+from tests.workers import REAL_NODE_SUFFIX, group_of
 
 INTEGRATION_DIR = Path(__file__).parent
 XDG_PRIVATE = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
@@ -49,31 +50,19 @@ class PrintingReporter:
         self.terminal.line(f"[lab] warning: {message}")
 
 
-# Modules whose tests use the machine's own names (network namespaces lrtN, addresses
-# 10.77.N.0/24: tests/integration/sshhosts.py): never two at once, even in two workers.
-SSH_HOST_MODULES = ("test_bootstrap_ssh.py", "test_cluster_hetzner.py")
-# Shared parts a session starts once (a fixture below): the tests using one go to one worker.
-SHARED_PARTS = ("real_lab", "keycloak")
-
-
-def xdist_group(item: pytest.Item) -> str:
-    """The worker group of a test under pytest-xdist (--dist loadgroup): its module, so that
-    module fixtures are made once; the tests of one shared part, or of the machine's SSH test
-    hosts, together."""
-    fixtures = getattr(item, "fixturenames", ())
-    for part in SHARED_PARTS:
-        if part in fixtures:
-            return part
-    path = Path(str(item.fspath))
-    return "ssh-hosts" if path.name in SSH_HOST_MODULES else str(path.relative_to(path.parents[2]))
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+        uses = getattr(item, "fixturenames", ())
+        # tests/workers.py names groups from node ids alone: its rules must hold here.
+        wanted = "real-node" if "real_lab" in uses else "keycloak" if "keycloak" in uses else None
+        if wanted is not None and group_of(item.nodeid) != wanted:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the fixture of the {wanted} group but its module is not "
+                f"in it: name the module *{REAL_NODE_SUFFIX} (real node) or add it to "
+                "KEYCLOAK_MODULES in tests/workers.py."
+            )
     uses_the_real_node = [("real_lab" in getattr(i, "fixturenames", ())) for i in items]
     if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
         # In workers the real-node tests first (their order kept): the longest group (~20
