@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -177,6 +179,26 @@ def real_lab() -> Iterator[Lab]:
     finally:
         lab_down(paths, REAL_LAB_NAME, SilentReporter())
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_storage(real_lab: Lab) -> Path:
+    """Backups of the real lab go to a directory of this machine (the real node's path
+    storage), set once for the session: a cluster has one storage, and setting another path
+    for each module made the next `storage set` wait on the previous repository's claim.
+    (test_lab_real_node.py takes the lab down and up before any module asks for this.)"""
+    where = Path(tempfile.mkdtemp(prefix="backups-", dir=real_lab.paths.state.parent))
+    command = [
+        str(Path(sys.executable).parent / "libresh"), "--kubeconfig", str(real_lab.kubeconfig),
+        "backup", "storage", "set", "--path", str(where), "--node", realnode.NODE_NAME,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=600,
+        stdin=subprocess.DEVNULL, env={**real_lab.cli_env(), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Backups go to {where} on node {realnode.NODE_NAME}" in done.stdout + done.stderr
+    return where
 
 
 @pytest.fixture

@@ -61,15 +61,9 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Backups go to a directory of this machine: the real node's path storage."""
-    where = tmp_path_factory.mktemp("nc-backups")
-    ok(
-        run_libresh(
-            real_lab, "backup", "storage", "set", "--path", str(where), "--node", realnode.NODE_NAME
-        )
-    )
-    return where
+def storage(real_storage: Path) -> Path:
+    """The session's backup storage on the real node (conftest.py real_storage)."""
+    return real_storage
 
 
 @pytest.fixture(scope="module")

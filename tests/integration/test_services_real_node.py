@@ -169,14 +169,9 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Backups go to a directory of this machine: the real node's path storage."""
-    where = tmp_path_factory.mktemp("backups")
-    output = libresh(
-        real_lab, "backup", "storage", "set", "--path", str(where), "--node", realnode.NODE_NAME
-    )
-    assert f"Backups go to {where} on node {realnode.NODE_NAME}" in output
-    return where
+def storage(real_storage: Path) -> Path:
+    """The session's backup storage on the real node (conftest.py real_storage)."""
+    return real_storage
 
 
 def test_backup_and_restore_with_real_restic_and_pg_dump(

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from libresh_cli.kube.client import KubeClient
-from libresh_cli.lab import realnode
 from tests.integration.conftest import Lab
 from tests.integration.realpods import drop_instances, volume_host_path
 from tests.integration.test_vaultwarden_real_node import (
@@ -43,14 +42,9 @@ STEP = "hook-sqlite-copy"  # the init container (libresh_cli/backup/jobs.py HOOK
 
 
 @pytest.fixture(scope="module")
-def storage(real_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("vw-scheduled-backups")
-    ok(
-        run_libresh(
-            real_lab, "backup", "storage", "set", "--path", str(where), "--node", realnode.NODE_NAME
-        )
-    )
-    return where
+def storage(real_storage: Path) -> Path:
+    """The session's backup storage on the real node (conftest.py real_storage)."""
+    return real_storage
 
 
 @pytest.fixture
