@@ -205,9 +205,26 @@ def _release_stale_volume(kube: KubeClient, wanted: Manifest) -> None:
     )
     if moved:
         claim = wanted["spec"]["claimRef"]
+        _remove_finished_pods_of(kube, claim["namespace"], claim["name"])
         kube.delete_and_wait("v1", "PersistentVolumeClaim", claim["name"], claim["namespace"])
     if moved or current.get("status", {}).get("phase") == "Released":
         kube.delete_and_wait("v1", "PersistentVolume", name, None)
+
+
+def _remove_finished_pods_of(kube: KubeClient, namespace: str, claim: str) -> None:
+    """Delete the finished pods (earlier runner Jobs') that name the claim: Kubernetes keeps a
+    claim while any scheduled pod names it, finished or not (kube-controller-manager's
+    pvc-protection controller, podUsesPVC, k8s.io/kubernetes v1.34), and runner Jobs keep
+    theirs for a week, so moving the storage waited for the claim until it timed out. A pod
+    still running (a backup under way) is left: the claim goes once it ends."""
+    for pod in kube.list("v1", "Pod", namespace):
+        volumes = pod.get("spec", {}).get("volumes") or []
+        names_it = any(
+            (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim
+            for volume in volumes
+        )
+        if names_it and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            kube.delete("v1", "Pod", pod["metadata"]["name"], namespace)
 
 
 def _drop_volume(

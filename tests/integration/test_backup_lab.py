@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from libresh_cli.backup.service import find_backup, list_backups, restore_as, re
 from libresh_cli.backup.storage import (
     PASSWORD_KEY,
     REPOSITORIES_NAME,
+    REPOSITORY_CLAIM,
     REPOSITORY_LABEL,
     SCHEDULE_SECRET,
     SETTINGS_NAME,
@@ -594,3 +596,24 @@ def test_restoring_an_uninstalled_instance_says_how(lab: Lab, kube: KubeClient, 
     assert refused.returncode == ExitCode.FAILURE, refused.stdout + refused.stderr
     assert f"libresh install notes --name {notes}" in refused.stderr
     assert f"libresh restore {notes} --as NEW --domain DOMAIN" in refused.stderr
+
+
+def test_moving_the_storage_to_another_directory_and_back_frees_the_old_claims(
+    lab: Lab, kube: KubeClient, storage: str, notes: str
+) -> None:
+    """The finished runner pods of the old storage name its claims, and Kubernetes keeps a claim
+    while any scheduled pod names it (pvc-protection): moving the storage removes those pods
+    first, instead of waiting for the claim until the 120 s timeout (seen on the real node)."""
+    ok(libresh(lab, "backup", notes))  # a finished runner pod in the instance's namespace
+    elsewhere = f"{BACKUP_PATH}-moved"
+    for path in (elsewhere, BACKUP_PATH):
+        started = time.monotonic()
+        ok(libresh(lab, "backup", "storage", "set", "--path", path, "--node", storage))
+        ok(libresh(lab, "backup", notes))  # its claim moves at its next backup
+        assert time.monotonic() - started < 90, "waited on a claim its old pods kept"
+        for namespace in (SYSTEM_NAMESPACE, notes):
+            claim = kube.get("v1", "PersistentVolumeClaim", REPOSITORY_CLAIM, namespace)
+            assert claim is not None
+            volume = kube.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
+            where = volume["spec"]["hostPath"]["path"]  # the whole path, or the instance's
+            assert where == path or where.startswith(path + "/"), volume["spec"]
