@@ -188,6 +188,11 @@ def running_keycloak(
         "--http-host=127.0.0.1",
         f"--http-port={http_port}",
         f"--http-management-port={management_port}",
+        # Its cluster transport (JGroups) binds to a site-local address of this machine by
+        # default, and other tests make and remove such addresses (the SSH test hosts' veth
+        # pairs, 10.77.N.1): one removed meanwhile stopped the start ("bind_addr /10.77.78.1
+        # is not a valid interface"). A test server has no cluster to join: loopback.
+        "--cache-embedded-network-bind-address=127.0.0.1",
     ]
     started = time.monotonic()
     with (log_dir / "keycloak.log").open("wb") as log:
