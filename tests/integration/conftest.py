@@ -184,9 +184,9 @@ def real_lab() -> Iterator[Lab]:
 @pytest.fixture(scope="session")
 def real_storage(real_lab: Lab) -> Path:
     """Backups of the real lab go to a directory of this machine (the real node's path
-    storage), set once for the session: a cluster has one storage, and setting another path
-    for each module made the next `storage set` wait on the previous repository's claim.
-    (test_lab_real_node.py takes the lab down and up before any module asks for this.)"""
+    storage), set once for the session, as a cluster has one storage (moving it is tested on
+    the kwok lab: test_backup_lab.py). test_lab_real_node.py takes the lab down and up before
+    any module asks for this."""
     where = Path(tempfile.mkdtemp(prefix="backups-", dir=real_lab.paths.state.parent))
     command = [
         str(Path(sys.executable).parent / "libresh"), "--kubeconfig", str(real_lab.kubeconfig),
