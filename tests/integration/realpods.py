@@ -5,6 +5,7 @@ where a volume lives on this machine."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from libresh_cli.backup.jobs import RUNNER_IMAGE
 from libresh_cli.lab import imagebuild, nodeaddons
 from tests.integration.conftest import Lab
+from tests.integration.test_apps import LIBRESH
 
 POSTGRES_IMAGE = RUNNER_IMAGE  # as services/postgres-embedded.yaml
 REDIS_IMAGE = imagebuild.load_recipe("redis").reference
@@ -139,3 +141,21 @@ def drop_instances(lab: Lab, *names: str) -> None:
     with lab.kube() as kube:
         for name in names:
             kube.delete("v1", "Namespace", name)
+
+
+def run_libresh(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The `libresh` command on the lab, with the built-in catalog, as a script runs it."""
+    return subprocess.run(
+        [LIBRESH, "--kubeconfig", str(lab.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**lab.cli_env(), "COLUMNS": "200"},
+    )
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -29,41 +28,18 @@ from tests.integration.realpods import (
     POSTGRES_IMAGE,
     drop_instances,
     instance_pod,
+    ok,
     pod_log,
+    run_libresh,
     run_pod,
     secret_values,
     volume_host_path,
 )
-from tests.integration.test_apps import LIBRESH
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
 
 OLD, NEXT, LAST = "29.0.16", "30.0.17", "31.0.14"
 KNOB = "libresh-model-fail-upgrade"  # the model's test knob (its README, "Test knob")
-
-
-def run_libresh(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """The `libresh` command with the built-in catalog, as a script runs it."""
-    return subprocess.run(
-        [LIBRESH, "--kubeconfig", str(lab.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**lab.cli_env(), "COLUMNS": "200"},
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
-@pytest.fixture(scope="module")
-def storage(real_storage: Path) -> Path:
-    """The session's backup storage on the real node (conftest.py real_storage)."""
-    return real_storage
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +129,7 @@ def test_installed_at_the_oldest_version_and_ready_by_libresh_readiness(
 
 
 def test_a_failed_occ_upgrade_is_rolled_back_and_the_backup_restored(
-    real_lab: Lab, cloud: str, storage: Path
+    real_lab: Lab, cloud: str, real_storage: Path
 ) -> None:
     app_role_sql(
         real_lab,
@@ -186,7 +162,9 @@ def test_a_failed_occ_upgrade_is_rolled_back_and_the_backup_restored(
     (data / KNOB).unlink()
 
 
-def test_upgrades_across_two_majors_one_at_a_time(real_lab: Lab, cloud: str, storage: Path) -> None:
+def test_upgrades_across_two_majors_one_at_a_time(
+    real_lab: Lab, cloud: str, real_storage: Path
+) -> None:
     rows_before = app_role_sql(real_lab, cloud, MODEL_ROWS)
     started = time.monotonic()
     done = run_libresh(real_lab, "upgrade", cloud, "--to", LAST, "--yes", "-o", "json")
@@ -210,7 +188,7 @@ def test_upgrades_across_two_majors_one_at_a_time(real_lab: Lab, cloud: str, sto
 
 
 def test_a_clone_serves_the_same_rows_with_its_own_role(
-    real_lab: Lab, cloud: str, storage: Path
+    real_lab: Lab, cloud: str, real_storage: Path
 ) -> None:
     """restore --as: the clone's database and role are its own; libresh's post_restore step
     db-config points config.php at them, and the model (as Nextcloud) must read the restored

@@ -168,14 +168,8 @@ def file_hashes(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def storage(real_storage: Path) -> Path:
-    """The session's backup storage on the real node (conftest.py real_storage)."""
-    return real_storage
-
-
 def test_backup_and_restore_with_real_restic_and_pg_dump(
-    real_lab: Lab, ledger: str, storage: Path
+    real_lab: Lab, ledger: str, real_storage: Path
 ) -> None:
     """take_backup -> the data is dropped -> restore_backup, compared by the table's checksum
     and the files' sha256, the runner being the real one (pg_dump 17, restic from the image
@@ -190,7 +184,7 @@ def test_backup_and_restore_with_real_restic_and_pg_dump(
     taken = json.loads(run_libresh(real_lab, "backup", "now", ledger, "-o", "json").stdout)
     assert taken["instance"] == ledger
     assert taken["files"] >= 2
-    assert any(storage.iterdir()), "the repository is on this machine's disk"
+    assert any(real_storage.iterdir()), "the repository is on this machine's disk"
 
     sql = "DELETE FROM entries WHERE id % 2 = 0; UPDATE entries SET body = 'lost';"
     code, log = run_pod(real_lab, ledger, "damage", POSTGRES_IMAGE, psql_script(sql))
@@ -208,7 +202,9 @@ def test_backup_and_restore_with_real_restic_and_pg_dump(
     assert file_hashes(data) == files_before
 
 
-def test_a_real_cronjob_fires_a_scheduled_backup(real_lab: Lab, ledger: str, storage: Path) -> None:
+def test_a_real_cronjob_fires_a_scheduled_backup(
+    real_lab: Lab, ledger: str, real_storage: Path
+) -> None:
     """The schedule's CronJob, run by the controller-manager's CronJob controller at the next
     minute, backs up (and applies the retention) in a real pod: the repository then lists a
     backup whose reason is `scheduled`."""

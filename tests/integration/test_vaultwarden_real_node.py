@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 import urllib.request
@@ -37,8 +36,14 @@ import pytest
 
 from libresh_cli.lab import realnode
 from tests.integration.conftest import Lab
-from tests.integration.realpods import drop_instances, instance_pod, pod_log, volume_host_path
-from tests.integration.test_apps import LIBRESH
+from tests.integration.realpods import (
+    drop_instances,
+    instance_pod,
+    ok,
+    pod_log,
+    run_libresh,
+    volume_host_path,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root")
 
@@ -47,33 +52,9 @@ IMAGE = "docker.io/vaultwarden/server:{}"
 PORT = 8080  # libresh's ROCKET_PORT (apps/vaultwarden/templates/vaultwarden.yaml)
 
 
-def run_libresh(lab: Lab, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """The `libresh` command with the built-in catalog, as a script runs it."""
-    return subprocess.run(
-        [LIBRESH, "--kubeconfig", str(lab.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**lab.cli_env(), "COLUMNS": "200"},
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout + done.stderr
-
-
 def utc_text() -> str:
     """Now, as the model writes its times (UTC, text that sorts)."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-@pytest.fixture(scope="module")
-def storage(real_storage: Path) -> Path:
-    """The session's backup storage on the real node (conftest.py real_storage)."""
-    return real_storage
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +193,7 @@ def test_installed_and_ready_by_libresh_readiness(
 
 
 def test_upgrade_to_the_newest_runs_its_migrations(
-    real_lab: Lab, vault: str, storage: Path, tmp_path: Path
+    real_lab: Lab, vault: str, real_storage: Path, tmp_path: Path
 ) -> None:
     before = snapshot(real_lab, vault, tmp_path / "before.sqlite3")
     started = time.monotonic()
@@ -235,7 +216,7 @@ def test_upgrade_to_the_newest_runs_its_migrations(
 
 
 def test_a_backup_taken_while_it_writes_restores_whole(
-    real_lab: Lab, vault: str, storage: Path, tmp_path: Path
+    real_lab: Lab, vault: str, real_storage: Path, tmp_path: Path
 ) -> None:
     """`libresh backup now` while the model writes, more writes, then `libresh restore` over
     the instance: the database that runs again is the pre_backup hook's copy (the sequence

@@ -24,13 +24,11 @@ import pytest
 
 from libresh_cli.kube.client import KubeClient
 from tests.integration.conftest import Lab
-from tests.integration.realpods import drop_instances, volume_host_path
+from tests.integration.realpods import drop_instances, ok, run_libresh, volume_host_path
 from tests.integration.test_vaultwarden_real_node import (
     IMAGE,
     NEW,
     alive,
-    ok,
-    run_libresh,
     snapshot,
     utc_text,
     wait_for_seq,
@@ -41,14 +39,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs roo
 STEP = "hook-sqlite-copy"  # the init container (libresh_cli/backup/jobs.py HOOK_PREFIX)
 
 
-@pytest.fixture(scope="module")
-def storage(real_storage: Path) -> Path:
-    """The session's backup storage on the real node (conftest.py real_storage)."""
-    return real_storage
-
-
 @pytest.fixture
-def vault(real_lab: Lab, storage: Path) -> Iterator[str]:
+def vault(real_lab: Lab, real_storage: Path) -> Iterator[str]:
     name = f"vs{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     ok(
