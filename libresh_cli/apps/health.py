@@ -19,6 +19,18 @@ HOPELESS = {"CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName"
 # until the cache has it, retrying meanwhile (seen on the lab's real node, about one install in
 # eight). Hopeless only once the pod is this old.
 CONFIG_ERROR_GRACE = timedelta(seconds=60)
+# An image the kubelet failed to pull is tried again with a back-off (up to 5 minutes between
+# tries): a registry's hiccup passes, but a pod still without its image after this long has a
+# reason that will not (no such tag, no route to the registry, Docker Hub's pull limit for
+# hours). Waiting on, a Deployment only fails at its progress deadline (10 minutes) saying
+# nothing of why, and a StatefulSet never does (seen on the lab's real node, which pulls
+# nothing).
+IMAGE_PULL_GRACE = timedelta(minutes=5)
+IMAGE_PULL_FAILED = {"ErrImagePull", "ImagePullBackOff"}
+# A pod the scheduler finds no room for (not enough memory on a small server is the usual
+# case) waits until something leaves; during a Recreate upgrade the old pod's resources are
+# freed within its grace period, so give it a few minutes before calling it hopeless.
+UNSCHEDULABLE_GRACE = timedelta(minutes=3)
 # Five restarts is about five minutes of the kubelet's back-off (10 s, 20 s, 40 s, 80 s, 160 s):
 # enough for an app that restarts while its database initialises on a slow board.
 CRASHES_BEFORE_GIVING_UP = 5
@@ -52,12 +64,14 @@ def failing_pod(
         status = pod.get("status", {})
         if status.get("phase") == "Failed" and not _is_job_pod(pod):
             return f"pod {name} failed"
-        for container in status.get("containerStatuses", []) or []:
+        unschedulable = _unschedulable(pod)
+        if unschedulable is not None and _older_than(pod, now, UNSCHEDULABLE_GRACE):
+            return f"pod {name} cannot be scheduled ({unschedulable})"
+        for container in _containers(status):
             waiting = (container.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
             if _given_up(reason, container, pod, now or datetime.now(UTC), crashes_allowed):
-                message = f" ({waiting['message']})" if waiting.get("message") else ""
-                return f"pod {name}: container {container.get('name')} is in {reason}{message}"
+                return _waiting_in(name, container, waiting)
             if _restarted_without_ready(container, crashes_allowed, now or datetime.now(UTC)):
                 return (
                     f"pod {name}: container {container.get('name')} restarted "
@@ -65,6 +79,59 @@ def failing_pod(
                     f"{_last_end(container)}"
                 )
     return None
+
+
+def pod_trouble(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the first pod that is not ready is not, as the kubelet or the scheduler says it, or
+    None: what a failure or a time-out adds to its message, whether or not it is hopeless."""
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        unschedulable = _unschedulable(pod)
+        if unschedulable is not None:
+            return f"pod {name} cannot be scheduled ({unschedulable})"
+        for container in _containers(pod.get("status", {})):
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] != "PodInitializing":
+                return _waiting_in(name, container, waiting)
+            if not container.get("ready") and container.get("restartCount"):
+                return (
+                    f"pod {name}: container {container.get('name')} restarted "
+                    f"{container['restartCount']} times{_last_end(container)}"
+                )
+    return None
+
+
+def _waiting_in(pod: str, container: Mapping[str, Any], waiting: Mapping[str, Any]) -> str:
+    """The waiting state's reason, with the kubelet's message when it gives one."""
+    message = f" ({waiting['message']})" if waiting.get("message") else ""
+    return f"pod {pod}: container {container.get('name')} is in {waiting.get('reason')}{message}"
+
+
+def _containers(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Init containers first: a pod whose init container fails never starts the others."""
+    return [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message for a pod it found no node for, or None."""
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            return str(condition.get("message") or "no node fits it")
+    return None
+
+
+def _older_than(pod: Mapping[str, Any], now: datetime | None, age: timedelta) -> bool:
+    created = _timestamp(pod["metadata"].get("creationTimestamp"))
+    return created is None or (now or datetime.now(UTC)) - created >= age
 
 
 def _restarted_without_ready(
@@ -99,13 +166,14 @@ def _given_up(
     now: datetime,
     crashes_allowed: int,
 ) -> bool:
+    if reason in IMAGE_PULL_FAILED:
+        return _older_than(pod, now, IMAGE_PULL_GRACE)
     if reason not in HOPELESS:
         return False
     if reason == "CrashLoopBackOff":
         return int(container.get("restartCount", 0)) >= crashes_allowed
     if reason == "CreateContainerConfigError":
-        created = _timestamp(pod["metadata"].get("creationTimestamp"))
-        return created is None or now - created >= CONFIG_ERROR_GRACE
+        return _older_than(pod, now, CONFIG_ERROR_GRACE)
     return True
 
 
@@ -133,8 +201,12 @@ def wait_healthy(
     `crashes_allowed` times."""
 
     poll = kube.poller()
+    selector = f"{INSTANCE}={namespace},{APP_VERSION}={version}"
+    last_pods: list[Mapping[str, Any]] = []
 
     def probe() -> bool | None:
+        pods = poll.list("v1", "Pod", namespace, label_selector=selector)
+        last_pods[:] = pods
         waiting = []
         for kind, name in workloads:
             current = poll.get(API_VERSIONS[kind], kind, name, namespace)
@@ -144,18 +216,15 @@ def wait_healthy(
                 else readiness.Readiness(False, "not created yet")
             )
             if state.failed:
-                raise UnhealthyError(f"{kind}/{name} failed: {state.reason}.")
+                raise UnhealthyError(
+                    f"{kind}/{name} failed: {state.reason}{_because(pods)}.",
+                    hint=f"Look at its pods: kubectl -n {namespace} get pods",
+                )
             if not state.ready:
                 waiting.append(f"{kind}/{name} ({state.reason})")
-        pods = poll.list(
-            "v1", "Pod", namespace, label_selector=f"{INSTANCE}={namespace},{APP_VERSION}={version}"
-        )
         failure = failing_pod(pods, kube.server_now(), crashes_allowed)
         if failure:
-            raise UnhealthyError(
-                f"{failure}.",
-                hint=f"See its log: kubectl -n {namespace} logs {failure.split()[1].rstrip(':')}",
-            )
+            raise UnhealthyError(f"{failure}.", hint=_look_at(namespace, failure))
         if waiting:
             reporter.step(f"Waiting for {', '.join(waiting)}")
             return None
@@ -167,6 +236,19 @@ def wait_healthy(
         )
     except WaitTimeoutError as error:
         raise UnhealthyError(
-            f"{namespace} did not become healthy within {timeout:.0f}s.",
+            f"{namespace} did not become healthy within {timeout:.0f}s{_because(last_pods)}.",
             hint=f"Look at its pods: kubectl -n {namespace} get pods",
         ) from error
+
+
+def _because(pods: Sequence[Mapping[str, Any]]) -> str:
+    trouble = pod_trouble(pods)
+    return f": {trouble}" if trouble else ""
+
+
+def _look_at(namespace: str, failure: str) -> str:
+    """Where to look next: the pod's log, or, for one that never started, its events."""
+    pod = failure.split()[1].rstrip(":")
+    if "cannot be scheduled" in failure or "Image" in failure:
+        return f"See its events: kubectl -n {namespace} describe pod {pod}"
+    return f"See its log: kubectl -n {namespace} logs {pod}"

@@ -9,11 +9,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from kubernetes import client as k8s
 
+from libresh_cli.apps.health import UnhealthyError, wait_healthy
+from libresh_cli.apps.instance import APP_VERSION, INSTANCE
 from libresh_cli.kube import readiness
 from libresh_cli.kube.client import KubeClient, wait_for
 from libresh_cli.lab.components import FAILING_POD_LABEL, STORAGE_CLASS
+from libresh_cli.progress import SilentReporter
 from tests.integration.conftest import Lab
 
 Manifest = dict[str, Any]
@@ -219,6 +223,25 @@ def test_labelled_pods_never_become_ready_while_their_siblings_do(
     assert pod.status.container_statuses[0].state.waiting.reason == "CrashLoopBackOff"
     current = kube.get("apps/v1", "Deployment", "sick", namespace)
     assert current is not None and not readiness.readiness(current).ready
+
+
+def test_waiting_for_health_in_vain_says_why_the_pod_is_not_running(
+    kube: KubeClient, namespace: str
+) -> None:
+    """The scheduler's own words end the message: what a person on a small server full of
+    apps needs to read, rather than only "did not become healthy"."""
+    greedy = deployment("greedy", replicas=1, labels={INSTANCE: namespace, APP_VERSION: "1.0"})
+    greedy["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"memory": "64Ti"}
+    }
+    kube.apply_all([greedy], namespace=namespace)
+    with pytest.raises(UnhealthyError) as failed:
+        wait_healthy(
+            kube, namespace, [("Deployment", "greedy")], "1.0", timeout=8, reporter=SilentReporter()
+        )
+    message = str(failed.value)
+    assert "did not become healthy within 8s: pod greedy-" in message
+    assert "cannot be scheduled (0/2 nodes are available: 2 Insufficient memory" in message
 
 
 def test_cronjobs_and_traefik_ingresses_are_accepted(

@@ -295,3 +295,69 @@ def test_secrets_are_built_and_read_in_one_place() -> None:
     assert list(secret["data"]) == ["a", "b"]  # sorted: the same text for the same values
     assert secret_values(secret) == {"a": "één", "b": "two"}
     assert secret_values(None) == {}
+
+
+CREATED = datetime(2026, 12, 2, 3, 0, 0, tzinfo=UTC)
+
+
+def _pending_pod(**status: Any) -> dict[str, Any]:
+    """Pod web-1, created at CREATED, not started."""
+    metadata = {"name": "web-1", "creationTimestamp": "2026-12-02T03:00:00Z"}
+    return {"metadata": metadata, "status": {"phase": "Pending", **status}}
+
+
+def _waiting(name: str, reason: str, message: str = "", restarts: int = 0) -> dict[str, Any]:
+    waiting = {"reason": reason, **({"message": message} if message else {})}
+    return {"name": name, "restartCount": restarts, "state": {"waiting": waiting}}
+
+
+def test_an_image_that_cannot_be_pulled_is_given_up_on_after_a_few_minutes() -> None:
+    from libresh_cli.apps.health import IMAGE_PULL_GRACE, failing_pod
+
+    now = CREATED
+    message = 'Back-off pulling image "docker.io/library/nextcloud:34.0.2-apache"'
+    pulling = _pending_pod(containerStatuses=[_waiting("web", "ImagePullBackOff", message)])
+    # A registry's hiccup passes: the kubelet tries again.
+    assert failing_pod([pulling], now + IMAGE_PULL_GRACE - timedelta(seconds=1)) is None
+    assert failing_pod([pulling], now + IMAGE_PULL_GRACE) == (
+        f"pod web-1: container web is in ImagePullBackOff ({message})"
+    )
+    # Being pulled (a large image on a slow line) is not a failure, however long it takes.
+    slow = _pending_pod(containerStatuses=[_waiting("web", "ContainerCreating")])
+    assert failing_pod([slow], now + timedelta(hours=1)) is None
+
+
+def test_a_pod_no_node_has_room_for_is_given_up_on_after_a_few_minutes() -> None:
+    from libresh_cli.apps.health import UNSCHEDULABLE_GRACE, failing_pod, pod_trouble
+
+    now = CREATED
+    why = "0/1 nodes are available: 1 Insufficient memory."
+    pending = _pending_pod(
+        conditions=[
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": why}
+        ],
+    )
+    # During a Recreate upgrade the old pod's memory is freed within its grace period.
+    assert failing_pod([pending], now + UNSCHEDULABLE_GRACE - timedelta(seconds=1)) is None
+    assert failing_pod([pending], now + UNSCHEDULABLE_GRACE) == (
+        f"pod web-1 cannot be scheduled ({why})"
+    )
+    # What a time-out or a Deployment's progress deadline adds to its message, at once.
+    assert pod_trouble([pending]) == f"pod web-1 cannot be scheduled ({why})"
+
+
+def test_an_init_container_that_keeps_crashing_is_seen_and_described() -> None:
+    from libresh_cli.apps.health import CRASHES_BEFORE_GIVING_UP, failing_pod, pod_trouble
+
+    init = _waiting("wait-for-db", "CrashLoopBackOff", restarts=CRASHES_BEFORE_GIVING_UP)
+    pod = _pending_pod(
+        initContainerStatuses=[init], containerStatuses=[_waiting("web", "PodInitializing")]
+    )
+    expected = "pod web-1: container wait-for-db is in CrashLoopBackOff"
+    assert failing_pod([pod]) == expected
+    assert pod_trouble([pod]) == expected
+    # Nothing wrong to tell of a pod that is starting normally.
+    init["state"] = {"terminated": {"exitCode": 0}}
+    init["restartCount"] = 0
+    assert pod_trouble([pod]) is None
+    assert pod_trouble([]) is None
