@@ -56,7 +56,13 @@ def start_daemon(
             start_new_session=True,
             close_fds=True,
         )
+    # Kept, so that how it ended can still be read: a Popen object no longer referenced is
+    # reaped by the next Popen of this process (subprocess._cleanup), its status lost.
+    _STARTED[process.pid] = process
     return ProcessRecord(component, process.pid, argv[0], str(log))
+
+
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _proc_state(pid: int) -> str | None:
@@ -79,10 +85,28 @@ def is_alive(record: ProcessRecord) -> bool:
     return bool(cmdline) and cmdline[0].decode(errors="replace") == record.executable
 
 
-def reap(pid: int) -> None:
-    """Collect our own exited children so they do not linger as zombies."""
+def reap(pid: int, wait: float = 0.0) -> str | None:
+    """Collect our own exited children so they do not linger as zombies; how this one ended
+    ("exit code 1", "killed by SIGKILL"), if it has (within `wait` seconds) and was ours to
+    collect."""
+    started = _STARTED.get(pid)
+    if started is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = started.wait(wait) if wait else started.poll()
+            if code is not None:
+                del _STARTED[pid]
+                return _how_it_ended(code)
+        return None
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        collected, status = os.waitpid(pid, os.WNOHANG)
+        if collected == pid:
+            return _how_it_ended(os.waitstatus_to_exitcode(status))
+    return None
+
+
+def _how_it_ended(code: int) -> str:
+    """`code` as subprocess gives it: negative for the signal that killed the process."""
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 # SIGKILL cannot be ignored, but its delivery is not instantaneous.

@@ -536,10 +536,12 @@ def wait_containerd(tools: NodeTools, layout: NodeLayout, record: ProcessRecord)
     while time.monotonic() < deadline:
         if layout.containerd_socket.exists() and _ctr(tools, layout, "version", check=False):
             return
-        reap(record.pid)
         if not is_alive(record):
+            # A dying process has no command line before it is a zombie: wait for its end.
+            ended = reap(record.pid, wait=2.0)
+            how = f" ({ended})" if ended else ""
             raise OperationFailedError(
-                "containerd exited while starting.", hint=_log_tail(Path(record.log))
+                f"containerd exited while starting{how}.", hint=_log_tail(Path(record.log))
             )
         time.sleep(0.1)
     raise OperationFailedError(
@@ -587,6 +589,8 @@ def _log_tail(log: Path, lines: int = 12) -> str:
         text = log.read_text(errors="replace").strip().splitlines()[-lines:]
     except OSError:
         return f"(no log at {log})"
+    if not text:
+        return f"It wrote nothing to {log}."
     return f"Last lines of {log}:\n" + "\n".join(text)
 
 
@@ -632,13 +636,20 @@ def _kill_cgroup(layout: NodeLayout) -> None:
 
 def _cgroup_pids(layout: NodeLayout) -> set[int]:
     pids: set[int] = set()
-    for directory in cgroup_dirs(layout):
-        if not directory.is_dir():
-            continue
-        for procs in directory.rglob("cgroup.procs"):
+    for root in cgroup_dirs(layout):
+        for directory in _cgroup_tree(root):
             with contextlib.suppress(OSError, ValueError):
-                pids.update(int(p) for p in procs.read_text().split())
+                pids.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
     return pids
+
+
+def _cgroup_tree(root: Path) -> list[Path]:
+    """`root` and every cgroup below it, deepest first. Containers' cgroups vanish while they
+    are walked (runc removes a container's as it dies): os.walk passes over a directory gone
+    between its listing and its reading, where Path.rglob raised FileNotFoundError (seen
+    stopping a lab with a Nextcloud running: `lab down` stopped half-way)."""
+    found = [Path(directory) for directory, _, _ in os.walk(root)]
+    return sorted(found, key=lambda p: -len(p.parts))
 
 
 def _kill_shims(layout: NodeLayout) -> None:
@@ -704,16 +715,10 @@ def running_kube_proxy() -> tuple[int, str] | None:
 
 def _remove_cgroup(layout: NodeLayout) -> None:
     for root in cgroup_dirs(layout):
-        if not root.is_dir():
-            continue
         # Deepest first: a cgroup directory can only go once its children have.
-        for directory in sorted(
-            (p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)
-        ):
+        for directory in _cgroup_tree(root):
             with contextlib.suppress(OSError):
                 directory.rmdir()
-        with contextlib.suppress(OSError):
-            root.rmdir()
 
 
 def mounts_under(directory: Path) -> list[str]:

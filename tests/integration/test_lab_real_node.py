@@ -321,6 +321,32 @@ def test_local_path_claim_binds_keeps_data_and_goes_away(real_lab: Lab) -> None:
     assert not directory.exists()
 
 
+def _running_pods(lab: Lab, name: str, replicas: int, timeout: float = 90.0) -> None:
+    """A Deployment of `replicas` pods that sleep, until all run."""
+    template = _job(name, Path("/tmp"))["spec"]["template"]
+    template["metadata"] = {"labels": {"app": name}}
+    container = template["spec"]["containers"][0]
+    container.update(command=["sleep", "infinity"], volumeMounts=[])
+    template["spec"].update(restartPolicy="Always", volumes=[])
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}},
+    }
+    deployment["spec"]["template"] = template
+    deadline = time.monotonic() + timeout
+    with lab.kube() as kube:
+        kube.apply(deployment)
+        while time.monotonic() < deadline:
+            pods = kube.list("v1", "Pod", "default", label_selector=f"app={name}")
+            running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+            if len(running) == replicas:
+                return
+            time.sleep(0.5)
+    pytest.fail(f"{replicas} pods of {name} did not run within {timeout:.0f} s: {pods}")
+
+
 def test_up_after_a_killed_lab_then_down_leaves_nothing(real_lab: Lab) -> None:
     directory = lab_dir(real_lab.paths, NAME)
     assert realnode.mounts_under(directory), "a running node has mounts under the lab"
@@ -334,6 +360,9 @@ def test_up_after_a_killed_lab_then_down_leaves_nothing(real_lab: Lab) -> None:
     record = again.real_node
     assert record is not None
     node = realnode.NodeLayout.from_record(record)
+    # Containers running as it stops, as in a lab with apps: their cgroups go while `lab down`
+    # walks the node's (it once stopped half-way on one that had vanished).
+    _running_pods(real_lab, "sleeper", 4)
     assert lab_down(real_lab.paths, NAME, SilentReporter())
     assert realnode.mounts_under(directory) == []
     assert not directory.exists()

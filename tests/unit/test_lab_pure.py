@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from libresh_cli.lab import binaries, components, state
 from libresh_cli.lab.binaries import LabBinaries
 from libresh_cli.lab.components import LabLayout
 from libresh_cli.lab.pki import create_pki
-from libresh_cli.lab.processes import ProcessRecord
+from libresh_cli.lab.processes import ProcessRecord, is_alive, reap, start_daemon
 from libresh_cli.settings import Paths
 
 
@@ -173,3 +176,18 @@ def test_lab_nodes_carry_the_annotation_commands_recognise_simulation_by() -> No
     key, value = SIMULATED
     assert key == components.KWOK_NODE_ANNOTATION
     assert components.node_manifest("lab-node-1")["metadata"]["annotations"][key] == value
+
+
+def test_a_daemon_that_ended_says_how(tmp_path: Path) -> None:
+    """What `lab up` reports of a daemon that exited while starting: its exit code, or the
+    signal that killed it, even after other processes were started meanwhile."""
+    env = {"PATH": "/usr/bin:/bin"}
+    failed = start_daemon("failed", ["sh", "-c", "exit 3"], tmp_path / "failed.log", env)
+    killed = start_daemon("killed", ["sleep", "60"], tmp_path / "killed.log", env)
+    assert reap(killed.pid) is None and is_alive(killed)  # still running: nothing to say
+    os.kill(killed.pid, signal.SIGKILL)
+    subprocess.run(["true"], check=True)  # another child: its Popen reaps forgotten ones
+    assert reap(failed.pid, wait=5) == "exit code 3"
+    assert reap(killed.pid, wait=5) == "killed by SIGKILL"
+    assert not is_alive(killed)
+    assert reap(killed.pid) is None  # collected once
