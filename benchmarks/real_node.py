@@ -124,6 +124,19 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def shim_pids(node: realnode.NodeLayout) -> list[int]:
+    marker = str(node.containerd_socket).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if cmdline and b"containerd-shim" in cmdline[0] and marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 def lab_memory(state_home: str) -> dict[str, int]:
     """KiB of resident memory of each process the lab started, and of its containers."""
     paths = Paths.from_env({**os.environ, "XDG_STATE_HOME": state_home})
@@ -131,6 +144,9 @@ def lab_memory(state_home: str) -> dict[str, int]:
     assert lab is not None and lab.real_node is not None
     memory = {p.component: rss_kib(p.pid) for p in lab.processes}
     node = realnode.NodeLayout.from_record(lab.real_node)
+    # containerd's shims (one per pod) are neither the lab's recorded processes nor in the
+    # node's cgroup: ours name the node's containerd socket.
+    memory["containerd shims"] = sum(rss_kib(pid) for pid in shim_pids(node))
     for directory in realnode.cgroup_dirs(node):
         for name in ("memory.current", "memory.usage_in_bytes"):
             if (directory / name).exists():
@@ -140,7 +156,9 @@ def lab_memory(state_home: str) -> dict[str, int]:
 
 def run_seconds(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, capture_output=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"`{' '.join(command[1:])}` failed (exit {done.returncode}):\n{done.stderr}")
     return time.perf_counter() - start
 
 
@@ -160,6 +178,16 @@ class LabFigures:
     install: float  # seconds of `libresh install nextcloud`
 
 
+def newest_nextcloud_model() -> str:
+    """The newest Nextcloud version the model image stands for. The catalog's newest has no
+    image on the node (nothing can be pulled here): installed by default, its pod would wait
+    in ImagePullBackOff until the Deployment's progress deadline."""
+    recipe = imagebuild.load_recipe("nextcloud-model")
+    references = [recipe.reference, *(tag.reference for tag in recipe.also)]
+    versions = [r.rsplit(":", 1)[1].removesuffix("-apache") for r in references]
+    return max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
 def install_nextcloud(env: dict[str, str]) -> float:
     """`libresh install nextcloud` on the bench lab, as its user would; its seconds."""
     kubeconfig = subprocess.run(
@@ -167,7 +195,8 @@ def install_nextcloud(env: dict[str, str]) -> float:
         env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     command = [LIBRESH, "--kubeconfig", kubeconfig, "install", "nextcloud"]
-    return run_seconds([*command, "--domain", "cloud.example.org", "--yes"], env)
+    options = ["--domain", "cloud.example.org", "--version", newest_nextcloud_model(), "--yes"]
+    return run_seconds([*command, *options], env)
 
 
 def lab_up_down(runs: int) -> LabFigures:
@@ -177,16 +206,22 @@ def lab_up_down(runs: int) -> LabFigures:
     install = 0.0
     with tempfile.TemporaryDirectory(prefix="lrb") as state_home:
         env = {**os.environ, "XDG_STATE_HOME": state_home}
+        down = [LIBRESH, "lab", "down", "--name", "bench", "--yes"]
         for run in range(runs):
             wait_for_the_machine()
             ups.append(run_seconds([LIBRESH, "lab", "up", "--name", "bench", "--real-node"], env))
-            time.sleep(5)  # idle, as a lab waits for its user
-            idle = lab_memory(state_home)
-            if run == runs - 1:  # the last lab gets a Nextcloud
-                install = install_nextcloud(env)
-                time.sleep(20)  # idle: the first requests and cron have settled
-                loaded = lab_memory(state_home)
-            downs.append(run_seconds([LIBRESH, "lab", "down", "--name", "bench"], env))
+            try:
+                time.sleep(5)  # idle, as a lab waits for its user
+                idle = lab_memory(state_home)
+                if run == runs - 1:  # the last lab gets a Nextcloud
+                    install = install_nextcloud(env)
+                    time.sleep(20)  # idle: the first requests and cron have settled
+                    loaded = lab_memory(state_home)
+            except BaseException:
+                # Its state goes with the temporary directory: never leave its processes behind.
+                subprocess.run(down, env=env, capture_output=True)
+                raise
+            downs.append(run_seconds(down, env))
     return LabFigures(statistics.median(ups), statistics.median(downs), idle, loaded, install)
 
 
