@@ -224,7 +224,8 @@ def status(
 
     Exit code 0 when it is healthy (or uninstalled: nothing should run), 1 when something it
     should run is missing, not available or crash-looping (the problems are listed;
-    `libresh install APP --name NAME` again re-makes what is missing).
+    `libresh install APP --name NAME` again re-makes what is missing), or when its last
+    install failed (`last error` says why).
 
     \b
     Example:
@@ -238,7 +239,7 @@ def status(
         data = instance_status(kube, catalog(app), name)
         data["backup_schedule"] = schedule_of(kube, name)
     emit(app, data, _status_view)
-    if data.get("health") == "unhealthy":
+    if data.get("health") == "unhealthy" or data.get("status") == "failed":
         raise typer.Exit(1)
 
 
@@ -312,6 +313,13 @@ def _next_step(data: dict[str, Any]) -> str | None:
             f"libresh upgrade {name} (it restores backup {backup} and {pending.get('from')} first)"
             if backup
             else f"libresh backups list {name}, then libresh restore {name} --snapshot ID"
+        )
+    if data.get("status") == "failed":
+        # An install that failed (or a re-install with other settings): nothing to restore,
+        # the same command again once its cause is mended.
+        return (
+            f"mend what 'last error' says, then libresh install {data.get('app')} --name {name}"
+            f" again (or libresh uninstall {name})"
         )
     if data.get("health") == "unhealthy":
         return f"libresh install {data.get('app')} --name {name} (re-makes what is missing)"

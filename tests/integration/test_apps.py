@@ -435,8 +435,12 @@ def test_a_failed_first_install_is_recorded_and_resumed(
     assert failed.returncode == 1 and "CrashLoopBackOff" in failed.stderr
     record = read_record(kube, name)
     assert record is not None and record.status == "failed"
-    status = json.loads(ok(libresh(lab, "status", name, "-o", "json")).stdout)
+    shown = libresh(lab, "status", name, "-o", "json")
+    assert shown.returncode == 1  # not healthy, though nothing of it should run yet
+    status = json.loads(shown.stdout)
     assert status["status"] == "failed" and "CrashLoopBackOff" in status["last_error"]
+    table = libresh(lab, "status", name).stdout
+    assert f"then libresh install demo --name {name} again" in " ".join(table.split())
     # re-running is the fix: here with a working version
     ok(install(lab, "demo", name, "d.example.org", "--version", "3.0.0"))
     record = read_record(kube, name)
