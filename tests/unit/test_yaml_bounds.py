@@ -51,7 +51,7 @@ def _kubernetes_client_imported() -> None:
 
 
 def _refused(
-    capsys: pytest.CaptureFixture[str], argv: list[str], *names: str, seconds: float = 1.0
+    capsys: pytest.CaptureFixture[str], argv: list[str], *names: str, seconds: float = 5.0
 ) -> str:
     started = time.perf_counter()
     code = _run(argv)
@@ -62,6 +62,8 @@ def _refused(
     assert "Traceback" not in output
     for name in names:
         assert name in output, output
+    # Refused before the document is built, not after minutes of it: a loose bound, since the
+    # suite runs beside other workers (speed figures live in benchmarks/).
     assert elapsed < seconds, f"{argv} took {elapsed:.2f} s"
     return output
 
