@@ -116,6 +116,9 @@ KILL_SETTLE_SECONDS = 5.0
 def stop_all(records: Iterable[ProcessRecord], *, grace: float = 10.0) -> list[str]:
     """SIGTERM every live daemon, SIGKILL those still there after `grace` seconds; returns
     once all are gone. Returns the components that had to be killed."""
+    records = list(records)
+    for record in records:
+        reap(record.pid)  # ours that died already (start_daemon keeps them: not reaped else)
     alive = [r for r in records if is_alive(r)]
     for record in alive:
         _signal_group(record.pid, signal.SIGTERM)

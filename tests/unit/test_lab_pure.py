@@ -19,7 +19,7 @@ from libresh_cli.lab import binaries, components, state
 from libresh_cli.lab.binaries import LabBinaries
 from libresh_cli.lab.components import LabLayout
 from libresh_cli.lab.pki import create_pki
-from libresh_cli.lab.processes import ProcessRecord, is_alive, reap, start_daemon
+from libresh_cli.lab.processes import ProcessRecord, is_alive, reap, start_daemon, stop_all
 from libresh_cli.settings import Paths
 
 
@@ -191,3 +191,17 @@ def test_a_daemon_that_ended_says_how(tmp_path: Path) -> None:
     assert reap(killed.pid, wait=5) == "killed by SIGKILL"
     assert not is_alive(killed)
     assert reap(killed.pid) is None  # collected once
+
+
+def test_stopping_daemons_collects_the_ones_that_died_already(tmp_path: Path) -> None:
+    """A daemon killed from outside (a crash, another `lab down`) is a zombie of the process
+    that started it until collected: stopping collects it too."""
+    env = {"PATH": "/usr/bin:/bin"}
+    dead = start_daemon("dead", ["sleep", "60"], tmp_path / "dead.log", env)
+    os.kill(dead.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{dead.pid}/stat").read_text().split(")")[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed daemon never became a zombie"
+        time.sleep(0.01)
+    assert stop_all([dead], grace=1) == []
+    assert not Path(f"/proc/{dead.pid}").exists()
