@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import ssl
 import time
@@ -365,15 +366,37 @@ def _start_runtime(
     """Start containerd; its images are imported in `pool` (done when the future is)."""
     reporter.step(f"Starting containerd for the real node, importing {len(parts.images)} images")
     realnode.prepare_runtime(node, parts.tools)
-    containerd = _launcher(paths, lab, layout, node)(
-        "containerd", realnode.containerd_command(parts.tools, node)
-    )
+    launch = _launcher(paths, lab, layout, node)
+    command = realnode.containerd_command(parts.tools, node)
+    containerd = launch("containerd", command)
 
     def take_images() -> None:
-        realnode.wait_containerd(parts.tools, node, containerd)
+        wait = functools.partial(realnode.wait_containerd, parts.tools, node)
+        containerd_answers(lab, containerd, lambda: launch("containerd", command), wait, reporter)
         realnode.import_images(parts.tools, node, parts.images)
 
     return pool.submit(take_images)
+
+
+def containerd_answers(
+    lab: state.LabState,
+    started: ProcessRecord,
+    start_again: Callable[[], ProcessRecord],
+    wait: Callable[[ProcessRecord], None],
+    reporter: Reporter,
+) -> None:
+    """Wait until containerd answers; if it died while starting, start it once more.
+
+    Seen on a busy machine (a test suite's workers starting, image builds just done):
+    containerd gone within its first second, its log empty. Not understood yet: a second death
+    is the error, and the warning says how the first one ended, so that the cause can be
+    found."""
+    try:
+        wait(started)
+    except realnode.ContainerdDiedError as died:
+        reporter.warn(f"{died.message} Starting it once more.")
+        lab.processes.remove(started)  # a dead record would make the lab look crashed
+        wait(start_again())
 
 
 @dataclass(frozen=True)

@@ -529,6 +529,10 @@ def _ip(*args: str, check: bool = True) -> bool:
     return done.returncode == 0
 
 
+class ContainerdDiedError(OperationFailedError):
+    """containerd ended before it answered on its socket."""
+
+
 def wait_containerd(tools: NodeTools, layout: NodeLayout, record: ProcessRecord) -> None:
     from libresh_cli.lab.processes import is_alive, reap
 
@@ -540,7 +544,7 @@ def wait_containerd(tools: NodeTools, layout: NodeLayout, record: ProcessRecord)
             # A dying process has no command line before it is a zombie: wait for its end.
             ended = reap(record.pid, wait=2.0)
             how = f" ({ended})" if ended else ""
-            raise OperationFailedError(
+            raise ContainerdDiedError(
                 f"containerd exited while starting{how}.", hint=_log_tail(Path(record.log))
             )
         time.sleep(0.1)

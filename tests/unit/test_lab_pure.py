@@ -205,3 +205,34 @@ def test_stopping_daemons_collects_the_ones_that_died_already(tmp_path: Path) ->
         time.sleep(0.01)
     assert stop_all([dead], grace=1) == []
     assert not Path(f"/proc/{dead.pid}").exists()
+
+
+def test_containerd_that_died_while_starting_is_started_once_more() -> None:
+    from libresh_cli.lab import realnode
+    from libresh_cli.lab.cluster import containerd_answers
+    from libresh_cli.progress import RecordingReporter
+
+    first = ProcessRecord("containerd", 101, "/usr/bin/containerd", "/tmp/c.log")
+    second = ProcessRecord("containerd", 102, "/usr/bin/containerd", "/tmp/c.log")
+    lab = state.LabState("l", 1, 2, [], "1.34.4", "0.8.0", "/b", 0.0, processes=[first])
+    dead = {101, 103}
+
+    def wait(record: ProcessRecord) -> None:
+        if record.pid in dead:
+            raise realnode.ContainerdDiedError("containerd exited while starting (exit code 1).")
+
+    def start_again() -> ProcessRecord:
+        lab.processes.append(second)
+        return second
+
+    reporter = RecordingReporter()
+    containerd_answers(lab, first, start_again, wait, reporter)
+    assert lab.processes == [second]  # the dead one would make the lab look crashed
+    assert reporter.events == [
+        ("warn", "containerd exited while starting (exit code 1). Starting it once more.")
+    ]
+    # A second death is the error.
+    third = ProcessRecord("containerd", 103, "/usr/bin/containerd", "/tmp/c.log")
+    dead.add(102)
+    with pytest.raises(realnode.ContainerdDiedError):
+        containerd_answers(lab, second, lambda: third, wait, RecordingReporter())
