@@ -390,10 +390,13 @@ def containerd_answers(
     Seen on a busy machine (a test suite's workers starting, image builds just done):
     containerd gone within its first second, its log empty. Not understood yet: a second death
     is the error, and the warning says how the first one ended, so that the cause can be
-    found."""
+    found. Only a death seen (its exit status collected) is retried: a containerd that might
+    still run would hold the root and socket the second one needs."""
     try:
         wait(started)
     except realnode.ContainerdDiedError as died:
+        if died.ended is None:
+            raise
         reporter.warn(f"{died.message} Starting it once more.")
         lab.processes.remove(started)  # a dead record would make the lab look crashed
         wait(start_again())

@@ -530,7 +530,12 @@ def _ip(*args: str, check: bool = True) -> bool:
 
 
 class ContainerdDiedError(OperationFailedError):
-    """containerd ended before it answered on its socket."""
+    """containerd ended before it answered on its socket; `ended` says how, when known (it is
+    not when the process was not this one's child, or has no command line yet is no zombie)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, ended: str | None = None):
+        super().__init__(message, hint=hint)
+        self.ended = ended
 
 
 def wait_containerd(tools: NodeTools, layout: NodeLayout, record: ProcessRecord) -> None:
@@ -545,7 +550,9 @@ def wait_containerd(tools: NodeTools, layout: NodeLayout, record: ProcessRecord)
             ended = reap(record.pid, wait=2.0)
             how = f" ({ended})" if ended else ""
             raise ContainerdDiedError(
-                f"containerd exited while starting{how}.", hint=_log_tail(Path(record.log))
+                f"containerd exited while starting{how}.",
+                hint=_log_tail(Path(record.log)),
+                ended=ended,
             )
         time.sleep(0.1)
     raise OperationFailedError(

@@ -216,10 +216,15 @@ def test_containerd_that_died_while_starting_is_started_once_more() -> None:
     second = ProcessRecord("containerd", 102, "/usr/bin/containerd", "/tmp/c.log")
     lab = state.LabState("l", 1, 2, [], "1.34.4", "0.8.0", "/b", 0.0, processes=[first])
     dead = {101, 103}
+    maybe_running = {104}
 
     def wait(record: ProcessRecord) -> None:
         if record.pid in dead:
-            raise realnode.ContainerdDiedError("containerd exited while starting (exit code 1).")
+            raise realnode.ContainerdDiedError(
+                "containerd exited while starting (exit code 1).", ended="exit code 1"
+            )
+        if record.pid in maybe_running:
+            raise realnode.ContainerdDiedError("containerd exited while starting.")
 
     def start_again() -> ProcessRecord:
         lab.processes.append(second)
@@ -236,3 +241,14 @@ def test_containerd_that_died_while_starting_is_started_once_more() -> None:
     dead.add(102)
     with pytest.raises(realnode.ContainerdDiedError):
         containerd_answers(lab, second, lambda: third, wait, RecordingReporter())
+    # Not seen to end (no exit status): it may still hold containerd's root; no second start.
+    unknown = ProcessRecord("containerd", 104, "/usr/bin/containerd", "/tmp/c.log")
+    started_again: list[ProcessRecord] = []
+
+    def start_fourth() -> ProcessRecord:
+        started_again.append(third)
+        return third
+
+    with pytest.raises(realnode.ContainerdDiedError):
+        containerd_answers(lab, unknown, start_fourth, wait, RecordingReporter())
+    assert started_again == []
