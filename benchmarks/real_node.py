@@ -124,19 +124,6 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def shim_pids(node: realnode.NodeLayout) -> list[int]:
-    marker = str(node.containerd_socket).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if cmdline and b"containerd-shim" in cmdline[0] and marker in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def lab_memory(state_home: str) -> dict[str, int]:
     """KiB of resident memory of each process the lab started, and of its containers."""
     paths = Paths.from_env({**os.environ, "XDG_STATE_HOME": state_home})
@@ -146,7 +133,7 @@ def lab_memory(state_home: str) -> dict[str, int]:
     node = realnode.NodeLayout.from_record(lab.real_node)
     # containerd's shims (one per pod) are neither the lab's recorded processes nor in the
     # node's cgroup: ours name the node's containerd socket.
-    memory["containerd shims"] = sum(rss_kib(pid) for pid in shim_pids(node))
+    memory["containerd shims"] = sum(rss_kib(pid) for pid in realnode.shim_pids(node))
     for directory in realnode.cgroup_dirs(node):
         for name in ("memory.current", "memory.usage_in_bytes"):
             if (directory / name).exists():

@@ -664,8 +664,16 @@ def _cgroup_tree(root: Path) -> list[Path]:
 
 
 def _kill_shims(layout: NodeLayout) -> None:
-    """containerd's shims outlive containerd by design; ours name our socket."""
+    """containerd's shims outlive containerd by design."""
+    for pid in shim_pids(layout):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def shim_pids(layout: NodeLayout) -> list[int]:
+    """The node's containerd shims (one per pod): ours name our socket."""
     marker = str(layout.containerd_socket).encode()
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -674,8 +682,8 @@ def _kill_shims(layout: NodeLayout) -> None:
         except OSError:
             continue
         if b"containerd-shim" in cmdline and marker in cmdline.split(b"\0"):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
+            pids.append(int(entry.name))
+    return pids
 
 
 START_LOCK = Path("/run/lock/libresh-lab-real-node.lock")
